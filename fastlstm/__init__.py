@@ -1,0 +1,16 @@
+"""fastlstm: fast LSTM forward and backward on NumPy arrays, with results identical to
+torch.nn.LSTM.
+
+    y, (h_n, c_n) = fastlstm.forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0)
+    y, (h_n, c_n), tape = fastlstm.forward(..., return_tape=True)
+    grads = fastlstm.backward(tape, dy, dh_n, dc_n)
+
+Backends: a NumPy reference (fastlstm.reference), Cython and Numba kernels (fastlstm._kernels).
+"""
+from ._api import Gradients, Tape, backward, forward
+from ._backends import available_backends
+from ._config import show_config
+from ._version import __version__
+
+__all__ = ["forward", "backward", "available_backends", "show_config", "Gradients", "Tape",
+           "__version__"]

@@ -1,0 +1,49 @@
+"""Argument checks for the public API: every check runs before any kernel does.
+
+Errors name the argument: a wrong dtype or type is a TypeError, a wrong shape a ValueError
+with the expected and the given shape.
+"""
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_float_array(name, value, dtype=None):
+    """`value` as an ndarray of float32 or float64 (and of `dtype` when given); never copies."""
+    if isinstance(value, np.ndarray):
+        arr = value
+    else:
+        try:
+            arr = np.asarray(value)
+        except Exception as exc:  # ragged lists, objects NumPy cannot convert
+            raise TypeError(f"{name}: expected an array, got {type(value).__name__}") from exc
+    if arr.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {arr.dtype}")
+    if dtype is not None and arr.dtype != dtype:
+        raise TypeError(
+            f"{name}: dtype {arr.dtype} differs from x's dtype {dtype}; "
+            "all arrays of one call must share one dtype"
+        )
+    return arr
+
+
+def check_shape(name, arr, expected, what=""):
+    """Raise ValueError unless arr.shape == expected; `what` spells the expected shape symbolically."""
+    if arr.shape != tuple(expected):
+        spelled = f"{what} = {tuple(expected)}" if what else f"{tuple(expected)}"
+        raise ValueError(f"{name}: expected shape {spelled}, got {arr.shape}")
+
+
+def optional_array(name, value, dtype, expected, what=""):
+    """None, or `value` checked for dtype and shape."""
+    if value is None:
+        return None
+    arr = as_float_array(name, value, dtype)
+    check_shape(name, arr, expected, what)
+    return arr
+
+
+def check_flag(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)

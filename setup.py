@@ -1,0 +1,59 @@
+"""Builds the Cython kernels in src/kernels as fastlstm._kernels.*, with OpenMP when the compiler has it."""
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+KERNELS = ["lstm_forward", "lstm_backward", "_info"]
+
+
+def compiler_has_openmp():
+    """True when the C compiler builds and links a program with -fopenmp."""
+    cc = os.environ.get("CC", "cc")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "omp.c")
+        with open(src, "w") as f:
+            f.write("#include <omp.h>\nint main(void){return omp_get_max_threads() > 0 ? 0 : 1;}\n")
+        cmd = [cc, "-fopenmp", src, "-o", os.path.join(tmp, "omp")]
+        return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+openmp = compiler_has_openmp()
+if not openmp:
+    msg = "fastlstm: the C compiler has no OpenMP; the Cython kernels are built single-threaded"
+    warnings.warn(msg)
+    print("*" * 78 + "\n" + msg + "\n" + "*" * 78, file=sys.stderr)
+
+compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math"] + (["-fopenmp"] if openmp else [])
+link_args = ["-fopenmp"] if openmp else []
+
+extensions = [
+    Extension(
+        f"fastlstm._kernels.{name}",
+        [f"src/kernels/{name}.pyx"],
+        include_dirs=[numpy.get_include()],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+    for name in KERNELS
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        include_path=["src/kernels"],
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    )
+)

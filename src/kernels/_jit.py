@@ -1,0 +1,12 @@
+"""The one place that holds the Numba JIT options of fastlstm's kernels."""
+import numba
+
+# cache=True: compiled code is kept on disk (next to the sources, or in numba's user cache
+# when that is not writable). nogil=True: the kernels release the GIL. fastmath is left off so
+# that NaN and inf propagate exactly as in the NumPy reference.
+JIT_OPTIONS = dict(nogil=True, cache=True)
+
+
+def jit(func):
+    """Compile `func` with fastlstm's JIT options (lazily, per argument types)."""
+    return numba.njit(**JIT_OPTIONS)(func)
