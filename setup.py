@@ -29,7 +29,25 @@ if not openmp:
     warnings.warn(msg)
     print("*" * 78 + "\n" + msg + "\n" + "*" * 78, file=sys.stderr)
 
-compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math"] + (["-fopenmp"] if openmp else [])
+
+
+def compiler_accepts(flag):
+    """True when the C compiler accepts `flag`."""
+    cc = os.environ.get("CC", "cc")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "empty.c")
+        with open(src, "w") as f:
+            f.write("int main(void){return 0;}\n")
+        cmd = [cc, flag, src, "-o", os.path.join(tmp, "empty")]
+        return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+# The kernels' loops are written to be vectorised; FASTLSTM_MARCH picks the instruction set
+# (default: this machine's, "-march=native"; set it to "" for a portable build).
+march = os.environ.get("FASTLSTM_MARCH", "native")
+arch_args = [f"-march={march}"] if march and compiler_accepts(f"-march={march}") else []
+compile_args = (["-O3", "-fno-math-errno", "-fno-trapping-math"] + arch_args
+                + (["-fopenmp"] if openmp else []))
 link_args = ["-fopenmp"] if openmp else []
 
 extensions = [

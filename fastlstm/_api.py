@@ -162,7 +162,7 @@ def forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch_firs
             bias += b
 
     h = np.empty((T + 1, B, H), dtype=dtype)
-    c = np.empty((T + 1 if return_tape else 1, B, H), dtype=dtype)
+    c = np.empty((T + 1 if return_tape else 2, B, H), dtype=dtype)
     h[0] = 0 if h0 is None else h0.reshape(B, H)
     c[0] = 0 if c0 is None else c0.reshape(B, H)
     chunk = T if return_tape else min(T, max(1, _INFERENCE_CHUNK_ROWS // max(B, 1)))
@@ -172,7 +172,7 @@ def forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch_firs
 
     state_shape = (H,) if unbatched else (B, H)
     h_n = h[T].reshape(state_shape).copy()
-    c_n = c[-1].reshape(state_shape).copy()
+    c_n = c[T if return_tape else T % 2].reshape(state_shape).copy()
     if not return_tape:
         return _from_time_major(h[1:], batch_first, unbatched), (h_n, c_n)
 

@@ -28,10 +28,11 @@ class NumpyBackend:
     def forward(x, w_ih, w_hh, bias, h, c, gates, n_threads=1):
         hh, cc, gg = reference.lstm_forward(x, w_ih, w_hh, bias, None, h[0], c[0])
         h[1:] = hh[1:]
-        if c.shape[0] > 1:
+        T = x.shape[0]
+        if c.shape[0] == T + 1:
             c[1:] = cc[1:]
         else:
-            c[0] = cc[-1]
+            c[T % 2] = cc[-1]
         if gates.shape[0] == x.shape[0]:
             gates[...] = gg
 
@@ -50,7 +51,7 @@ class CythonBackend:
         self._bwd = importlib.import_module("fastlstm._kernels.lstm_backward").lstm_backward
 
     def forward(self, x, w_ih, w_hh, bias, h, c, gates, n_threads=1):
-        self._fwd(x, w_ih, w_hh, bias, h, c, gates, n_threads)
+        self._fwd(x, w_ih, np.ascontiguousarray(w_hh.T), bias, h, c, gates, n_threads)
 
     def backward(self, w_hh, c, gates, dy, dh, dc, dA, n_threads=1):
         self._bwd(w_hh, c, gates, dy, dh, dc, dA, n_threads)

@@ -8,7 +8,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from _activations cimport tanh_
-from _blas cimport gemm_nn
+from _matmul cimport matmul
 
 
 cdef void gate_grads(const floating* gates, const floating* c_prev, const floating* c_t,
@@ -72,5 +72,4 @@ def lstm_backward(const floating[:, ::1] w_hh, const floating[:, :, ::1] c,
                        &dy[t, 0, 0] if has_dy else NULL, &dh[0, 0], &dc[0, 0], &dA[t, 0, 0],
                        B, H, n_threads)
             # dh (B, H) = dA_t (B, 4H) @ w_hh (4H, H)
-            gemm_nn(<int>B, <int>H, <int>(4 * H), 1, &dA[t, 0, 0], <int>(4 * H),
-                    &w_hh[0, 0], <int>H, 0, &dh[0, 0], <int>H)
+            matmul(B, H, 4 * H, &dA[t, 0, 0], &w_hh[0, 0], 0, &dh[0, 0])

@@ -3,6 +3,7 @@ of the Cython kernel lstm_backward.pyx (same arguments, same contract)."""
 import numpy as np
 
 from ._jit import jit
+from .numba_activations import one_minus, tanh_
 
 
 @jit
@@ -22,12 +23,12 @@ def _gate_grads(gates, c_prev, c_t, dy, has_dy, dh, dc, dA):
             dh_t = dh[b, j]
             if has_dy:
                 dh_t = dh_t + dy[b, j]
-            tc = np.tanh(c_t[b, j])
-            dc_t = dc[b, j] + dh_t * o * (1 - tc * tc)
-            dA[b, j] = dc_t * g * i * (1 - i)
-            dA[b, H + j] = dc_t * c_prev[b, j] * f * (1 - f)
-            dA[b, 2 * H + j] = dc_t * i * (1 - g * g)
-            dA[b, 3 * H + j] = dh_t * tc * o * (1 - o)
+            tc = tanh_(c_t[b, j])
+            dc_t = dc[b, j] + dh_t * o * one_minus(tc * tc)
+            dA[b, j] = dc_t * g * i * one_minus(i)
+            dA[b, H + j] = dc_t * c_prev[b, j] * f * one_minus(f)
+            dA[b, 2 * H + j] = dc_t * i * one_minus(g * g)
+            dA[b, 3 * H + j] = dh_t * tc * o * one_minus(o)
             dc[b, j] = dc_t * f
 
 

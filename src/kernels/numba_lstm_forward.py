@@ -3,30 +3,31 @@ Cython kernel lstm_forward.pyx (same arguments, same contract)."""
 import numpy as np
 
 from ._jit import jit
+from .numba_activations import sigmoid, tanh_
 
 
 @jit
-def _gates_and_state(gates, bias, c_prev, c_next, h_next):
+def _gates_and_state(gates, rec, bias, c_prev, c_next, h_next):
     """The fused pointwise pass of one step; mirrors reference.lstm_cell_forward after `a`.
 
-    gates (B, 4H) IN/OUT: pre-activations without bias on entry, [i, f, g, o] on return;
-    bias (4H,); c_prev (B, H) IN; c_next (B, H) OUT (may be c_prev); h_next (B, H) OUT.
+    gates (B, 4H) IN/OUT: input projection x_t W_ih^T on entry, [i, f, g, o] on return;
+    rec (B, 4H) IN: the recurrent product h_{t-1} W_hh^T; bias (4H,); c_prev (B, H) IN; c_next (B, H) OUT (a different buffer); h_next (B, H) OUT.
+    Each loop is a plain pass over contiguous memory, so LLVM vectorises it.
     """
     B, H = c_prev.shape
     for b in range(B):
         row = gates[b]
+        rec_row = rec[b]
+        for j in range(2 * H):              # i, f
+            row[j] = sigmoid(row[j] + rec_row[j] + bias[j])
+        for j in range(2 * H, 3 * H):       # g
+            row[j] = tanh_(row[j] + rec_row[j] + bias[j])
+        for j in range(3 * H, 4 * H):       # o
+            row[j] = sigmoid(row[j] + rec_row[j] + bias[j])
         for j in range(H):
-            i = 1.0 / (1.0 + np.exp(-(row[j] + bias[j])))
-            f = 1.0 / (1.0 + np.exp(-(row[H + j] + bias[H + j])))
-            g = np.tanh(row[2 * H + j] + bias[2 * H + j])
-            o = 1.0 / (1.0 + np.exp(-(row[3 * H + j] + bias[3 * H + j])))
-            row[j] = i
-            row[H + j] = f
-            row[2 * H + j] = g
-            row[3 * H + j] = o
-            c = f * c_prev[b, j] + i * g
+            c = row[H + j] * c_prev[b, j] + row[j] * row[2 * H + j]
             c_next[b, j] = c
-            h_next[b, j] = o * np.tanh(c)
+            h_next[b, j] = row[3 * H + j] * tanh_(c)
 
 
 @jit
@@ -38,7 +39,7 @@ def lstm_forward(x, w_ih_t, w_hh_t, bias, h, c, gates, rec):
     w_hh_t (H, 4H)      IN   w_hh transposed
     bias   (4H,)        IN   b_ih + b_hh
     h      (T+1, B, H)  IN/OUT  h[0] = h_0 on entry; h[1:] receives h_1 ... h_T
-    c      (T+1, B, H) or (1, B, H)  IN/OUT  as in the Cython kernel
+    c      (T+1, B, H) or (2, B, H)  IN/OUT  as in the Cython kernel
     gates  (K, B, 4H)   OUT/scratch  as in the Cython kernel
     rec    (B, 4H)      scratch  for the recurrent product h_{t-1} W_hh^T
     """
@@ -47,7 +48,7 @@ def lstm_forward(x, w_ih_t, w_hh_t, bias, h, c, gates, rec):
     H = h.shape[2]
     x2 = x.reshape(T * B, I)
     gates2 = gates.reshape(K * B, 4 * H)
-    keep_c = c.shape[0] > 1
+    keep_c = c.shape[0] == T + 1
     t0 = 0
     while t0 < T:
         k = min(K, T - t0)
@@ -55,7 +56,6 @@ def lstm_forward(x, w_ih_t, w_hh_t, bias, h, c, gates, rec):
         for s in range(k):
             t = t0 + s
             np.dot(h[t], w_hh_t, rec)
-            gates[s] += rec
-            _gates_and_state(gates[s], bias, c[t if keep_c else 0], c[t + 1 if keep_c else 0],
-                             h[t + 1])
+            _gates_and_state(gates[s], rec, bias, c[t if keep_c else t % 2],
+                             c[t + 1 if keep_c else (t + 1) % 2], h[t + 1])
         t0 += k
