@@ -10,7 +10,8 @@ Backends: a NumPy reference (fastlstm.reference), Cython and Numba kernels (fast
 from ._api import Gradients, Tape, backward, forward
 from ._backends import available_backends
 from ._config import show_config
+from ._threads import threads
 from ._version import __version__
 
-__all__ = ["forward", "backward", "available_backends", "show_config", "Gradients", "Tape",
-           "__version__"]
+__all__ = ["forward", "backward", "available_backends", "show_config", "threads", "Gradients",
+           "Tape", "__version__"]

@@ -8,8 +8,8 @@ from typing import Optional
 
 import numpy as np
 
-from . import reference
 from ._backends import get_backend
+from ._threads import current_threads
 from ._validate import as_float_array, check_flag, check_shape, optional_array
 
 # Inference projects the input of at most this many rows (steps x batch) per matrix product,
@@ -98,7 +98,8 @@ def _from_time_major(arr, batch_first, unbatched):
 
 
 def _pointwise_threads(B, H):
-    return 2 if B > 1 and B * H >= _PARALLEL_POINTWISE_MIN else 1
+    """OpenMP threads for the kernels' pointwise pass: one for small problems."""
+    return min(current_threads(), B) if B * H >= _PARALLEL_POINTWISE_MIN else 1
 
 
 def _check_forward_args(x, w_ih, w_hh, b_ih, b_hh, h0, c0, batch_first):
@@ -213,14 +214,18 @@ def backward(tape, dy=None, dh_n=None, dc_n=None):
     dh = np.zeros((B, H), dtype=dtype) if dh_n is None else np.array(dh_n, dtype).reshape(B, H)
     dc = np.zeros((B, H), dtype=dtype) if dc_n is None else np.array(dc_n, dtype).reshape(B, H)
     dA = np.empty((T, B, 4 * H), dtype=dtype)
+    dx = np.empty((T, B, I), dtype=dtype)
+    dw_ih = np.empty((4 * H, I), dtype=dtype)
+    dw_hh = np.empty((4 * H, H), dtype=dtype)
+    db = np.empty(4 * H, dtype=dtype)
     if T > 0 and B > 0:
         kernel = get_backend(tape.backend)
-        kernel.backward(tape.w_hh, tape.c, tape.gates, dy_tm, dh, dc, dA,
-                        _pointwise_threads(B, H))
-    else:
-        dA.fill(0)
+        kernel.backward(tape.x, tape.w_ih, tape.w_hh, tape.h, tape.c, tape.gates, dy_tm, dh, dc,
+                        dA, dx, dw_ih, dw_hh, db, _pointwise_threads(B, H))
+    else:  # no step: nothing flows to the weights or the input
+        for grad in (dx, dw_ih, dw_hh, db):
+            grad.fill(0)
 
-    dx, dw_ih, dw_hh, db = reference.lstm_weight_grads(tape.x, tape.h, tape.w_ih, dA)
     state_shape = tape.state_shape
     return Gradients(
         x=_from_time_major(dx, tape.batch_first, tape.unbatched),

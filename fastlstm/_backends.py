@@ -2,7 +2,7 @@
 
 Each backend offers
     forward(x, w_ih, w_hh, bias, h, c, gates, n_threads)
-    backward(w_hh, c, gates, dy, dh, dc, dA, n_threads)
+    backward(x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db, n_threads)
 with the buffers documented in src/kernels/lstm_forward.pyx and lstm_backward.pyx: the caller
 (fastlstm._api) allocates every output and scratch array, the backend only fills them.
 Backends load lazily on first use, so importing fastlstm does not import Numba.
@@ -37,10 +37,12 @@ class NumpyBackend:
             gates[...] = gg
 
     @staticmethod
-    def backward(w_hh, c, gates, dy, dh, dc, dA, n_threads=1):
+    def backward(x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db,
+                 n_threads=1):
         dA[...], dh[...], dc[...] = reference.lstm_backward_steps(
             w_hh, c, gates, dy if dy.shape[0] else None, dh, dc
         )
+        dx[...], dw_ih[...], dw_hh[...], db[...] = reference.lstm_weight_grads(x, h, w_ih, dA)
 
 
 class CythonBackend:
@@ -53,8 +55,9 @@ class CythonBackend:
     def forward(self, x, w_ih, w_hh, bias, h, c, gates, n_threads=1):
         self._fwd(x, w_ih, np.ascontiguousarray(w_hh.T), bias, h, c, gates, n_threads)
 
-    def backward(self, w_hh, c, gates, dy, dh, dc, dA, n_threads=1):
-        self._bwd(w_hh, c, gates, dy, dh, dc, dA, n_threads)
+    def backward(self, x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db,
+                 n_threads=1):
+        self._bwd(x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db, n_threads)
 
 
 class NumbaBackend:
@@ -68,8 +71,9 @@ class NumbaBackend:
         rec = np.empty((x.shape[1], w_hh.shape[0]), dtype=x.dtype)
         self._fwd(x, w_ih.T, w_hh.T, bias, h, c, gates, rec)
 
-    def backward(self, w_hh, c, gates, dy, dh, dc, dA, n_threads=1):
-        self._bwd(w_hh, c, gates, dy, dh, dc, dA)
+    def backward(self, x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db,
+                 n_threads=1):
+        self._bwd(x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db)
 
 
 _FACTORIES = {"cython": CythonBackend, "numba": NumbaBackend, "numpy": NumpyBackend}

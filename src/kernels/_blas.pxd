@@ -31,3 +31,17 @@ cdef inline void gemm_nn(int m, int n, int k, floating alpha,
     else:
         dgemm(&no_trans, &no_trans, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda,
               &beta, c, &ldc)
+
+
+cdef inline void gemm_tn(int m, int n, int k, floating alpha,
+                         const floating* a, int lda, const floating* b, int ldb,
+                         floating beta, floating* c, int ldc) noexcept nogil:
+    """C (m, n) = alpha * A (k, m)^T @ B (k, n) + beta * C; row-major, leading dims lda, ldb, ldc."""
+    cdef char no_trans = b'N'
+    cdef char trans = b'T'
+    if floating is float:
+        sgemm(&no_trans, &trans, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda,
+              &beta, c, &ldc)
+    else:
+        dgemm(&no_trans, &trans, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda,
+              &beta, c, &ldc)

@@ -1,13 +1,15 @@
 """Cython LSTM backward kernel. Mirrors fastlstm.reference.lstm_backward_steps (SPEC.md section 1).
 
 Walks t = T ... 1 without the GIL: per step one fused pointwise pass for the gate gradients and
-one dA_t W_hh product. The weight, input and bias gradients are left to large matrix products
-after the loop (fastlstm.reference.lstm_weight_grads). Nothing is allocated here.
+one dA_t W_hh product. Then the input, weight and bias gradients are large matrix products over
+all steps at once (mirrors fastlstm.reference.lstm_weight_grads). Nothing is allocated here,
+and every product goes through the same BLAS (SciPy's) as the forward kernel.
 """
 from cython cimport floating
 from cython.parallel cimport prange
 
 from _activations cimport tanh_
+from _blas cimport gemm_nn, gemm_tn
 from _matmul cimport matmul
 
 
@@ -42,28 +44,59 @@ cdef void gate_grads(const floating* gates, const floating* c_prev, const floati
             dc[n] = dc_t * f
 
 
-def lstm_backward(const floating[:, ::1] w_hh, const floating[:, :, ::1] c,
-                  const floating[:, :, ::1] gates, const floating[:, :, ::1] dy,
-                  floating[:, ::1] dh, floating[:, ::1] dc, floating[:, :, ::1] dA,
-                  int n_threads=1):
-    """Back-propagate through T >= 1 steps of B >= 1 rows and H >= 1 hidden units.
+cdef void weight_grads(const floating* x, const floating* h, const floating* w_ih,
+                       const floating* dA, floating* dx, floating* dw_ih, floating* dw_hh,
+                       floating* db, Py_ssize_t TB, Py_ssize_t I, Py_ssize_t H) noexcept nogil:
+    """Mirrors reference.lstm_weight_grads, with TB = T*B rows.
 
+    x (TB, I), h (TB, H) = h_0 ... h_{T-1}, w_ih (4H, I), dA (TB, 4H)  IN
+    dx (TB, I), dw_ih (4H, I), dw_hh (4H, H), db (4H,)  OUT
+    """
+    cdef Py_ssize_t r, j
+    gemm_nn(<int>TB, <int>I, <int>(4 * H), 1, dA, <int>(4 * H), w_ih, <int>I, 0, dx, <int>I)
+    gemm_tn(<int>(4 * H), <int>I, <int>TB, 1, dA, <int>(4 * H), x, <int>I, 0, dw_ih, <int>I)
+    gemm_tn(<int>(4 * H), <int>H, <int>TB, 1, dA, <int>(4 * H), h, <int>H, 0, dw_hh, <int>H)
+    for j in range(4 * H):
+        db[j] = 0
+    for r in range(TB):
+        for j in range(4 * H):
+            db[j] += dA[r * 4 * H + j]
+
+
+def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
+                  const floating[:, ::1] w_hh, const floating[:, :, ::1] h,
+                  const floating[:, :, ::1] c, const floating[:, :, ::1] gates,
+                  const floating[:, :, ::1] dy, floating[:, ::1] dh, floating[:, ::1] dc,
+                  floating[:, :, ::1] dA, floating[:, :, ::1] dx, floating[:, ::1] dw_ih,
+                  floating[:, ::1] dw_hh, floating[::1] db, int n_threads=1):
+    """Back-propagate through T >= 1 steps of B >= 1 rows, I >= 1 inputs, H >= 1 hidden units.
+
+    x      (T, B, I)    IN   the forward input
+    w_ih   (4H, I)      IN
     w_hh   (4H, H)      IN
+    h      (T+1, B, H)  IN   hidden states from the forward tape, h[0] = h_0
     c      (T+1, B, H)  IN   cell states from the forward tape, c[0] = c_0
     gates  (T, B, 4H)   IN   gate activations from the forward tape
     dy     (T, B, H)    IN   output gradients, or (0, B, H) for none
     dh     (B, H)       IN/OUT  dh_n on entry, dh_0 on return
     dc     (B, H)       IN/OUT  dc_n on entry, dc_0 on return
     dA     (T, B, 4H)   OUT  gate pre-activation gradients of every step
+    dx (T, B, I), dw_ih (4H, I), dw_hh (4H, H), db (4H,)  OUT  (db is for b_ih and b_hh alike)
     n_threads           OpenMP threads for the pointwise pass (over batch rows).
     """
-    cdef Py_ssize_t T = gates.shape[0], B = gates.shape[1], H = dh.shape[1]
+    cdef Py_ssize_t T = gates.shape[0], B = gates.shape[1], H = dh.shape[1], I = x.shape[2]
     cdef bint has_dy = dy.shape[0] > 0
     cdef Py_ssize_t t
-    if (T < 1 or B < 1 or H < 1 or w_hh.shape[0] != 4 * H or w_hh.shape[1] != H
+    if (T < 1 or B < 1 or H < 1 or I < 1 or w_hh.shape[0] != 4 * H or w_hh.shape[1] != H
+            or w_ih.shape[0] != 4 * H or w_ih.shape[1] != I
+            or x.shape[0] != T or x.shape[1] != B
+            or h.shape[0] != T + 1 or h.shape[1] != B or h.shape[2] != H
             or c.shape[0] != T + 1 or c.shape[1] != B or c.shape[2] != H
             or gates.shape[2] != 4 * H or dh.shape[0] != B or dc.shape[0] != B
             or dc.shape[1] != H or dA.shape[0] != T or dA.shape[1] != B or dA.shape[2] != 4 * H
+            or dx.shape[0] != T or dx.shape[1] != B or dx.shape[2] != I
+            or dw_ih.shape[0] != 4 * H or dw_ih.shape[1] != I
+            or dw_hh.shape[0] != 4 * H or dw_hh.shape[1] != H or db.shape[0] != 4 * H
             or (has_dy and (dy.shape[0] != T or dy.shape[1] != B or dy.shape[2] != H))):
         raise ValueError("lstm_backward: inconsistent buffer shapes")
     with nogil:
@@ -73,3 +106,5 @@ def lstm_backward(const floating[:, ::1] w_hh, const floating[:, :, ::1] c,
                        B, H, n_threads)
             # dh (B, H) = dA_t (B, 4H) @ w_hh (4H, H)
             matmul(B, H, 4 * H, &dA[t, 0, 0], &w_hh[0, 0], 0, &dh[0, 0])
+        weight_grads(&x[0, 0, 0], &h[0, 0, 0], &w_ih[0, 0], &dA[0, 0, 0], &dx[0, 0, 0],
+                     &dw_ih[0, 0], &dw_hh[0, 0], &db[0], T * B, I, H)

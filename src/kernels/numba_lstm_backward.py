@@ -33,15 +33,35 @@ def _gate_grads(gates, c_prev, c_t, dy, has_dy, dh, dc, dA):
 
 
 @jit
-def lstm_backward(w_hh, c, gates, dy, dh, dc, dA):
+def _weight_grads(x2, h2, w_ih, dA2, dx2, dw_ih, dw_hh, db):
+    """Mirrors reference.lstm_weight_grads, with TB = T*B rows.
+
+    x2 (TB, I), h2 (TB, H) = h_0 ... h_{T-1}, w_ih (4H, I), dA2 (TB, 4H)  IN;
+    dx2 (TB, I), dw_ih (4H, I), dw_hh (4H, H), db (4H,)  OUT.
+    """
+    np.dot(dA2, w_ih, dx2)
+    np.dot(dA2.T, x2, dw_ih)
+    np.dot(dA2.T, h2, dw_hh)
+    db[:] = 0
+    for r in range(dA2.shape[0]):
+        for j in range(dA2.shape[1]):
+            db[j] += dA2[r, j]
+
+
+@jit
+def lstm_backward(x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db):
     """Back-propagate through T >= 1 steps; arguments as in the Cython kernel lstm_backward.
 
-    w_hh (4H, H) IN; c (T+1, B, H) IN; gates (T, B, 4H) IN; dy (T, B, H) or (0, B, H) IN;
-    dh, dc (B, H) IN/OUT (dh_n, dc_n in; dh_0, dc_0 out); dA (T, B, 4H) OUT.
+    x (T, B, I), w_ih (4H, I), w_hh (4H, H), h, c (T+1, B, H), gates (T, B, 4H) IN;
+    dy (T, B, H) or (0, B, H) IN; dh, dc (B, H) IN/OUT (dh_n, dc_n in; dh_0, dc_0 out);
+    dA (T, B, 4H), dx (T, B, I), dw_ih (4H, I), dw_hh (4H, H), db (4H,) OUT.
     """
-    T = gates.shape[0]
+    T, B, I = x.shape
+    H = dh.shape[1]
     has_dy = dy.shape[0] > 0
     for t in range(T - 1, -1, -1):
         _gate_grads(gates[t], c[t], c[t + 1], dy[t if has_dy else 0] if has_dy else dh,
                     has_dy, dh, dc, dA[t])
         np.dot(dA[t], w_hh, dh)
+    _weight_grads(x.reshape(T * B, I), h[:T].reshape(T * B, H), w_ih,
+                  dA.reshape(T * B, 4 * H), dx.reshape(T * B, I), dw_ih, dw_hh, db)

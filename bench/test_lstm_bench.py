@@ -1,0 +1,41 @@
+"""Benchmarks: every contender of fastlstm._peers on every shape x mode, grouped by shape and
+mode so that pytest-benchmark's table puts the contenders side by side.
+
+Each benchmark first checks the contender's y (and gradients, for training) against fastlstm's
+NumPy reference (float32, relative error 1e-4): a mismatch fails the test. The callable is
+then warmed up (JIT compilation) and timed with benchmark.pedantic under the thread limit.
+See bench/conftest.py for the options (--lstm-quick for a smoke run).
+"""
+import math
+import time
+
+import pytest
+
+from fastlstm import _bench, _peers
+
+MIN_ROUNDS = 5
+
+
+def test_lstm(benchmark, lstm_case, lstm_problems, lstm_settings):
+    shape, mode, name = lstm_case
+    problem, ref = lstm_problems(shape)
+    threads = lstm_settings["threads"]
+    try:
+        contender = _peers.build(name, problem, threads)
+    except _peers.PeerUnavailable as exc:
+        pytest.skip(str(exc))
+    if not contender.can(mode):
+        pytest.skip(f"{name}: {mode} not supported ({contender.note or 'inference only'})")
+    fn = contender.callable_for(mode)
+
+    with _peers.threads_limited(threads):
+        errors = _peers.check_contender(contender, ref, modes=(mode,))  # also the JIT warm-up
+        t0 = time.perf_counter()
+        fn()
+        once = max(time.perf_counter() - t0, 1e-7)
+        rounds = max(MIN_ROUNDS, min(10_000, math.ceil(lstm_settings["min_time"] / once)))
+        benchmark.group = f"{_bench.shape_label(shape)} {mode}"
+        benchmark.extra_info.update(
+            contender=name, version=contender.version, threads=threads,
+            gflop=_bench.lstm_flops(shape, mode) / 1e9, max_rel_error=max(errors.values()))
+        benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)

@@ -1,0 +1,584 @@
+"""`python -m fastlstm bench`: time fastlstm's backends against torch and onnxruntime.
+
+For each shape (T, B, I, H) and mode ("inference": one forward pass; "training": forward with a
+tape + backward with every gradient), every contender of fastlstm._peers runs the same float32
+LSTM. Before anything is timed, each contender's y and gradients are checked against
+fastlstm's NumPy reference (relative error 1e-4); a mismatch stops the run with an error.
+
+Timing: each callable is warmed up (JIT compilation, caches), then repeated until both
+--min-time seconds and --repeats calls are reached; the table reports the median.
+
+Output: a header (machine, versions, threads, git commit, date, the float32 matrix-product rate
+of this machine measured at the start of the run) and one table, with for every shape x mode x
+contender: median ms, GFLOP/s, percent of the matrix-product rate, the check's max relative
+error, and for fastlstm's backends the speed ratio against each peer (time(peer) /
+time(backend): > 1 means fastlstm is faster). --json FILE writes all of it, --plot FILE.png a
+bar chart.
+
+    python -m fastlstm bench
+    python -m fastlstm bench --shapes 100x1x32x64 100x16x128x256 --threads 1 --json out.json
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+import fastlstm
+
+from . import _peers
+
+#: the default grid of shapes (T, B, I, H)
+DEFAULT_SHAPES = ((100, 1, 32, 64), (100, 1, 128, 128), (100, 16, 128, 256),
+                  (50, 64, 256, 512), (200, 32, 64, 128))
+DEFAULT_THREADS = 2
+DEFAULT_MIN_TIME = 0.3
+DEFAULT_REPEATS = 5
+DEFAULT_WARMUP = 1
+DEFAULT_PEAK_SIZE = 2048
+FLOPS_CONVENTION = ("inference = 2*T*B*4H*(I+H) flops (the matrix products of the forward pass); "
+                    "training = 3x that (forward + backward ~ 2x forward)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes, flops, timing
+
+
+def parse_shape(text: str) -> Tuple[int, int, int, int]:
+    """'100x1x32x64' -> (100, 1, 32, 64) = (T, B, I, H); ValueError otherwise."""
+    parts = text.strip().lower().split("x")
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if len(shape) != 4 or min(shape) < 1:
+        raise ValueError(f"shape {text!r}: expected TxBxIxH with positive integers, "
+                         "e.g. 100x1x32x64")
+    return shape
+
+
+def shape_label(shape: Sequence[int]) -> str:
+    """(T, B, I, H) -> 'TxBxIxH'."""
+    return "x".join(str(int(n)) for n in shape)
+
+
+def lstm_flops(shape: Sequence[int], mode: str) -> float:
+    """Matrix-product flops of one call: 2*T*B*4H*(I+H) for inference, 3x that for training."""
+    T, B, I, H = shape
+    forward = 2.0 * T * B * 4 * H * (I + H)
+    return forward if mode == "inference" else 3.0 * forward
+
+
+@dataclass
+class Timing:
+    """Wall-clock times (seconds) of the timed calls of one callable, after the warm-up."""
+
+    times: List[float]
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.times))
+
+    @property
+    def best(self) -> float:
+        return float(np.min(self.times))
+
+
+def measure(fn: Callable[[], object], min_time: float = DEFAULT_MIN_TIME,
+            repeats: int = DEFAULT_REPEATS, warmup: int = DEFAULT_WARMUP) -> Timing:
+    """Call fn `warmup` times untimed (at least once: JIT compilation, caches), then time
+    calls until at least `repeats` of them and at least `min_time` seconds are done."""
+    for _ in range(max(1, int(warmup))):
+        fn()
+    times = []
+    clock = time.perf_counter
+    start = clock()
+    while len(times) < repeats or clock() - start < min_time:
+        t0 = clock()
+        fn()
+        times.append(clock() - t0)
+    return Timing(times)
+
+
+def matmul_rate(size: int = DEFAULT_PEAK_SIZE, min_time: float = DEFAULT_MIN_TIME,
+                repeats: int = DEFAULT_REPEATS) -> Dict[str, float]:
+    """This machine's float32 matrix-product rate: median time of a (size, size) @ (size, size)
+    numpy matmul, under the caller's thread limits. Returns {size, median_s, gflops}."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    out = np.empty((size, size), dtype=np.float32)
+    timing = measure(lambda: np.matmul(a, b, out=out), min_time, repeats)
+    return {"size": size, "median_s": timing.median,
+            "gflops": 2.0 * size ** 3 / timing.median / 1e9}
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment facts for the header
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (platform.processor() elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_info() -> Dict[str, object]:
+    """{cpu, logical_cpus, usable_cpus, platform}."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    return {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "usable_cpus": usable,
+            "platform": platform.platform()}
+
+
+def versions(contenders: Sequence[str]) -> Dict[str, str]:
+    """Versions of python, fastlstm, numpy and of the peers among `contenders` (imported)."""
+    out = {"python": platform.python_version(), "fastlstm": fastlstm.__version__,
+           "numpy": np.__version__}
+    for name in ("torch", "onnxruntime", "onnx"):
+        peer = "onnxruntime" if name == "onnx" else name
+        if peer in contenders and name in sys.modules:
+            out[name] = getattr(sys.modules[name], "__version__", "?")
+    return out
+
+
+def git_commit() -> Optional[str]:
+    """`git describe --always --dirty` of the checkout holding fastlstm, or None."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        res = subprocess.run(["git", "-C", here, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if res.returncode != 0:
+        return None
+    return res.stdout.strip() or None
+
+
+class OtherLoad:
+    """CPU time used by other processes while we run: (busy CPU time of the whole machine
+    from /proc/stat) - (this process's CPU time), per second of wall time. None off Linux."""
+
+    def __init__(self):
+        self._start = self._sample()
+
+    @staticmethod
+    def _sample():
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        # user nice system idle iowait irq softirq steal ...
+        busy = sum(fields[:8]) - fields[3] - (fields[4] if len(fields) > 4 else 0)
+        mine = os.times()
+        return (busy / os.sysconf("SC_CLK_TCK"), mine.user + mine.system, time.monotonic())
+
+    def cpus(self) -> Optional[float]:
+        """Average number of CPUs kept busy by other processes since construction."""
+        end = self._sample()
+        if self._start is None or end is None or end[2] - self._start[2] <= 0:
+            return None
+        other = (end[0] - self._start[0]) - (end[1] - self._start[1])
+        return round(max(0.0, other) / (end[2] - self._start[2]), 2)
+
+
+def _load_average() -> Optional[float]:
+    """The 1-minute load average (None where the OS has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+class Progress:
+    """One self-overwriting progress line on a stream (stderr)."""
+
+    def __init__(self, stream=None, enabled=True):
+        self.stream = sys.stderr if stream is None else stream
+        self.enabled = enabled
+        self._width = 0
+
+    def update(self, text: str):
+        if not self.enabled:
+            return
+        pad = max(0, self._width - len(text))
+        self.stream.write("\r" + text + " " * pad)
+        self.stream.flush()
+        self._width = len(text)
+
+    def done(self):
+        if self.enabled and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+            self._width = 0
+
+
+@dataclass
+class Row:
+    """One table row: one shape x mode x contender."""
+
+    shape: Tuple[int, int, int, int]
+    mode: str
+    contender: str
+    family: str
+    version: str
+    timing: Timing
+    max_rel_error: float
+    flops: float
+    matmul_gflops: float
+    speedup: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / self.timing.median / 1e9
+
+    @property
+    def pct_matmul(self) -> float:
+        return 100.0 * self.gflops / self.matmul_gflops
+
+    def as_dict(self) -> Dict[str, object]:
+        T, B, I, H = self.shape
+        return {"shape": shape_label(self.shape), "T": T, "B": B, "I": I, "H": H,
+                "mode": self.mode, "contender": self.contender, "family": self.family,
+                "version": self.version, "median_s": self.timing.median,
+                "min_s": self.timing.best, "repeats": len(self.timing.times),
+                "flops": self.flops, "gflops": self.gflops, "pct_matmul": self.pct_matmul,
+                "max_rel_error": self.max_rel_error, "speedup": dict(self.speedup)}
+
+
+def run_benchmark(shapes: Sequence[Sequence[int]] = DEFAULT_SHAPES,
+                  modes: Sequence[str] = _peers.MODES,
+                  contenders: Optional[Sequence[str]] = None,
+                  threads: int = DEFAULT_THREADS, min_time: float = DEFAULT_MIN_TIME,
+                  repeats: int = DEFAULT_REPEATS, warmup: int = DEFAULT_WARMUP,
+                  peak_size: int = DEFAULT_PEAK_SIZE,
+                  builders: Optional[Dict[str, Callable]] = None,
+                  progress: Optional[Progress] = None) -> Dict[str, object]:
+    """Check, then time, every contender on every shape and mode.
+
+    shapes: (T, B, I, H) tuples. contenders: names (default: _peers.available_contenders()).
+    builders: {name: builder(problem, threads) -> Contender} (default _peers.CONTENDERS; a test
+    can pass a deliberately wrong one). Raises _peers.MismatchError before any timing when a
+    contender disagrees with the NumPy reference.
+
+    Returns {"meta": {...}, "rows": [Row, ...]}: the rows in table order (shape, mode,
+    fastlstm backends then peers), speedup filled for fastlstm's rows.
+    """
+    builders = dict(_peers.CONTENDERS if builders is None else builders)
+    load_start = _load_average()
+    other_load = OtherLoad()
+    names = list(_peers.available_contenders() if contenders is None else contenders)
+    modes = [m for m in _peers.MODES if m in modes]
+    progress = progress or Progress(enabled=False)
+    shapes = [tuple(int(n) for n in s) for s in shapes]
+
+    # 1. build and check everything (this also compiles the JIT kernels)
+    built = []  # (shape, problem, {name: (contender, errors)})
+    for k, shape in enumerate(shapes):
+        problem = _peers.make_problem(*shape)
+        progress.update(f"[check {k + 1}/{len(shapes)}] {shape_label(shape)} reference")
+        ref = _peers.reference(problem)
+        per_name = {}
+        for name in names:
+            progress.update(f"[check {k + 1}/{len(shapes)}] {shape_label(shape)} {name}")
+            contender = builders[name](problem, threads)
+            with _peers.threads_limited(threads):
+                errors = _peers.check_contender(contender, ref, modes)
+            per_name[name] = (contender, errors)
+        built.append((shape, problem, per_name))
+
+    # 2. time: the matrix-product rate first, then every callable, under the same thread limit
+    jobs = [(shape, mode, name) for shape, _, per_name in built for mode in modes
+            for name in names if per_name[name][0].can(mode)]
+    rows: List[Row] = []
+    with _peers.threads_limited(threads):
+        progress.update(f"[time 0/{len(jobs)}] float32 matmul {peak_size}x{peak_size}")
+        peak = matmul_rate(peak_size, min_time, repeats)
+        for shape, problem, per_name in built:
+            for mode in modes:
+                group = []
+                for name in names:
+                    contender, errors = per_name[name]
+                    if not contender.can(mode):
+                        continue
+                    progress.update(f"[time {len(rows) + 1}/{len(jobs)}] {shape_label(shape)} "
+                                    f"{mode} {name}")
+                    timing = measure(contender.callable_for(mode), min_time, repeats, warmup)
+                    err_keys = ["y"] if mode == "inference" else [k for k in errors if k != "y"]
+                    row = Row(shape=shape, mode=mode, contender=name, family=contender.family,
+                              version=contender.version, timing=timing,
+                              max_rel_error=max((errors[k] for k in err_keys if k in errors),
+                                                default=0.0),
+                              flops=lstm_flops(shape, mode), matmul_gflops=peak["gflops"])
+                    group.append(row)
+                    rows.append(row)
+                peers = [r for r in group if r.family != "fastlstm"]
+                for r in group:
+                    if r.family == "fastlstm":
+                        r.speedup = {p.contender: p.timing.median / r.timing.median
+                                     for p in peers}
+    progress.done()
+
+    meta = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "versions": versions(names),
+        "git": git_commit(),
+        "threads": threads,
+        "thread_control": "threadpoolctl BLAS/OpenMP limits"
+                          + (" + fastlstm.threads" if hasattr(fastlstm, "threads") else "")
+                          + ", torch.set_num_threads, onnxruntime intra_op_num_threads "
+                          "(inter_op 1, sequential)",
+        "contenders": names,
+        "modes": modes,
+        "shapes": [shape_label(s) for s in shapes],
+        "min_time_s": min_time, "min_repeats": repeats, "warmup_calls": max(1, warmup),
+        "flops_convention": FLOPS_CONVENTION,
+        "tolerance": _peers.RTOL,
+        "matmul": peak,
+        "load_average_1min": {"start": load_start, "end": _load_average()},
+        "other_processes_cpus": other_load.cpus(),
+    }
+    return {"meta": meta, "rows": rows}
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+
+def format_report(result: Dict[str, object], skipped: Optional[Dict[str, str]] = None) -> str:
+    """The header lines and the table of a run_benchmark result, as text."""
+    meta, rows = result["meta"], result["rows"]
+    m = meta["machine"]
+    peers = [n for n in meta["contenders"] if n in _peers.PEERS]
+    lines = [
+        f"fastlstm bench, {meta['date']}",
+        f"machine:  {m['cpu']}, {m['logical_cpus']} logical CPUs ({m['usable_cpus']} usable), "
+        f"{m['platform']}",
+        "versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+        f"git:      {meta['git'] or 'unknown'}",
+        f"threads:  {meta['threads']} for everyone ({meta['thread_control']})",
+        f"matmul:   float32 {meta['matmul']['size']}^2 @ {meta['matmul']['size']}^2 numpy "
+        f"matmul = {meta['matmul']['gflops']:.1f} GFLOP/s (median, same threads): the "
+        "'% mm' column's 100%",
+        f"flops:    {meta['flops_convention']}; GFLOP/s = flops / median time",
+        f"timing:   median of >= {meta['min_repeats']} calls and >= {meta['min_time_s']:g} s "
+        f"after {meta['warmup_calls']} warm-up call(s); float32",
+        f"checked:  y and every gradient vs fastlstm's NumPy reference, max |diff|/max |ref| "
+        f"<= {meta['tolerance']:g} ('max err')",
+        "vs PEER:  time(PEER) / time(fastlstm backend); > 1 means fastlstm is faster",
+    ]
+    load = meta.get("load_average_1min", {})
+    other = meta.get("other_processes_cpus")
+    if other is not None or load.get("start") is not None:
+        parts = []
+        if other is not None:
+            parts.append(f"other processes kept {other:.2f} CPUs busy on average during the run")
+        if load.get("start") is not None:
+            parts.append(f"1-min load average {load['start']:.2f} at the start")
+        line = "load:     " + "; ".join(parts)
+        if other is not None and other > 0.1:
+            line += ("\n          WARNING: the machine was shared during the run; timings "
+                     "(multi-threaded ones most) are unreliable")
+        lines.append(line)
+    for name, why in (skipped or {}).items():
+        lines.append(f"skipped:  {name} ({why})")
+    vs_cols = [f"vs {_peers.SHORT_NAMES.get(p, p)}" for p in peers]
+    head = (f"{'shape TxBxIxH':<16} {'mode':<9} {'contender':<11} {'median ms':>10} "
+            f"{'GFLOP/s':>8} {'% mm':>6} {'max err':>8}" + "".join(f" {c:>9}" for c in vs_cols))
+    lines += ["", head, "-" * len(head)]
+    previous = None
+    for r in rows:
+        key = (r.shape, r.mode)
+        if previous is not None and key != previous:
+            lines.append("")
+        previous = key
+        cells = []
+        for p in peers:
+            if r.family != "fastlstm":
+                cells.append("")
+            elif p in r.speedup:
+                cells.append(f"{r.speedup[p]:.2f}x")
+            else:
+                cells.append("n/a")
+        lines.append(
+            f"{shape_label(r.shape):<16} {r.mode:<9} {r.contender:<11} "
+            f"{r.timing.median * 1e3:10.3f} {r.gflops:8.2f} {r.pct_matmul:5.1f}% "
+            f"{r.max_rel_error:8.1e}" + "".join(f" {c:>9}" for c in cells).rstrip())
+    return "\n".join(lines)
+
+
+def to_json(result: Dict[str, object], skipped: Optional[Dict[str, str]] = None) -> Dict:
+    """A JSON-ready dict: {"meta": {...}, "rows": [{...}, ...], "skipped": {name: why}}."""
+    return {"meta": result["meta"], "rows": [r.as_dict() for r in result["rows"]],
+            "skipped": dict(skipped or {})}
+
+
+def plot(result: Dict[str, object], path: str):
+    """Bar chart of GFLOP/s per shape, one panel per mode, one bar per contender."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    meta, rows = result["meta"], result["rows"]
+    modes, names = meta["modes"], meta["contenders"]
+    shapes = meta["shapes"]
+    fig, axes = plt.subplots(len(modes), 1, figsize=(max(6, 1.6 * len(shapes) + 2),
+                                                     3.6 * len(modes)), squeeze=False)
+    width = 0.8 / max(1, len(names))
+    for ax, mode in zip(axes[:, 0], modes):
+        for j, name in enumerate(names):
+            vals = {shape_label(r.shape): r.gflops for r in rows
+                    if r.mode == mode and r.contender == name}
+            xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(shapes))]
+            ax.bar(xs, [vals.get(s, 0.0) for s in shapes], width, label=name)
+        ax.axhline(meta["matmul"]["gflops"], color="k", ls="--", lw=0.8)
+        ax.set_xticks(range(len(shapes)))
+        ax.set_xticklabels(shapes)
+        ax.set_ylabel("GFLOP/s")
+        ax.set_title(f"{mode}; dashed: float32 matmul {meta['matmul']['gflops']:.0f} GFLOP/s; "
+                     f"{meta['threads']} thread(s)", fontsize=9)
+        ax.legend(fontsize=8, ncol=len(names))
+    axes[-1, 0].set_xlabel("shape TxBxIxH")
+    fig.suptitle(f"fastlstm bench: {meta['machine']['cpu']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def _split_list(values: Sequence[str]) -> List[str]:
+    """['a,b', 'c'] -> ['a', 'b', 'c']."""
+    return [v for item in values for v in item.split(",") if v.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m fastlstm bench",
+        description="Time fastlstm's backends against torch.nn.LSTM and onnxruntime's LSTM on "
+                    "the same float32 weights and inputs, after checking every contender "
+                    "against fastlstm's NumPy reference.",
+        epilog="Example: python -m fastlstm bench --shapes 100x1x32x64,100x16x128x256 "
+               "--threads 1 --json bench.json")
+    parser.add_argument("--shapes", nargs="+", metavar="TxBxIxH",
+                        default=[shape_label(s) for s in DEFAULT_SHAPES],
+                        help="shapes, space- or comma-separated (default: "
+                             + " ".join(shape_label(s) for s in DEFAULT_SHAPES) + ")")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help="threads for everyone: BLAS/OpenMP pools (threadpoolctl), "
+                             "torch.set_num_threads, onnxruntime intra-op (default %(default)s)")
+    parser.add_argument("--modes", nargs="+", default=list(_peers.MODES),
+                        help="inference and/or training (default: both)")
+    parser.add_argument("--contenders", nargs="+", default=None,
+                        help="any of " + ", ".join(_peers.CONTENDERS)
+                             + " ('ort' = onnxruntime; default: all installed)")
+    parser.add_argument("--min-time", type=float, default=DEFAULT_MIN_TIME,
+                        help="time each callable for at least this many seconds "
+                             "(default %(default)s)")
+    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
+                        help="and for at least this many calls (default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
+                        help="untimed calls before timing, at least 1 (default %(default)s)")
+    parser.add_argument("--peak-size", type=int, default=DEFAULT_PEAK_SIZE,
+                        help="n of the n x n float32 matmul that measures the machine's rate "
+                             "(default %(default)s)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="also draw a bar chart (needs matplotlib)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress line on stderr")
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of `python -m fastlstm bench ARGS`; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+
+    try:
+        shapes = [parse_shape(s) for s in _split_list(args.shapes)]
+    except ValueError as exc:
+        parser.error(str(exc))
+    modes = _split_list(args.modes)
+    for m in modes:
+        if m not in _peers.MODES:
+            parser.error(f"--modes: unknown mode {m!r}; choose from {', '.join(_peers.MODES)}")
+    if args.threads < 1 or args.repeats < 1 or args.min_time < 0 or args.peak_size < 1:
+        parser.error("--threads, --repeats and --peak-size must be positive, --min-time >= 0")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error("--plot needs matplotlib, which is not installed "
+                         "(pip install matplotlib); run again without --plot")
+
+    skipped = {}
+    if args.contenders is None:
+        from ._backends import unavailable_backends
+
+        contenders = list(fastlstm.available_backends())
+        skipped.update(unavailable_backends())
+        for peer in _peers.PEERS:
+            ok, why = _peers.peer_available(peer)
+            if ok:
+                contenders.append(peer)
+            else:
+                skipped[peer] = f"not installed: {why}"
+    else:
+        try:
+            contenders = list(dict.fromkeys(_peers.canonical_name(n)
+                                            for n in _split_list(args.contenders)))
+        except ValueError as exc:
+            parser.error(f"--contenders: {exc}")
+        available = set(_peers.available_contenders())
+        missing = [n for n in contenders if n not in available]
+        if missing:
+            parser.error(f"--contenders: not available here: {', '.join(missing)} "
+                         f"(available: {', '.join(sorted(available))})")
+
+    try:
+        result = run_benchmark(shapes, modes, contenders, threads=args.threads,
+                               min_time=args.min_time, repeats=args.repeats,
+                               warmup=args.warmup, peak_size=args.peak_size,
+                               progress=Progress(enabled=not args.no_progress))
+    except _peers.MismatchError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 1
+
+    print(format_report(result, skipped), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(to_json(result, skipped), f, indent=2)
+        print(f"\nwrote {args.json}")
+    if args.plot:
+        plot(result, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

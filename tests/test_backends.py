@@ -1,0 +1,185 @@
+"""Every backend against the NumPy reference, float32 and float64, over many shapes.
+
+Each check compares y, h_n, c_n, every gradient, the tape (h, c, gates) and the inference
+output (no tape) with fastlstm.reference computed in float64: max relative error 1e-10 in
+float64 and 1e-4 in float32 (see conftest.check_against_reference).
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastlstm
+from fastlstm import _api
+
+from conftest import (ALL_BACKENDS, assert_close, check_against_reference, make_problem,
+                      reference_result, require_backend, tol_for)
+
+# (T, B, I, H)
+SHAPES = [
+    (1, 1, 1, 1),
+    (1, 4, 3, 5),        # one step
+    (5, 1, 3, 5),        # one row
+    (6, 3, 7, 13),       # I != H, H not a multiple of 8
+    (4, 2, 16, 8),
+    (3, 5, 2, 9),
+    (20, 64, 32, 48),    # inference projects the input in chunks of 256 // 64 = 4 steps
+    (11, 50, 6, 7),      # chunks of 5 steps: 5 + 5 + 1
+    (3, 300, 4, 5),      # B > _INFERENCE_CHUNK_ROWS: one step per chunk
+    (3, 130, 8, 128),    # B * H >= _PARALLEL_POINTWISE_MIN: the threaded pointwise pass
+    (5, 1, 3, 70),       # one row, H > 64: products of several column blocks, K % 4 != 0
+    (4, 2, 5, 33),       # two rows, 4H = 132 columns, H % 4 == 1
+]
+
+
+def _id(shape):
+    return "T{}-B{}-I{}-H{}".format(*shape)
+
+
+def test_shapes_cover_the_api_thresholds():
+    """The shape list above still exercises the chunked and threaded paths of _api."""
+    chunks = [max(1, _api._INFERENCE_CHUNK_ROWS // B) for T, B, I, H in SHAPES]
+    assert any(T > 2 * k for (T, B, I, H), k in zip(SHAPES, chunks)), "no multi-chunk shape"
+    assert any(T % k for (T, B, I, H), k in zip(SHAPES, chunks) if T > k), "no ragged last chunk"
+    assert any(B > 1 and B * H >= _api._PARALLEL_POINTWISE_MIN for T, B, I, H in SHAPES)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=_id)
+def test_backend_matches_reference(backend, dtype, shape):
+    p = make_problem(*shape, dtype=dtype, seed=1)
+    check_against_reference(p, backend)
+
+
+@pytest.mark.parametrize("shape", [(7, 3, 5, 6), (20, 64, 32, 48)], ids=_id)
+def test_backend_matches_reference_large_state(backend, dtype, shape):
+    """Larger initial states and inputs drive the gates towards saturation."""
+    p = make_problem(*shape, dtype=dtype, seed=2, state_scale=4.0)
+    p.x *= 3
+    check_against_reference(p, backend)
+
+
+def test_backends_agree_with_each_other(dtype):
+    """Every available backend gives the same numbers (pairwise, same tolerance)."""
+    p = make_problem(9, 6, 5, 11, dtype=dtype, seed=4)
+    results = {}
+    for name in fastlstm.available_backends():
+        y, (h_n, c_n), tape = fastlstm.forward(*p.forward_args(), backend=name, return_tape=True)
+        g = fastlstm.backward(tape, p.dy, p.dh_n, p.dc_n)
+        results[name] = [y, h_n, c_n, g.x, g.w_ih, g.w_hh, g.b_ih, g.b_hh, g.h0, g.c0]
+    names = list(results)
+    for other in names[1:]:
+        for k, (a, b) in enumerate(zip(results[other], results[names[0]])):
+            assert_close(a, b, tol_for(dtype), f"{other} vs {names[0]}, output {k}")
+
+
+@pytest.mark.parametrize("backend_name", ALL_BACKENDS)
+@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
+@settings(max_examples=25, deadline=None, derandomize=True, database=None)
+@given(T=st.integers(1, 6), B=st.integers(1, 5), I=st.integers(1, 6), H=st.integers(1, 9),
+       seed=st.integers(0, 2**16))
+def test_backend_matches_reference_random_shapes(backend_name, dtype_name, T, B, I, H, seed):
+    require_backend(backend_name)
+    p = make_problem(T, B, I, H, dtype=np.dtype(dtype_name), seed=seed)
+    check_against_reference(p, backend_name)
+
+
+def test_tape_matches_reference_forward(backend, dtype):
+    """The kernels' tape (h, c, gates) is what reference.lstm_forward returns, slot by slot."""
+    p = make_problem(6, 4, 3, 5, dtype=dtype, seed=8)
+    ref = reference_result(p)
+    _, _, tape = fastlstm.forward(*p.forward_args(), backend=backend, return_tape=True)
+    h, c, gates = ref.tape
+    assert tape.h.shape == (7, 4, 5) and tape.c.shape == (7, 4, 5)
+    assert tape.gates.shape == (6, 4, 20)
+    assert tape.h.dtype == tape.c.dtype == tape.gates.dtype == dtype
+    tol = tol_for(dtype)
+    assert_close(tape.h, h, tol, "tape.h")
+    assert_close(tape.c, c, tol, "tape.c")
+    assert_close(tape.gates, gates, tol, "tape.gates")
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 2, 4), (20, 64, 32, 48), (9, 300, 3, 5)], ids=_id)
+def test_inference_equals_training(backend, dtype, shape):
+    p = make_problem(*shape, dtype=dtype, seed=9)
+    y_t, (h_t, c_t), _ = fastlstm.forward(*p.forward_args(), backend=backend, return_tape=True)
+    y_i, (h_i, c_i) = fastlstm.forward(*p.forward_args(), backend=backend)
+    for name, a, b in (("y", y_i, y_t), ("h_n", h_i, h_t), ("c_n", c_i, c_t)):
+        assert a.dtype == dtype and a.shape == b.shape
+        assert_close(a, b, tol_for(dtype), name)
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 4, 5, 8, 9])
+def test_inference_final_cell_state_every_length(backend, dtype, T):
+    """c_n of inference (which may keep fewer cell-state slots than training) for odd and even
+    lengths and lengths around the chunk size, against the reference."""
+    B = 64  # 256 // 64 = 4 steps per inference chunk
+    p = make_problem(T, B, 3, 6, dtype=dtype, seed=10)
+    ref = reference_result(p)
+    y, (h_n, c_n) = fastlstm.forward(*p.forward_args(), backend=backend)
+    tol = tol_for(dtype)
+    assert_close(y, ref.y, tol, "y")
+    assert_close(h_n, ref.h_n, tol, "h_n")
+    assert_close(c_n, ref.c_n, tol, "c_n")
+
+
+def test_repeated_calls_are_deterministic(backend, dtype):
+    p = make_problem(5, 7, 4, 6, dtype=dtype, seed=12)
+    out = []
+    for _ in range(2):
+        y, (h_n, c_n), tape = fastlstm.forward(*p.forward_args(), backend=backend,
+                                               return_tape=True)
+        g = fastlstm.backward(tape, p.dy, p.dh_n, p.dc_n)
+        out.append([y, h_n, c_n, g.x, g.w_ih, g.w_hh, g.b_ih, g.h0, g.c0])
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_gate_activations_sweep(backend, dtype):
+    """sigmoid and tanh of the kernels over a sweep of pre-activations, extremes, +-inf and NaN.
+
+    One step from c0 = 0 with I = H = 1, w_ih = 1 and w_hh = 0: every gate's pre-activation is x,
+    so tape.gates = [sigmoid(x), sigmoid(x), tanh(x), sigmoid(x)] row by row.
+    """
+    from scipy.special import expit
+
+    sweep = np.concatenate([
+        np.linspace(-30, 30, 1201),
+        [0.0, -0.0, 1e-8, -1e-8, 1e-30, 87.5, -87.5, 88.5, -88.5, 100, -100, 700, -700,
+         710, -710, 1e4, -1e4, 1e30, -1e30, np.inf, -np.inf, np.nan],
+    ]).astype(dtype)
+    x = sweep.reshape(1, -1, 1)
+    w_ih = np.ones((4, 1), dtype)
+    w_hh = np.zeros((4, 1), dtype)
+    y, (h_n, c_n), tape = fastlstm.forward(x, w_ih, w_hh, backend=backend, return_tape=True)
+    a = sweep.astype(np.float64)
+    s, t = expit(a), np.tanh(a)
+    # a few units in the last place of 1: much tighter than the suite's end-to-end tolerance
+    tol = 1e-6 if dtype == np.float32 else 1e-12
+    i, f, g, o = (tape.gates[0, :, k] for k in range(4))
+    for name, got, want in (("i", i, s), ("f", f, s), ("g", g, t), ("o", o, s)):
+        assert_close(got, want, tol, f"gate {name}")
+    finite = np.isfinite(a)
+    assert np.all((s[finite] >= 0) & (s[finite] <= 1))
+    assert np.all((i[finite] >= 0) & (i[finite] <= 1)), "sigmoid outside [0, 1]"
+    assert np.all(np.abs(g[finite]) <= 1), "tanh outside [-1, 1]"
+    c_ref = s * t
+    assert_close(c_n[:, 0], c_ref, tol, "c_1 = i * g")
+    assert_close(h_n[:, 0], s * np.tanh(c_ref), tol, "h_1 = o * tanh(c_1)")
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_thread_count_does_not_change_results(backend, dtype, n):
+    """Under `fastlstm.threads(n)` the threaded pointwise pass (B * H above the threshold) gives
+    the reference's numbers, and the block leaves the default thread count as it was."""
+    threads = getattr(fastlstm, "threads", None)
+    if threads is None:
+        pytest.skip("fastlstm.threads not in this version")
+    from fastlstm import _threads
+
+    before = _threads.current_threads()
+    p = make_problem(3, 130, 8, 128, dtype=dtype, seed=13)
+    assert p.dims[1] * p.dims[3] >= _api._PARALLEL_POINTWISE_MIN
+    with threads(n):
+        assert _threads.current_threads() == n
+        ref, tape = check_against_reference(p, backend)
+    assert _threads.current_threads() == before

@@ -1,0 +1,64 @@
+"""Smoke test of `python -m fastlstm bench` (fastlstm._bench) and of its correctness gate
+(fastlstm._peers.check_contender): one tiny shape, a few milliseconds of timing."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import fastlstm
+from fastlstm import _bench, _peers
+
+
+def test_bench_smoke(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "bench.json"
+    rc = _bench.main(["--shapes", "5x2x3x4", "--min-time", "0.01", "--repeats", "3",
+                      "--peak-size", "128", "--threads", "1", "--no-progress",
+                      "--json", str(out)])
+    assert rc == 0
+    assert "fastlstm bench" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    rows = data["rows"]
+    got = {(r["contender"], r["mode"]) for r in rows}
+    for backend in fastlstm.available_backends():
+        assert {(backend, "inference"), (backend, "training")} <= got
+    assert all(r["median_s"] > 0 and r["gflops"] > 0 and r["max_rel_error"] <= _peers.RTOL
+               for r in rows)
+    assert data["meta"]["matmul"]["gflops"] > 0
+    installed_peers = [p for p in _peers.PEERS if _peers.peer_available(p)[0]]
+    for peer in installed_peers:  # the peer parts only where torch / onnxruntime import
+        assert (peer, "inference") in got
+        for r in rows:
+            if r["family"] == "fastlstm" and (peer, r["mode"]) in got:
+                assert r["speedup"][peer] > 0
+
+    # A contender computing the wrong thing must be refused before any timing. Gates in the
+    # wrong order (ONNX's i,o,f,c fed where PyTorch's i,f,g,o is expected) is the classic slip.
+    problem = _peers.make_problem(5, 2, 3, 4)
+    ref = _peers.reference(problem)
+    swapped = dataclasses.replace(
+        problem, **{k: _peers.torch_to_onnx_gates(getattr(problem, k))
+                    for k in ("w_ih", "w_hh", "b_ih", "b_hh")})
+    for name in ["numpy"] + installed_peers:
+        with pytest.raises(_peers.MismatchError, match=name):
+            _peers.check_contender(_peers.build(name, swapped), ref)
+    # only a gradient wrong: training is checked too
+    good = _peers.build("numpy", problem)
+    bad_grad = dataclasses.replace(
+        good, grads_of=lambda g: {**good.grads_of(g), "w_hh": good.grads_of(g)["w_hh"] * 1.01})
+    assert _peers.check_contender(good, ref)["grad w_hh"] == 0.0
+    with pytest.raises(_peers.MismatchError, match="grad w_hh"):
+        _peers.check_contender(bad_grad, ref)
+
+    # ... and the command line stops with an error instead of printing a table
+    def wrong_builder(problem_, threads=1):
+        c = _peers.build_fastlstm("numpy", problem_, threads)
+        return dataclasses.replace(c, y_of=lambda y: np.asarray(y[0]) * 1.001)
+
+    monkeypatch.setitem(_peers.CONTENDERS, "numpy", wrong_builder)
+    rc = _bench.main(["--shapes", "5x2x3x4", "--contenders", "numpy", "--min-time", "0",
+                      "--peak-size", "64", "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert "disagrees with fastlstm's NumPy reference" in captured.err
+    assert "median ms" not in captured.out
