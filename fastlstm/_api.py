@@ -15,8 +15,10 @@ from ._validate import as_float_array, check_flag, check_shape, optional_array
 # Inference projects the input of at most this many rows (steps x batch) per matrix product,
 # so it keeps O(B*H) scratch instead of a (T, B, 4H) buffer.
 _INFERENCE_CHUNK_ROWS = 256
-# Below this many hidden units x batch rows the pointwise pass stays on one thread.
-_PARALLEL_POINTWISE_MIN = 16384
+# OpenMP threads for the kernels' pointwise pass. One: the per-step matrix products already run
+# on BLAS's threads, and OpenMP workers spinning beside OpenBLAS's workers made a step up to 6x
+# slower on a 2-core machine (bench/RESULTS.md). The kernels take the count as an argument.
+_POINTWISE_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,8 @@ def _from_time_major(arr, batch_first, unbatched):
 
 
 def _pointwise_threads(B, H):
-    """OpenMP threads for the kernels' pointwise pass: one for small problems."""
-    return min(current_threads(), B) if B * H >= _PARALLEL_POINTWISE_MIN else 1
+    """OpenMP threads for the kernels' pointwise pass (see _POINTWISE_THREADS)."""
+    return min(current_threads(), B, _POINTWISE_THREADS)
 
 
 def _check_forward_args(x, w_ih, w_hh, b_ih, b_hh, h0, c0, batch_first):

@@ -26,7 +26,7 @@ SHAPES = [
     (20, 64, 32, 48),    # inference projects the input in chunks of 256 // 64 = 4 steps
     (11, 50, 6, 7),      # chunks of 5 steps: 5 + 5 + 1
     (3, 300, 4, 5),      # B > _INFERENCE_CHUNK_ROWS: one step per chunk
-    (3, 130, 8, 128),    # B * H >= _PARALLEL_POINTWISE_MIN: the threaded pointwise pass
+    (3, 130, 8, 128),    # a wide batch: BLAS's threads split the per-step products
     (5, 1, 3, 70),       # one row, H > 64: products of several column blocks, K % 4 != 0
     (4, 2, 5, 33),       # two rows, 4H = 132 columns, H % 4 == 1
 ]
@@ -37,11 +37,10 @@ def _id(shape):
 
 
 def test_shapes_cover_the_api_thresholds():
-    """The shape list above still exercises the chunked and threaded paths of _api."""
+    """The shape list above still exercises the chunked paths of _api."""
     chunks = [max(1, _api._INFERENCE_CHUNK_ROWS // B) for T, B, I, H in SHAPES]
     assert any(T > 2 * k for (T, B, I, H), k in zip(SHAPES, chunks)), "no multi-chunk shape"
     assert any(T % k for (T, B, I, H), k in zip(SHAPES, chunks) if T > k), "no ragged last chunk"
-    assert any(B > 1 and B * H >= _api._PARALLEL_POINTWISE_MIN for T, B, I, H in SHAPES)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=_id)
@@ -169,8 +168,8 @@ def test_gate_activations_sweep(backend, dtype):
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_thread_count_does_not_change_results(backend, dtype, n):
-    """Under `fastlstm.threads(n)` the threaded pointwise pass (B * H above the threshold) gives
-    the reference's numbers, and the block leaves the default thread count as it was."""
+    """Under `fastlstm.threads(n)` a wide batch gives the reference's numbers, and the block
+    leaves the default thread count as it was."""
     threads = getattr(fastlstm, "threads", None)
     if threads is None:
         pytest.skip("fastlstm.threads not in this version")
@@ -178,8 +177,40 @@ def test_thread_count_does_not_change_results(backend, dtype, n):
 
     before = _threads.current_threads()
     p = make_problem(3, 130, 8, 128, dtype=dtype, seed=13)
-    assert p.dims[1] * p.dims[3] >= _api._PARALLEL_POINTWISE_MIN
     with threads(n):
         assert _threads.current_threads() == n
         ref, tape = check_against_reference(p, backend)
     assert _threads.current_threads() == before
+
+
+@pytest.mark.parametrize("n_threads", [2, 3])
+def test_cython_kernels_openmp_pointwise_matches_one_thread(dtype, n_threads):
+    """The Cython kernels' OpenMP pointwise pass (n_threads > 1, split over batch rows) gives
+    exactly the single-threaded numbers, forward and backward."""
+    if "cython" not in fastlstm.available_backends():
+        pytest.skip("cython backend not built")
+    from fastlstm._kernels.lstm_backward import lstm_backward
+    from fastlstm._kernels.lstm_forward import lstm_forward
+
+    T, B, I, H = 4, 7, 5, 9
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    w_ih = (rng.standard_normal((4 * H, I)) * 0.3).astype(dtype)
+    w_hh = (rng.standard_normal((4 * H, H)) * 0.3).astype(dtype)
+    bias = rng.standard_normal(4 * H).astype(dtype)
+    dy = rng.standard_normal((T, B, H)).astype(dtype)
+    h0 = rng.standard_normal((B, H)).astype(dtype)
+    results = []
+    for n in (1, n_threads):
+        h = np.zeros((T + 1, B, H), dtype)
+        c = np.zeros((T + 1, B, H), dtype)
+        h[0] = h0
+        gates = np.empty((T, B, 4 * H), dtype)
+        lstm_forward(x, w_ih, np.ascontiguousarray(w_hh.T), bias, h, c, gates, n)
+        dh, dc = np.zeros((B, H), dtype), np.ones((B, H), dtype)
+        grads = [np.empty((T, B, 4 * H), dtype), np.empty((T, B, I), dtype),
+                 np.empty((4 * H, I), dtype), np.empty((4 * H, H), dtype), np.empty(4 * H, dtype)]
+        lstm_backward(x, w_ih, w_hh, h, c, gates, dy, dh, dc, *grads, n)
+        results.append([h, c, gates, dh, dc] + grads)
+    for single, threaded in zip(*results):
+        np.testing.assert_array_equal(threaded, single)
