@@ -1,5 +1,7 @@
 """Builds the Cython kernels in src/kernels as fastlstm._kernels.*, with OpenMP when the compiler has it."""
+import glob
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -9,7 +11,9 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["lstm_forward", "lstm_backward", "_info"]
+KERNELS = ["lstm_forward", "lstm_backward", "_products", "_info"]
+# _products may reorder sums (to vectorise dot products); nothing else is built that way.
+REASSOCIATE = ["-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
 
 
 def compiler_has_openmp():
@@ -58,17 +62,37 @@ extensions = [
         f"fastlstm._kernels.{name}",
         [f"src/kernels/{name}.pyx"],
         include_dirs=[numpy.get_include()],
-        extra_compile_args=compile_args,
+        extra_compile_args=compile_args + (REASSOCIATE if name == "_products" else []),
         extra_link_args=link_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for name in KERNELS
 ]
 
+
+
+def package_view_of_pxds():
+    """A folder where src/kernels/*.pxd appear as fastlstm/_kernels/*.pxd.
+
+    The kernels are installed as the package fastlstm._kernels but live in src/kernels, so
+    Cython, which finds a cimported .pxd by its package path, gets this view on its include
+    path; cross-module cimports then resolve to the installed names at run time too.
+    """
+    view = os.path.join("build", "cython_include")
+    pkg = os.path.join(view, "fastlstm", "_kernels")
+    shutil.rmtree(view, ignore_errors=True)
+    os.makedirs(pkg)
+    for folder in (os.path.join(view, "fastlstm"), pkg):
+        open(os.path.join(folder, "__init__.pxd"), "w").close()
+    for pxd in glob.glob(os.path.join("src", "kernels", "*.pxd")):
+        shutil.copy(pxd, pkg)
+    return view
+
+
 setup(
     ext_modules=cythonize(
         extensions,
-        include_path=["src/kernels"],
+        include_path=[package_view_of_pxds()],
         compiler_directives={
             "language_level": 3,
             "boundscheck": False,

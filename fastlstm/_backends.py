@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from . import reference
+from ._threads import single_threaded_blas
 
 #: every backend fastlstm knows, fastest first
 BACKEND_NAMES = ("cython", "numba", "numpy")
@@ -53,11 +54,13 @@ class CythonBackend:
         self._bwd = importlib.import_module("fastlstm._kernels.lstm_backward").lstm_backward
 
     def forward(self, x, w_ih, w_hh, bias, h, c, gates, n_threads=1):
-        self._fwd(x, w_ih, np.ascontiguousarray(w_hh.T), bias, h, c, gates, n_threads)
+        self._fwd(x, w_ih, w_hh, np.ascontiguousarray(w_hh.T), bias, h, c, gates, n_threads)
 
     def backward(self, x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db,
                  n_threads=1):
-        self._bwd(x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db, n_threads)
+        with single_threaded_blas:  # its BLAS products run beside its OpenMP threads
+            self._bwd(x, w_ih, w_hh, np.ascontiguousarray(w_hh.T), h, c, gates, dy, dh, dc, dA,
+                      dx, dw_ih, dw_hh, db, n_threads)
 
 
 class NumbaBackend:

@@ -1,23 +1,49 @@
-"""Cython LSTM backward kernel. Mirrors fastlstm.reference.lstm_backward_steps (SPEC.md section 1).
+"""Cython LSTM backward kernel. Mirrors fastlstm.reference.lstm_backward (SPEC.md section 1).
 
-Walks t = T ... 1 without the GIL: per step one fused pointwise pass for the gate gradients and
-one dA_t W_hh product. Then the input, weight and bias gradients are large matrix products over
-all steps at once (mirrors fastlstm.reference.lstm_weight_grads). Nothing is allocated here,
-and every product goes through the same BLAS (SciPy's) as the forward kernel.
+Walks t = T ... 1 in one OpenMP region without the GIL; per step its threads share, by blocks
+of hidden units, the fused pointwise pass for the gate gradients (reference.lstm_cell_backward)
+and then the product dA_t W_hh (see _products.pyx). After the region the input, weight and
+bias gradients are large BLAS products over all steps at once (reference.lstm_weight_grads).
+Nothing is allocated here.
 """
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 
-from _activations cimport tanh_
-from _blas cimport gemm_nn, gemm_tn
-from _matmul cimport matmul
+from ._activations cimport tanh_
+from ._blas cimport gemm_nn, gemm_tn
+from ._products cimport ab_d, ab_f, abt_d, abt_f
+
+# Hidden units per work item shared out to the threads.
+DEF COLUMNS_PER_ITEM = 64
+# At most this many batch rows: dA_t W_hh updates rows of w_hh (`ab`) instead of taking dot
+# products with rows of w_hh^T (`abt`).
+DEF SMALL_BATCH = 2
+
+
+cdef inline void abt(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
+                     Py_ssize_t lda, const floating* w, Py_ssize_t ldw, floating* c,
+                     Py_ssize_t ldc, bint accumulate) noexcept nogil:
+    if floating is float:
+        abt_f(m, n, k, a, lda, w, ldw, c, ldc, accumulate)
+    else:
+        abt_d(m, n, k, a, lda, w, ldw, c, ldc, accumulate)
+
+
+cdef inline void ab(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
+                    Py_ssize_t lda, const floating* b, Py_ssize_t ldb, floating* c,
+                    Py_ssize_t ldc, bint accumulate) noexcept nogil:
+    if floating is float:
+        ab_f(m, n, k, a, lda, b, ldb, c, ldc, accumulate)
+    else:
+        ab_d(m, n, k, a, lda, b, ldb, c, ldc, accumulate)
 
 
 cdef void gate_grads(const floating* gates, const floating* c_prev, const floating* c_t,
                      const floating* dy, const floating* dh, floating* dc, floating* dA,
-                     Py_ssize_t B, Py_ssize_t H, int n_threads) noexcept nogil:
-    """The fused pointwise pass of one step; mirrors reference.lstm_cell_backward.
+                     Py_ssize_t B, Py_ssize_t H, Py_ssize_t u0, Py_ssize_t u1) noexcept nogil:
+    """The fused pointwise pass of one step for hidden units u0 <= u < u1 of every row.
 
+    Mirrors reference.lstm_cell_backward.
     gates (B, 4H) IN [i, f, g, o];  c_prev, c_t (B, H) IN
     dy (B, H) IN or NULL;  dh (B, H) IN: dh_next from step t+1
     dc (B, H) IN/OUT: dc_next from step t+1 on entry, dc_next for step t-1 (dc * f) on return
@@ -25,8 +51,8 @@ cdef void gate_grads(const floating* gates, const floating* c_prev, const floati
     """
     cdef Py_ssize_t b, j, n
     cdef floating i, f, g, o, tc, dh_t, dc_t
-    for b in prange(B, num_threads=n_threads, schedule="static"):
-        for j in range(H):
+    for b in range(B):
+        for j in range(u0, u1):
             n = b * H + j
             i = gates[b * 4 * H + j]
             f = gates[b * 4 * H + H + j]
@@ -64,7 +90,8 @@ cdef void weight_grads(const floating* x, const floating* h, const floating* w_i
 
 
 def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
-                  const floating[:, ::1] w_hh, const floating[:, :, ::1] h,
+                  const floating[:, ::1] w_hh, const floating[:, ::1] w_hh_t,
+                  const floating[:, :, ::1] h,
                   const floating[:, :, ::1] c, const floating[:, :, ::1] gates,
                   const floating[:, :, ::1] dy, floating[:, ::1] dh, floating[:, ::1] dc,
                   floating[:, :, ::1] dA, floating[:, :, ::1] dx, floating[:, ::1] dw_ih,
@@ -74,6 +101,7 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     x      (T, B, I)    IN   the forward input
     w_ih   (4H, I)      IN
     w_hh   (4H, H)      IN
+    w_hh_t (H, 4H)      IN   w_hh transposed (C-contiguous), for batches of more than 2 rows
     h      (T+1, B, H)  IN   hidden states from the forward tape, h[0] = h_0
     c      (T+1, B, H)  IN   cell states from the forward tape, c[0] = c_0
     gates  (T, B, 4H)   IN   gate activations from the forward tape
@@ -82,12 +110,15 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     dc     (B, H)       IN/OUT  dc_n on entry, dc_0 on return
     dA     (T, B, 4H)   OUT  gate pre-activation gradients of every step
     dx (T, B, I), dw_ih (4H, I), dw_hh (4H, H), db (4H,)  OUT  (db is for b_ih and b_hh alike)
-    n_threads           OpenMP threads for the pointwise pass (over batch rows).
+    n_threads           OpenMP threads; each step's work is split by hidden units between them.
     """
     cdef Py_ssize_t T = gates.shape[0], B = gates.shape[1], H = dh.shape[1], I = x.shape[2]
     cdef bint has_dy = dy.shape[0] > 0
-    cdef Py_ssize_t t
-    if (T < 1 or B < 1 or H < 1 or I < 1 or w_hh.shape[0] != 4 * H or w_hh.shape[1] != H
+    cdef Py_ssize_t n_items = (H + COLUMNS_PER_ITEM - 1) // COLUMNS_PER_ITEM
+    cdef Py_ssize_t t, item, u0, u1
+    if (T < 1 or B < 1 or H < 1 or I < 1 or n_threads < 1
+            or w_hh.shape[0] != 4 * H or w_hh.shape[1] != H
+            or w_hh_t.shape[0] != H or w_hh_t.shape[1] != 4 * H
             or w_ih.shape[0] != 4 * H or w_ih.shape[1] != I
             or x.shape[0] != T or x.shape[1] != B
             or h.shape[0] != T + 1 or h.shape[1] != B or h.shape[2] != H
@@ -100,11 +131,25 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             or (has_dy and (dy.shape[0] != T or dy.shape[1] != B or dy.shape[2] != H))):
         raise ValueError("lstm_backward: inconsistent buffer shapes")
     with nogil:
-        for t in range(T - 1, -1, -1):
-            gate_grads(&gates[t, 0, 0], &c[t, 0, 0], &c[t + 1, 0, 0],
-                       &dy[t, 0, 0] if has_dy else NULL, &dh[0, 0], &dc[0, 0], &dA[t, 0, 0],
-                       B, H, n_threads)
-            # dh (B, H) = dA_t (B, 4H) @ w_hh (4H, H)
-            matmul(B, H, 4 * H, &dA[t, 0, 0], &w_hh[0, 0], 0, &dh[0, 0])
+        with parallel(num_threads=n_threads):
+            t = T - 1
+            while t >= 0:                # every thread walks the steps; work items are shared
+                for item in prange(n_items, schedule="static"):
+                    u0 = item * COLUMNS_PER_ITEM
+                    u1 = min(u0 + COLUMNS_PER_ITEM, H)
+                    gate_grads(&gates[t, 0, 0], &c[t, 0, 0], &c[t + 1, 0, 0],
+                               &dy[t, 0, 0] if has_dy else NULL, &dh[0, 0], &dc[0, 0],
+                               &dA[t, 0, 0], B, H, u0, u1)
+                # dh (B, H) = dA_t (B, 4H) @ w_hh (4H, H), by blocks of hidden units
+                for item in prange(n_items, schedule="static"):
+                    u0 = item * COLUMNS_PER_ITEM
+                    u1 = min(u0 + COLUMNS_PER_ITEM, H)
+                    if B <= SMALL_BATCH:
+                        ab(B, u1 - u0, 4 * H, &dA[t, 0, 0], 4 * H, &w_hh[0, u0], H,
+                           &dh[0, u0], H, False)
+                    else:
+                        abt(B, u1 - u0, 4 * H, &dA[t, 0, 0], 4 * H, &w_hh_t[u0, 0], 4 * H,
+                            &dh[0, u0], H, False)
+                t = t - 1
         weight_grads(&x[0, 0, 0], &h[0, 0, 0], &w_ih[0, 0], &dA[0, 0, 0], &dx[0, 0, 0],
                      &dw_ih[0, 0], &dw_hh[0, 0], &db[0], T * B, I, H)
