@@ -6,20 +6,6 @@ from cython cimport floating
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 
-cdef inline void gemm_nt(int m, int n, int k, floating alpha,
-                         const floating* a, int lda, const floating* b, int ldb,
-                         floating beta, floating* c, int ldc) noexcept nogil:
-    """C (m, n) = alpha * A (m, k) @ B (n, k)^T + beta * C; row-major, leading dims lda, ldb, ldc."""
-    cdef char trans_b = b'T'
-    cdef char trans_a = b'N'
-    if floating is float:
-        sgemm(&trans_b, &trans_a, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda,
-              &beta, c, &ldc)
-    else:
-        dgemm(&trans_b, &trans_a, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda,
-              &beta, c, &ldc)
-
-
 cdef inline void gemm_nn(int m, int n, int k, floating alpha,
                          const floating* a, int lda, const floating* b, int ldb,
                          floating beta, floating* c, int ldc) noexcept nogil:
