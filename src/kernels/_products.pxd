@@ -1,7 +1,8 @@
 # Matrix products for the recurrent kernels' time loops, for one thread's block of columns.
 # Built as their own module (_products.pyx) with reassociation allowed, so that the compiler
 # vectorises the dot products; called per step from inside the kernels' OpenMP regions, where
-# a BLAS call would bring its own thread pool.
+# a BLAS call would bring its own thread pool. `abt` and `ab` pick the float32 or float64 one.
+from cython cimport floating
 
 cdef void abt_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
                 const float* w, Py_ssize_t ldw, float* c, Py_ssize_t ldc,
@@ -15,3 +16,23 @@ cdef void ab_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssiz
 cdef void ab_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssize_t lda,
                const double* b, Py_ssize_t ldb, double* c, Py_ssize_t ldc,
                bint accumulate) noexcept nogil
+
+
+cdef inline void abt(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
+                     Py_ssize_t lda, const floating* w, Py_ssize_t ldw, floating* c,
+                     Py_ssize_t ldc, bint accumulate) noexcept nogil:
+    """C (m, n) (+)= A (m, k) @ W (n, k)^T, row-major: dot products with W's rows."""
+    if floating is float:
+        abt_f(m, n, k, a, lda, w, ldw, c, ldc, accumulate)
+    else:
+        abt_d(m, n, k, a, lda, w, ldw, c, ldc, accumulate)
+
+
+cdef inline void ab(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
+                    Py_ssize_t lda, const floating* b, Py_ssize_t ldb, floating* c,
+                    Py_ssize_t ldc, bint accumulate) noexcept nogil:
+    """C (m, n) (+)= A (m, k) @ B (k, n), row-major: updates with B's rows (for m of 1 or 2)."""
+    if floating is float:
+        ab_f(m, n, k, a, lda, b, ldb, c, ldc, accumulate)
+    else:
+        ab_d(m, n, k, a, lda, b, ldb, c, ldc, accumulate)

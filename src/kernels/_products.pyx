@@ -119,7 +119,7 @@ cdef inline void dot_1x1(Py_ssize_t k, const floating* a, const floating* w, flo
     c[0] = s + c[0] if accumulate else s
 
 
-cdef inline void abt(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
+cdef inline void abt_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
                      Py_ssize_t lda, const floating* w, Py_ssize_t ldw, floating* c,
                      Py_ssize_t ldc, bint accumulate) noexcept nogil:
     cdef Py_ssize_t m4 = m - m % 4, n4 = n - n % 4
@@ -134,7 +134,7 @@ cdef inline void abt(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a
             dot_1x1(k, a + r * lda, w + j * ldw, c + r * ldc + j, accumulate)
 
 
-cdef inline void ab(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
+cdef inline void ab_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
                     Py_ssize_t lda, const floating* b, Py_ssize_t ldb, floating* c,
                     Py_ssize_t ldc, bint accumulate) noexcept nogil:
     cdef Py_ssize_t r, q, j, j0, nb
@@ -177,22 +177,22 @@ cdef inline void ab(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
 cdef void abt_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
                 const float* w, Py_ssize_t ldw, float* c, Py_ssize_t ldc,
                 bint accumulate) noexcept nogil:
-    abt(m, n, k, a, lda, w, ldw, c, ldc, accumulate)
+    abt_impl(m, n, k, a, lda, w, ldw, c, ldc, accumulate)
 
 
 cdef void abt_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssize_t lda,
                 const double* w, Py_ssize_t ldw, double* c, Py_ssize_t ldc,
                 bint accumulate) noexcept nogil:
-    abt(m, n, k, a, lda, w, ldw, c, ldc, accumulate)
+    abt_impl(m, n, k, a, lda, w, ldw, c, ldc, accumulate)
 
 
 cdef void ab_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
                const float* b, Py_ssize_t ldb, float* c, Py_ssize_t ldc,
                bint accumulate) noexcept nogil:
-    ab(m, n, k, a, lda, b, ldb, c, ldc, accumulate)
+    ab_impl(m, n, k, a, lda, b, ldb, c, ldc, accumulate)
 
 
 cdef void ab_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssize_t lda,
                const double* b, Py_ssize_t ldb, double* c, Py_ssize_t ldc,
                bint accumulate) noexcept nogil:
-    ab(m, n, k, a, lda, b, ldb, c, ldc, accumulate)
+    ab_impl(m, n, k, a, lda, b, ldb, c, ldc, accumulate)

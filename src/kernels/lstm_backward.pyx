@@ -11,31 +11,13 @@ from cython.parallel cimport parallel, prange
 
 from ._activations cimport tanh_
 from ._blas cimport gemm_nn, gemm_tn
-from ._products cimport ab_d, ab_f, abt_d, abt_f
+from ._products cimport ab, abt
 
 # Hidden units per work item shared out to the threads.
 DEF COLUMNS_PER_ITEM = 64
 # At most this many batch rows: dA_t W_hh updates rows of w_hh (`ab`) instead of taking dot
 # products with rows of w_hh^T (`abt`).
 DEF SMALL_BATCH = 2
-
-
-cdef inline void abt(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
-                     Py_ssize_t lda, const floating* w, Py_ssize_t ldw, floating* c,
-                     Py_ssize_t ldc, bint accumulate) noexcept nogil:
-    if floating is float:
-        abt_f(m, n, k, a, lda, w, ldw, c, ldc, accumulate)
-    else:
-        abt_d(m, n, k, a, lda, w, ldw, c, ldc, accumulate)
-
-
-cdef inline void ab(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
-                    Py_ssize_t lda, const floating* b, Py_ssize_t ldb, floating* c,
-                    Py_ssize_t ldc, bint accumulate) noexcept nogil:
-    if floating is float:
-        ab_f(m, n, k, a, lda, b, ldb, c, ldc, accumulate)
-    else:
-        ab_d(m, n, k, a, lda, b, ldb, c, ldc, accumulate)
 
 
 cdef void gate_grads(const floating* gates, const floating* c_prev, const floating* c_t,

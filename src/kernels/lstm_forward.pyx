@@ -10,31 +10,13 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 
 from ._activations cimport sigmoid, tanh_
-from ._products cimport ab_d, ab_f, abt_d, abt_f
+from ._products cimport ab, abt
 
 # Columns (gate outputs or hidden units) per work item shared out to the threads.
 DEF COLUMNS_PER_ITEM = 64
 # At most this many batch rows: the recurrent product updates rows of w_hh^T (`ab`) instead
 # of taking dot products with rows of w_hh (`abt`).
 DEF SMALL_BATCH = 2
-
-
-cdef inline void abt(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
-                     Py_ssize_t lda, const floating* w, Py_ssize_t ldw, floating* c,
-                     Py_ssize_t ldc, bint accumulate) noexcept nogil:
-    if floating is float:
-        abt_f(m, n, k, a, lda, w, ldw, c, ldc, accumulate)
-    else:
-        abt_d(m, n, k, a, lda, w, ldw, c, ldc, accumulate)
-
-
-cdef inline void ab(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
-                    Py_ssize_t lda, const floating* b, Py_ssize_t ldb, floating* c,
-                    Py_ssize_t ldc, bint accumulate) noexcept nogil:
-    if floating is float:
-        ab_f(m, n, k, a, lda, b, ldb, c, ldc, accumulate)
-    else:
-        ab_d(m, n, k, a, lda, b, ldb, c, ldc, accumulate)
 
 
 cdef void gates_and_state(floating* gates, const floating* bias, const floating* c_prev,
