@@ -15,9 +15,8 @@ from ._validate import as_float_array, check_flag, check_shape, optional_array
 # Inference projects the input of at most this many rows (steps x batch) per matrix product,
 # so it keeps O(B*H) scratch instead of a (T, B, 4H) buffer.
 _INFERENCE_CHUNK_ROWS = 256
-# A step of fewer multiply-adds than this runs on one thread: sharing it out costs more
-# (two OpenMP barriers per step) than it saves.
-_MIN_WORK_PER_THREAD = 1 << 16
+# A call of fewer multiply-adds than this runs on one thread: starting the others costs more.
+_MIN_WORK_FOR_THREADS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -98,11 +97,12 @@ def _from_time_major(arr, batch_first, unbatched):
     return arr
 
 
-def _kernel_threads(B, H):
-    """OpenMP threads for the compiled kernels: the current limit (fastlstm.threads), or fewer
-    when a step (B x 4H x H multiply-adds) is too small to share out."""
-    per_step = B * 4 * H * H
-    return max(1, min(current_threads(), per_step // _MIN_WORK_PER_THREAD))
+def _kernel_threads(T, B, I, H):
+    """OpenMP threads for the compiled kernels: each takes one group of batch rows, so at most
+    B, at most the current limit (fastlstm.threads), and one for a small call."""
+    if T * B * 4 * H * (I + H) < _MIN_WORK_FOR_THREADS:
+        return 1
+    return max(1, min(current_threads(), B))
 
 
 def _check_forward_args(x, w_ih, w_hh, b_ih, b_hh, h0, c0, batch_first):
@@ -172,7 +172,7 @@ def forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch_firs
     chunk = T if return_tape else min(T, max(1, _INFERENCE_CHUNK_ROWS // max(B, 1)))
     gates = np.empty((chunk, B, 4 * H), dtype=dtype)
     if T > 0 and B > 0:
-        kernel.forward(x_tm, w_ih_c, w_hh_c, bias, h, c, gates, _kernel_threads(B, H))
+        kernel.forward(x_tm, w_ih_c, w_hh_c, bias, h, c, gates, _kernel_threads(T, B, I, H))
 
     state_shape = (H,) if unbatched else (B, H)
     h_n = h[T].reshape(state_shape).copy()
@@ -224,7 +224,7 @@ def backward(tape, dy=None, dh_n=None, dc_n=None):
     if T > 0 and B > 0:
         kernel = get_backend(tape.backend)
         kernel.backward(tape.x, tape.w_ih, tape.w_hh, tape.h, tape.c, tape.gates, dy_tm, dh, dc,
-                        dA, dx, dw_ih, dw_hh, db, _kernel_threads(B, H))
+                        dA, dx, dw_ih, dw_hh, db, _kernel_threads(T, B, I, H))
     else:  # no step: nothing flows to the weights or the input
         for grad in (dx, dw_ih, dw_hh, db):
             grad.fill(0)

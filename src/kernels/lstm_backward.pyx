@@ -1,20 +1,18 @@
 """Cython LSTM backward kernel. Mirrors fastlstm.reference.lstm_backward (SPEC.md section 1).
 
-Walks t = T ... 1 in one OpenMP region without the GIL; per step its threads share, by blocks
-of hidden units, the fused pointwise pass for the gate gradients (reference.lstm_cell_backward)
-and then the product dA_t W_hh (see _products.pyx). After the region the input, weight and
-bias gradients are large BLAS products over all steps at once (reference.lstm_weight_grads).
-Nothing is allocated here.
+As in the forward kernel, each OpenMP thread takes one group of batch rows and walks
+t = T ... 1 on it alone, without the GIL and without barriers: per step the fused pointwise
+pass for the gate gradients (reference.lstm_cell_backward) and the product dA_t W_hh (see
+_products.pyx). After the loop the input, weight and bias gradients are large BLAS products
+over all steps at once (reference.lstm_weight_grads). Nothing is allocated here.
 """
 from cython cimport floating
-from cython.parallel cimport parallel, prange
+from cython.parallel cimport prange
 
 from ._activations cimport tanh_
 from ._blas cimport gemm_nn, gemm_tn
 from ._products cimport ab, abt
 
-# Hidden units per work item shared out to the threads.
-DEF COLUMNS_PER_ITEM = 64
 # At most this many batch rows: dA_t W_hh updates rows of w_hh (`ab`) instead of taking dot
 # products with rows of w_hh^T (`abt`).
 DEF SMALL_BATCH = 2
@@ -22,10 +20,9 @@ DEF SMALL_BATCH = 2
 
 cdef void gate_grads(const floating* gates, const floating* c_prev, const floating* c_t,
                      const floating* dy, const floating* dh, floating* dc, floating* dA,
-                     Py_ssize_t B, Py_ssize_t H, Py_ssize_t u0, Py_ssize_t u1) noexcept nogil:
-    """The fused pointwise pass of one step for hidden units u0 <= u < u1 of every row.
+                     Py_ssize_t B, Py_ssize_t H) noexcept nogil:
+    """The fused pointwise pass of one step for B rows; mirrors reference.lstm_cell_backward.
 
-    Mirrors reference.lstm_cell_backward.
     gates (B, 4H) IN [i, f, g, o];  c_prev, c_t (B, H) IN
     dy (B, H) IN or NULL;  dh (B, H) IN: dh_next from step t+1
     dc (B, H) IN/OUT: dc_next from step t+1 on entry, dc_next for step t-1 (dc * f) on return
@@ -34,7 +31,7 @@ cdef void gate_grads(const floating* gates, const floating* c_prev, const floati
     cdef Py_ssize_t b, j, n
     cdef floating i, f, g, o, tc, dh_t, dc_t
     for b in range(B):
-        for j in range(u0, u1):
+        for j in range(H):
             n = b * H + j
             i = gates[b * 4 * H + j]
             f = gates[b * 4 * H + H + j]
@@ -50,6 +47,28 @@ cdef void gate_grads(const floating* gates, const floating* c_prev, const floati
             dA[b * 4 * H + 2 * H + j] = dc_t * i * (1 - g * g)
             dA[b * 4 * H + 3 * H + j] = dh_t * tc * o * (1 - o)
             dc[n] = dc_t * f
+
+
+cdef void run_group(const floating* w_hh, const floating* w_hh_t, const floating* c,
+                    const floating* gates, const floating* dy, floating* dh, floating* dc,
+                    floating* dA, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t b0,
+                    Py_ssize_t b1) noexcept nogil:
+    """The whole backward walk for batch rows b0 <= b < b1 (buffers as in lstm_backward;
+    dy is NULL when there is none)."""
+    cdef Py_ssize_t nb = b1 - b0, G = 4 * H
+    cdef Py_ssize_t t = T - 1
+    cdef floating* dA_t
+    while t >= 0:
+        dA_t = dA + (t * B + b0) * G
+        gate_grads(gates + (t * B + b0) * G, c + (t * B + b0) * H, c + ((t + 1) * B + b0) * H,
+                   dy + (t * B + b0) * H if dy != NULL else NULL, dh + b0 * H, dc + b0 * H,
+                   dA_t, nb, H)
+        # dh (nb, H) = dA_t (nb, 4H) @ w_hh (4H, H)
+        if nb <= SMALL_BATCH:
+            ab(nb, H, G, dA_t, G, w_hh, H, dh + b0 * H, H, False)
+        else:
+            abt(nb, H, G, dA_t, G, w_hh_t, G, dh + b0 * H, H, False)
+        t -= 1
 
 
 cdef void weight_grads(const floating* x, const floating* h, const floating* w_ih,
@@ -83,7 +102,7 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     x      (T, B, I)    IN   the forward input
     w_ih   (4H, I)      IN
     w_hh   (4H, H)      IN
-    w_hh_t (H, 4H)      IN   w_hh transposed (C-contiguous), for batches of more than 2 rows
+    w_hh_t (H, 4H)      IN   w_hh transposed (C-contiguous), for groups of more than 2 rows
     h      (T+1, B, H)  IN   hidden states from the forward tape, h[0] = h_0
     c      (T+1, B, H)  IN   cell states from the forward tape, c[0] = c_0
     gates  (T, B, 4H)   IN   gate activations from the forward tape
@@ -92,13 +111,12 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     dc     (B, H)       IN/OUT  dc_n on entry, dc_0 on return
     dA     (T, B, 4H)   OUT  gate pre-activation gradients of every step
     dx (T, B, I), dw_ih (4H, I), dw_hh (4H, H), db (4H,)  OUT  (db is for b_ih and b_hh alike)
-    n_threads           OpenMP threads; each step's work is split by hidden units between them.
+    n_threads           OpenMP threads, at most B: one group of batch rows each.
     """
     cdef Py_ssize_t T = gates.shape[0], B = gates.shape[1], H = dh.shape[1], I = x.shape[2]
     cdef bint has_dy = dy.shape[0] > 0
-    cdef Py_ssize_t n_items = (H + COLUMNS_PER_ITEM - 1) // COLUMNS_PER_ITEM
-    cdef Py_ssize_t t, item, u0, u1
-    if (T < 1 or B < 1 or H < 1 or I < 1 or n_threads < 1
+    cdef Py_ssize_t group
+    if (T < 1 or B < 1 or H < 1 or I < 1 or n_threads < 1 or n_threads > B
             or w_hh.shape[0] != 4 * H or w_hh.shape[1] != H
             or w_hh_t.shape[0] != H or w_hh_t.shape[1] != 4 * H
             or w_ih.shape[0] != 4 * H or w_ih.shape[1] != I
@@ -113,25 +131,9 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             or (has_dy and (dy.shape[0] != T or dy.shape[1] != B or dy.shape[2] != H))):
         raise ValueError("lstm_backward: inconsistent buffer shapes")
     with nogil:
-        with parallel(num_threads=n_threads):
-            t = T - 1
-            while t >= 0:                # every thread walks the steps; work items are shared
-                for item in prange(n_items, schedule="static"):
-                    u0 = item * COLUMNS_PER_ITEM
-                    u1 = min(u0 + COLUMNS_PER_ITEM, H)
-                    gate_grads(&gates[t, 0, 0], &c[t, 0, 0], &c[t + 1, 0, 0],
-                               &dy[t, 0, 0] if has_dy else NULL, &dh[0, 0], &dc[0, 0],
-                               &dA[t, 0, 0], B, H, u0, u1)
-                # dh (B, H) = dA_t (B, 4H) @ w_hh (4H, H), by blocks of hidden units
-                for item in prange(n_items, schedule="static"):
-                    u0 = item * COLUMNS_PER_ITEM
-                    u1 = min(u0 + COLUMNS_PER_ITEM, H)
-                    if B <= SMALL_BATCH:
-                        ab(B, u1 - u0, 4 * H, &dA[t, 0, 0], 4 * H, &w_hh[0, u0], H,
-                           &dh[0, u0], H, False)
-                    else:
-                        abt(B, u1 - u0, 4 * H, &dA[t, 0, 0], 4 * H, &w_hh_t[u0, 0], 4 * H,
-                            &dh[0, u0], H, False)
-                t = t - 1
+        for group in prange(n_threads, num_threads=n_threads, schedule="static"):
+            run_group(&w_hh[0, 0], &w_hh_t[0, 0], &c[0, 0, 0], &gates[0, 0, 0],
+                      &dy[0, 0, 0] if has_dy else NULL, &dh[0, 0], &dc[0, 0], &dA[0, 0, 0],
+                      T, B, H, group * B // n_threads, (group + 1) * B // n_threads)
         weight_grads(&x[0, 0, 0], &h[0, 0, 0], &w_ih[0, 0], &dA[0, 0, 0], &dx[0, 0, 0],
                      &dw_ih[0, 0], &dw_hh[0, 0], &db[0], T * B, I, H)
