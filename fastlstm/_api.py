@@ -98,11 +98,11 @@ def _from_time_major(arr, batch_first, unbatched):
 
 
 def _kernel_threads(T, B, I, H):
-    """OpenMP threads for the compiled kernels: each takes one group of batch rows, so at most
-    B, at most the current limit (fastlstm.threads), and one for a small call."""
+    """OpenMP threads for the compiled kernels: the current limit (fastlstm.threads), or one
+    for a small call. (Time loops use at most B of them: one group of batch rows each.)"""
     if T * B * 4 * H * (I + H) < _MIN_WORK_FOR_THREADS:
         return 1
-    return max(1, min(current_threads(), B))
+    return max(1, current_threads())
 
 
 def _check_forward_args(x, w_ih, w_hh, b_ih, b_hh, h0, c0, batch_first):
@@ -214,8 +214,10 @@ def backward(tape, dy=None, dh_n=None, dc_n=None):
 
     dy_tm = (np.empty((0, B, H), dtype=dtype) if dy is None
              else _to_time_major(dy, tape.batch_first, tape.unbatched))
-    dh = np.zeros((B, H), dtype=dtype) if dh_n is None else np.array(dh_n, dtype).reshape(B, H)
-    dc = np.zeros((B, H), dtype=dtype) if dc_n is None else np.array(dc_n, dtype).reshape(B, H)
+    # private C-ordered copies: the kernels update them in place (any layout of dh_n is fine)
+    dh = np.zeros((B, H), dtype) if dh_n is None else np.array(dh_n, dtype, order="C")
+    dc = np.zeros((B, H), dtype) if dc_n is None else np.array(dc_n, dtype, order="C")
+    dh, dc = dh.reshape(B, H), dc.reshape(B, H)
     dA = np.empty((T, B, 4 * H), dtype=dtype)
     dx = np.empty((T, B, I), dtype=dtype)
     dw_ih = np.empty((4 * H, I), dtype=dtype)

@@ -13,7 +13,6 @@ import os
 import numpy as np
 
 from . import reference
-from ._threads import single_threaded_blas
 
 #: every backend fastlstm knows, fastest first
 BACKEND_NAMES = ("cython", "numba", "numpy")
@@ -54,13 +53,17 @@ class CythonBackend:
         self._bwd = importlib.import_module("fastlstm._kernels.lstm_backward").lstm_backward
 
     def forward(self, x, w_ih, w_hh, bias, h, c, gates, n_threads=1):
-        self._fwd(x, w_ih, w_hh, np.ascontiguousarray(w_hh.T), bias, h, c, gates, n_threads)
+        self._fwd(x, w_ih, w_hh, np.ascontiguousarray(w_hh.T), bias, h, c, gates,
+                  min(n_threads, x.shape[1]))
 
     def backward(self, x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db,
                  n_threads=1):
-        with single_threaded_blas:  # its BLAS products run beside its OpenMP threads
-            self._bwd(x, w_ih, w_hh, np.ascontiguousarray(w_hh.T), h, c, gates, dy, dh, dc, dA,
-                      dx, dw_ih, dw_hh, db, n_threads)
+        T, B, I = x.shape
+        H = w_hh.shape[1]
+        scratch = [np.empty((rows, T * B), dtype=x.dtype) for rows in (4 * H, I, H)]
+        self._bwd(x, np.ascontiguousarray(w_ih.T), w_hh, np.ascontiguousarray(w_hh.T), h, c,
+                  gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db, *scratch,
+                  min(n_threads, B), n_threads)
 
 
 class NumbaBackend:

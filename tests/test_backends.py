@@ -213,7 +213,9 @@ def test_cython_kernels_threads_match_one_thread(dtype, n_threads):
         dh, dc = np.zeros((B, H), dtype), np.ones((B, H), dtype)
         grads = [np.empty((T, B, 4 * H), dtype), np.empty((T, B, I), dtype),
                  np.empty((4 * H, I), dtype), np.empty((4 * H, H), dtype), np.empty(4 * H, dtype)]
-        lstm_backward(x, w_ih, w_hh, w_hh_t, h, c, gates, dy, dh, dc, *grads, n)
+        scratch = [np.empty((rows, T * B), dtype) for rows in (4 * H, I, H)]
+        lstm_backward(x, np.ascontiguousarray(w_ih.T), w_hh, w_hh_t, h, c, gates, dy, dh, dc,
+                      *grads, *scratch, n, n)
         results.append([h, c, gates, dh, dc] + grads)
     for single, threaded in zip(*results):
         assert_close(threaded, single, 1e-5 if dtype == np.float32 else 1e-13)

@@ -132,36 +132,3 @@ def test_backward_runs_on_the_tape_backend(monkeypatch, backend):
     assert_close(g2.w_hh, g1.w_hh, 0, "grad w_hh")
     assert tape.backend == backend
     assert repr(tape).startswith("<fastlstm.Tape T=4 B=3 I=2 H=5")
-
-
-def test_single_threaded_blas_restores_limits_under_concurrency():
-    """The kernels' one-thread BLAS section, entered from several threads at once, limits BLAS
-    to one thread while any caller is inside and leaves the limits as it found them."""
-    import threading
-
-    from threadpoolctl import threadpool_info
-
-    from fastlstm._threads import single_threaded_blas
-
-    def blas_threads():
-        return sorted(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
-
-    before = blas_threads()
-    all_inside = threading.Barrier(5)
-    checked = threading.Event()
-
-    def worker():
-        with single_threaded_blas:
-            all_inside.wait()
-            checked.wait(timeout=30)
-
-    workers = [threading.Thread(target=worker) for _ in range(4)]
-    for t in workers:
-        t.start()
-    all_inside.wait()
-    during = blas_threads()
-    checked.set()
-    for t in workers:
-        t.join()
-    assert during and all(n == 1 for n in during)
-    assert blas_threads() == before

@@ -4,8 +4,10 @@ One file per cell and direction of work. Every kernel follows one contract: the 
 (fastlstm._api) checks arguments and allocates outputs and scratch; a kernel only fills them,
 runs its whole time loop in compiled code and never allocates inside that loop.
 
-- lstm_forward.pyx / lstm_backward.pyx: Cython, BLAS from scipy.linalg.cython_blas, GIL released.
-- numba_lstm_forward.py / numba_lstm_backward.py: Numba twins of the Cython kernels.
-- _blas.pxd: the row-major BLAS shim shared by the Cython kernels.
+- lstm_forward.pyx / lstm_backward.pyx: Cython, GIL released, one group of batch rows per
+  OpenMP thread; _products.pyx: their matrix products (no BLAS); _activations.pxd: their
+  vectorisable sigmoid and tanh.
+- numba_lstm_forward.py / numba_lstm_backward.py: Numba twins of the Cython kernels, with BLAS
+  (np.dot) for the matrix products; numba_activations.py: the twin of _activations.pxd.
 - _info.pyx: build facts (OpenMP) for fastlstm.show_config().
 """

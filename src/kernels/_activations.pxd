@@ -79,6 +79,34 @@ cdef inline floating sigmoid(floating a) noexcept nogil:
     return <floating>1 / (<floating>1 + exp_(-a))
 
 
+cdef inline float tanh_small_f(float a) noexcept nogil:
+    """tanh(a) for |a| < 0.625, float32: an odd polynomial (Cephes' tanhf)."""
+    cdef float z = a * a
+    cdef float p = <float>-5.70498872745e-3
+    p = p * z + <float>2.06390887954e-2
+    p = p * z + <float>-5.37397155531e-2
+    p = p * z + <float>1.33314422036e-1
+    p = p * z + <float>-3.33332819422e-1
+    return p * z * a + a
+
+
+cdef inline double tanh_small_d(double a) noexcept nogil:
+    """tanh(a) for |a| < 0.625, float64: a + a^3 P(a^2) / Q(a^2) (Cephes' tanh)."""
+    cdef double z = a * a
+    cdef double p = (-9.64399179425052238628e-1 * z - 9.92877231001918586564e1) * z \
+        - 1.61468768441708447952e3
+    cdef double q = ((z + 1.12811678491632931402e2) * z + 2.23548839060100448583e3) * z \
+        + 4.84406305325125486048e3
+    return a + a * z * p / q
+
+
 cdef inline floating tanh_(floating a) noexcept nogil:
-    """tanh(a) = 2 sigmoid(2a) - 1 (absolute error a few units of 1e-16 / 1e-7 near 0)."""
-    return <floating>2 / (<floating>1 + exp_(<floating>-2 * a)) - <floating>1
+    """tanh(a): 2 sigmoid(2a) - 1, or near 0, where that subtraction would cancel, a
+    polynomial. Both are computed and one is selected, so loops stay branch-free."""
+    cdef floating near_zero, far
+    if floating is float:
+        near_zero = tanh_small_f(a)
+    else:
+        near_zero = tanh_small_d(a)
+    far = <floating>2 / (<floating>1 + exp_(<floating>-2 * a)) - <floating>1
+    return near_zero if (a < <floating>0.625 and a > <floating>-0.625) else far

@@ -17,6 +17,15 @@ cdef void ab_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssi
                const double* b, Py_ssize_t ldb, double* c, Py_ssize_t ldc,
                bint accumulate) noexcept nogil
 
+cdef void transpose_f(Py_ssize_t m, Py_ssize_t n, const float* a, Py_ssize_t lda, float* out,
+                      Py_ssize_t ldo) noexcept nogil
+cdef void transpose_d(Py_ssize_t m, Py_ssize_t n, const double* a, Py_ssize_t lda,
+                      double* out, Py_ssize_t ldo) noexcept nogil
+cdef void row_sums_f(Py_ssize_t m, Py_ssize_t k, const float* a, Py_ssize_t lda,
+                     float* out) noexcept nogil
+cdef void row_sums_d(Py_ssize_t m, Py_ssize_t k, const double* a, Py_ssize_t lda,
+                     double* out) noexcept nogil
+
 
 cdef inline void abt(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
                      Py_ssize_t lda, const floating* w, Py_ssize_t ldw, floating* c,
@@ -36,3 +45,21 @@ cdef inline void ab(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
         ab_f(m, n, k, a, lda, b, ldb, c, ldc, accumulate)
     else:
         ab_d(m, n, k, a, lda, b, ldb, c, ldc, accumulate)
+
+
+cdef inline void transpose(Py_ssize_t m, Py_ssize_t n, const floating* a, Py_ssize_t lda,
+                           floating* out, Py_ssize_t ldo) noexcept nogil:
+    """out (n, m) = A (m, n)^T, row-major."""
+    if floating is float:
+        transpose_f(m, n, a, lda, out, ldo)
+    else:
+        transpose_d(m, n, a, lda, out, ldo)
+
+
+cdef inline void row_sums(Py_ssize_t m, Py_ssize_t k, const floating* a, Py_ssize_t lda,
+                          floating* out) noexcept nogil:
+    """out (m,) = the sums of the rows of A (m, k)."""
+    if floating is float:
+        row_sums_f(m, k, a, lda, out)
+    else:
+        row_sums_d(m, k, a, lda, out)

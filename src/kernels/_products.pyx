@@ -6,6 +6,8 @@
     ab:  C (m, n) (+)= A (m, k) @ B (k, n)     row updates; B's rows are contiguous. For one or
          two rows of A (a single sequence), where dot products would spend their time summing
          vector lanes.
+    transpose, row_sums: for the backward's weight gradients, which are then dot products of
+         rows of dA^T with rows of x^T and h^T.
 All arrays are row-major with the given leading dimensions. This module is compiled with
 -fassociative-math (setup.py) so that the compiler may reorder the sums into vector lanes; it
 holds no other arithmetic, so nothing else depends on that flag.
@@ -14,6 +16,8 @@ from cython cimport floating
 
 # Output columns accumulated per pass of `ab`: a local row that stays in L1.
 DEF AB_BLOCK = 64
+# Side of the square tiles that `transpose` copies, so both sides stay in L1.
+DEF TILE = 32
 
 
 cdef inline void block_4x4(Py_ssize_t k, const floating* a, Py_ssize_t lda, const floating* w,
@@ -196,3 +200,46 @@ cdef void ab_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssi
                const double* b, Py_ssize_t ldb, double* c, Py_ssize_t ldc,
                bint accumulate) noexcept nogil:
     ab_impl(m, n, k, a, lda, b, ldb, c, ldc, accumulate)
+
+
+cdef inline void transpose_impl(Py_ssize_t m, Py_ssize_t n, const floating* a, Py_ssize_t lda,
+                                floating* out, Py_ssize_t ldo) noexcept nogil:
+    """out (n, m) = A (m, n)^T, tile by tile."""
+    cdef Py_ssize_t i0, j0, i, j
+    for i0 in range(0, m, TILE):
+        for j0 in range(0, n, TILE):
+            for j in range(j0, min(j0 + TILE, n)):
+                for i in range(i0, min(i0 + TILE, m)):
+                    out[j * ldo + i] = a[i * lda + j]
+
+
+cdef inline void row_sums_impl(Py_ssize_t m, Py_ssize_t k, const floating* a, Py_ssize_t lda,
+                               floating* out) noexcept nogil:
+    """out (m,) = A (m, k) summed over each row."""
+    cdef Py_ssize_t r, q
+    cdef floating s
+    for r in range(m):
+        s = 0
+        for q in range(k):
+            s += a[r * lda + q]
+        out[r] = s
+
+
+cdef void transpose_f(Py_ssize_t m, Py_ssize_t n, const float* a, Py_ssize_t lda, float* out,
+                      Py_ssize_t ldo) noexcept nogil:
+    transpose_impl(m, n, a, lda, out, ldo)
+
+
+cdef void transpose_d(Py_ssize_t m, Py_ssize_t n, const double* a, Py_ssize_t lda,
+                      double* out, Py_ssize_t ldo) noexcept nogil:
+    transpose_impl(m, n, a, lda, out, ldo)
+
+
+cdef void row_sums_f(Py_ssize_t m, Py_ssize_t k, const float* a, Py_ssize_t lda,
+                     float* out) noexcept nogil:
+    row_sums_impl(m, k, a, lda, out)
+
+
+cdef void row_sums_d(Py_ssize_t m, Py_ssize_t k, const double* a, Py_ssize_t lda,
+                     double* out) noexcept nogil:
+    row_sums_impl(m, k, a, lda, out)

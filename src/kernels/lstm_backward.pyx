@@ -3,16 +3,19 @@
 As in the forward kernel, each OpenMP thread takes one group of batch rows and walks
 t = T ... 1 on it alone, without the GIL and without barriers: per step the fused pointwise
 pass for the gate gradients (reference.lstm_cell_backward) and the product dA_t W_hh (see
-_products.pyx). After the loop the input, weight and bias gradients are large BLAS products
-over all steps at once (reference.lstm_weight_grads). Nothing is allocated here.
+_products.pyx). After the loop the input, weight and bias gradients are large products over
+all steps at once (reference.lstm_weight_grads), shared out by blocks of rows: with dA, x and
+h transposed into scratch, each is a set of long dot products. No BLAS call: no second thread
+pool, and no BLAS setting is touched. Nothing is allocated here.
 """
 from cython cimport floating
 from cython.parallel cimport prange
 
 from ._activations cimport tanh_
-from ._blas cimport gemm_nn, gemm_tn
-from ._products cimport ab, abt
+from ._products cimport ab, abt, row_sums, transpose
 
+# Rows per work item of the products after the loop.
+DEF ROWS_PER_ITEM = 64
 # At most this many batch rows: dA_t W_hh updates rows of w_hh (`ab`) instead of taking dot
 # products with rows of w_hh^T (`abt`).
 DEF SMALL_BATCH = 2
@@ -71,36 +74,19 @@ cdef void run_group(const floating* w_hh, const floating* w_hh_t, const floating
         t -= 1
 
 
-cdef void weight_grads(const floating* x, const floating* h, const floating* w_ih,
-                       const floating* dA, floating* dx, floating* dw_ih, floating* dw_hh,
-                       floating* db, Py_ssize_t TB, Py_ssize_t I, Py_ssize_t H) noexcept nogil:
-    """Mirrors reference.lstm_weight_grads, with TB = T*B rows.
-
-    x (TB, I), h (TB, H) = h_0 ... h_{T-1}, w_ih (4H, I), dA (TB, 4H)  IN
-    dx (TB, I), dw_ih (4H, I), dw_hh (4H, H), db (4H,)  OUT
-    """
-    cdef Py_ssize_t r, j
-    gemm_nn(<int>TB, <int>I, <int>(4 * H), 1, dA, <int>(4 * H), w_ih, <int>I, 0, dx, <int>I)
-    gemm_tn(<int>(4 * H), <int>I, <int>TB, 1, dA, <int>(4 * H), x, <int>I, 0, dw_ih, <int>I)
-    gemm_tn(<int>(4 * H), <int>H, <int>TB, 1, dA, <int>(4 * H), h, <int>H, 0, dw_hh, <int>H)
-    for j in range(4 * H):
-        db[j] = 0
-    for r in range(TB):
-        for j in range(4 * H):
-            db[j] += dA[r * 4 * H + j]
-
-
-def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
+def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih_t,
                   const floating[:, ::1] w_hh, const floating[:, ::1] w_hh_t,
                   const floating[:, :, ::1] h,
                   const floating[:, :, ::1] c, const floating[:, :, ::1] gates,
                   const floating[:, :, ::1] dy, floating[:, ::1] dh, floating[:, ::1] dc,
                   floating[:, :, ::1] dA, floating[:, :, ::1] dx, floating[:, ::1] dw_ih,
-                  floating[:, ::1] dw_hh, floating[::1] db, int n_threads=1):
+                  floating[:, ::1] dw_hh, floating[::1] db, floating[:, ::1] dA_t,
+                  floating[:, ::1] x_t, floating[:, ::1] h_t, int n_threads=1,
+                  int n_product_threads=1):
     """Back-propagate through T >= 1 steps of B >= 1 rows, I >= 1 inputs, H >= 1 hidden units.
 
     x      (T, B, I)    IN   the forward input
-    w_ih   (4H, I)      IN
+    w_ih_t (I, 4H)      IN   w_ih transposed (C-contiguous)
     w_hh   (4H, H)      IN
     w_hh_t (H, 4H)      IN   w_hh transposed (C-contiguous), for groups of more than 2 rows
     h      (T+1, B, H)  IN   hidden states from the forward tape, h[0] = h_0
@@ -111,15 +97,21 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     dc     (B, H)       IN/OUT  dc_n on entry, dc_0 on return
     dA     (T, B, 4H)   OUT  gate pre-activation gradients of every step
     dx (T, B, I), dw_ih (4H, I), dw_hh (4H, H), db (4H,)  OUT  (db is for b_ih and b_hh alike)
-    n_threads           OpenMP threads, at most B: one group of batch rows each.
+    dA_t (4H, T*B), x_t (I, T*B), h_t (H, T*B)  scratch  for dA, x and h_0 ... h_{T-1} transposed
+    n_threads           OpenMP threads for the walk, at most B: one group of batch rows each.
+    n_product_threads   OpenMP threads for the products after the walk.
     """
     cdef Py_ssize_t T = gates.shape[0], B = gates.shape[1], H = dh.shape[1], I = x.shape[2]
     cdef bint has_dy = dy.shape[0] > 0
-    cdef Py_ssize_t group
+    cdef Py_ssize_t TB = T * B, G = 4 * H
+    cdef Py_ssize_t group, item, r0, r1
     if (T < 1 or B < 1 or H < 1 or I < 1 or n_threads < 1 or n_threads > B
+            or n_product_threads < 1
             or w_hh.shape[0] != 4 * H or w_hh.shape[1] != H
             or w_hh_t.shape[0] != H or w_hh_t.shape[1] != 4 * H
-            or w_ih.shape[0] != 4 * H or w_ih.shape[1] != I
+            or w_ih_t.shape[0] != I or w_ih_t.shape[1] != 4 * H
+            or dA_t.shape[0] != 4 * H or dA_t.shape[1] != TB or x_t.shape[0] != I
+            or x_t.shape[1] != TB or h_t.shape[0] != H or h_t.shape[1] != TB
             or x.shape[0] != T or x.shape[1] != B
             or h.shape[0] != T + 1 or h.shape[1] != B or h.shape[2] != H
             or c.shape[0] != T + 1 or c.shape[1] != B or c.shape[2] != H
@@ -135,5 +127,26 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             run_group(&w_hh[0, 0], &w_hh_t[0, 0], &c[0, 0, 0], &gates[0, 0, 0],
                       &dy[0, 0, 0] if has_dy else NULL, &dh[0, 0], &dc[0, 0], &dA[0, 0, 0],
                       T, B, H, group * B // n_threads, (group + 1) * B // n_threads)
-        weight_grads(&x[0, 0, 0], &h[0, 0, 0], &w_ih[0, 0], &dA[0, 0, 0], &dx[0, 0, 0],
-                     &dw_ih[0, 0], &dw_hh[0, 0], &db[0], T * B, I, H)
+        # transposes: dA (TB, 4H), x (TB, I), h_0 ... h_{T-1} (TB, H), by blocks of rows
+        for item in prange((TB + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
+                           num_threads=n_product_threads, schedule="static"):
+            r0 = item * ROWS_PER_ITEM
+            r1 = min(r0 + ROWS_PER_ITEM, TB)
+            transpose(r1 - r0, G, &dA[0, 0, 0] + r0 * G, G, &dA_t[0, r0], TB)
+            transpose(r1 - r0, I, &x[0, 0, 0] + r0 * I, I, &x_t[0, r0], TB)
+            transpose(r1 - r0, H, &h[0, 0, 0] + r0 * H, H, &h_t[0, r0], TB)
+        # dw_ih = dA^T x, dw_hh = dA^T h_{t-1}, db = the column sums of dA, by blocks of gates
+        for item in prange((G + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
+                           num_threads=n_product_threads, schedule="static"):
+            r0 = item * ROWS_PER_ITEM
+            r1 = min(r0 + ROWS_PER_ITEM, G)
+            abt(r1 - r0, I, TB, &dA_t[r0, 0], TB, &x_t[0, 0], TB, &dw_ih[r0, 0], I, False)
+            abt(r1 - r0, H, TB, &dA_t[r0, 0], TB, &h_t[0, 0], TB, &dw_hh[r0, 0], H, False)
+            row_sums(r1 - r0, TB, &dA_t[r0, 0], TB, &db[r0])
+        # dx = dA w_ih, by blocks of rows
+        for item in prange((TB + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
+                           num_threads=n_product_threads, schedule="static"):
+            r0 = item * ROWS_PER_ITEM
+            r1 = min(r0 + ROWS_PER_ITEM, TB)
+            abt(r1 - r0, I, G, &dA[0, 0, 0] + r0 * G, G, &w_ih_t[0, 0], G,
+                &dx[0, 0, 0] + r0 * I, I, False)

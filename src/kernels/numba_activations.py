@@ -24,6 +24,15 @@ _F64 = dict(hi=709.0, lo=-708.0, magic=6755399441055744.0, ln2_hi=6.931457519531
                2.00000000000000000009e0))
 
 
+# tanh near 0 (|x| < 0.625): Cephes' tanhf polynomial and tanh rational function
+_TANH_F32 = (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1,
+             -3.33332819422e-1)
+_TANH_F64 = dict(p=(-9.64399179425052238628e-1, -9.92877231001918586564e1,
+                    -1.61468768441708447952e3),
+                 q=(1.12811678491632931402e2, 2.23548839060100448583e3,
+                    4.84406305325125486048e3))
+
+
 @intrinsic
 def _pow2_from_magic(typingctx, t):
     """2**n for the integer n held in the low mantissa bits of t = n + magic."""
@@ -54,7 +63,7 @@ def sigmoid(x):
 
 
 def tanh_(x):
-    """2 sigmoid(2x) - 1; compiled per dtype inside Numba code only."""
+    """tanh(x), vectorisable; compiled per dtype inside Numba code only."""
     raise NotImplementedError("tanh_ runs inside Numba-compiled code")
 
 
@@ -111,16 +120,33 @@ def _sigmoid_impl(x):
     return None
 
 
-@overload(tanh_, inline="always")
+@overload(tanh_)
 def _tanh_impl(x):
-    if isinstance(x, types.Float):
-        f = np.float32 if x == types.float32 else float
-        one, two, minus_two = f(1.0), f(2.0), f(-2.0)
+    """2 sigmoid(2x) - 1, or near 0, where that subtraction would cancel, Cephes' odd
+    polynomial (float32) or rational function (float64); both computed, one selected."""
+    if x == types.float32:
+        f = np.float32
+        one, two, minus_two, edge = f(1.0), f(2.0), f(-2.0), f(0.625)
+        t0, t1, t2, t3, t4 = (f(v) for v in _TANH_F32)
 
-        def tanh_impl(x):
-            return two / (one + exp_(minus_two * x)) - one
+        def tanh_f32(x):
+            z = x * x
+            near_zero = ((((t0 * z + t1) * z + t2) * z + t3) * z + t4) * z * x + x
+            far = two / (one + exp_(minus_two * x)) - one
+            return near_zero if abs(x) < edge else far
 
-        return tanh_impl
+        return tanh_f32
+    if x == types.float64:
+        p0, p1, p2 = _TANH_F64["p"]
+        q0, q1, q2 = _TANH_F64["q"]
+
+        def tanh_f64(x):
+            z = x * x
+            near_zero = x + x * z * ((p0 * z + p1) * z + p2) / (((z + q0) * z + q1) * z + q2)
+            far = 2.0 / (1.0 + exp_(-2.0 * x)) - 1.0
+            return near_zero if abs(x) < 0.625 else far
+
+        return tanh_f64
     return None
 
 
