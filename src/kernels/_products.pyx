@@ -138,6 +138,35 @@ cdef inline void abt_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floati
             dot_1x1(k, a + r * lda, w + j * ldw, c + r * ldc + j, accumulate)
 
 
+cdef inline void ab_full_block(Py_ssize_t k, const floating* a, const floating* b,
+                               Py_ssize_t ldb, floating* c, bint accumulate) noexcept nogil:
+    """c[0:AB_BLOCK] (+)= a (k,) @ B[:, 0:AB_BLOCK]: `ab` for one row and one whole block, with
+    constant loop bounds so that the accumulator can live in vector registers."""
+    cdef floating acc[AB_BLOCK]
+    cdef floating a0, a1, a2, a3
+    cdef const floating *b0
+    cdef Py_ssize_t j, q = 0
+    for j in range(AB_BLOCK):
+        acc[j] = c[j] if accumulate else 0
+    while q + 4 <= k:
+        a0 = a[q]
+        a1 = a[q + 1]
+        a2 = a[q + 2]
+        a3 = a[q + 3]
+        b0 = b + q * ldb
+        for j in range(AB_BLOCK):
+            acc[j] += a0 * b0[j] + a1 * b0[ldb + j] + a2 * b0[2 * ldb + j] + a3 * b0[3 * ldb + j]
+        q += 4
+    while q < k:
+        a0 = a[q]
+        b0 = b + q * ldb
+        for j in range(AB_BLOCK):
+            acc[j] += a0 * b0[j]
+        q += 1
+    for j in range(AB_BLOCK):
+        c[j] = acc[j]
+
+
 cdef inline void ab_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
                     Py_ssize_t lda, const floating* b, Py_ssize_t ldb, floating* c,
                     Py_ssize_t ldc, bint accumulate) noexcept nogil:
@@ -150,8 +179,11 @@ cdef inline void ab_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floatin
     cdef floating acc[AB_BLOCK]
     for r in range(m):
         j0 = 0
+        while j0 + AB_BLOCK <= n:
+            ab_full_block(k, a + r * lda, b + j0, ldb, c + r * ldc + j0, accumulate)
+            j0 += AB_BLOCK
         while j0 < n:
-            nb = min(AB_BLOCK, n - j0)
+            nb = n - j0
             for j in range(nb):
                 acc[j] = c[r * ldc + j0 + j] if accumulate else 0
             q = 0
