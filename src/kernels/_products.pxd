@@ -1,4 +1,4 @@
-# Matrix products for the recurrent kernels' time loops, for one thread's block of columns.
+# Matrix products for the recurrent kernels, one thread's share at a time (see _products.pyx).
 # Built as their own module (_products.pyx) with reassociation allowed, so that the compiler
 # vectorises the dot products; called per step from inside the kernels' OpenMP regions, where
 # a BLAS call would bring its own thread pool. `abt` and `ab` pick the float32 or float64 one.

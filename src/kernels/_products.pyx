@@ -1,4 +1,4 @@
-"""Matrix products for one thread's block of output columns, with no BLAS call.
+"""Matrix products for the Cython kernels, one thread's share at a time, with no BLAS call.
 
     abt: C (m, n) (+)= A (m, k) @ W (n, k)^T   dot products; W's rows are contiguous. Blocks of
          4 x 4 outputs keep 16 running sums in vector registers over k, so each loaded piece of

@@ -1,5 +1,6 @@
 """Numba LSTM backward kernel. Mirrors fastlstm.reference.lstm_backward_steps and is the twin
-of the Cython kernel lstm_backward.pyx (same arguments, same contract)."""
+of the Cython kernel lstm_backward.pyx: the same buffers and the same contract, but BLAS calls
+(np.dot) for the products, and no scratch for transposes."""
 import numpy as np
 
 from ._jit import jit
@@ -50,7 +51,7 @@ def _weight_grads(x2, h2, w_ih, dA2, dx2, dw_ih, dw_hh, db):
 
 @jit
 def lstm_backward(x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db):
-    """Back-propagate through T >= 1 steps; arguments as in the Cython kernel lstm_backward.
+    """Back-propagate through T >= 1 steps; buffers as in the Cython kernel lstm_backward.
 
     x (T, B, I), w_ih (4H, I), w_hh (4H, H), h, c (T+1, B, H), gates (T, B, 4H) IN;
     dy (T, B, H) or (0, B, H) IN; dh, dc (B, H) IN/OUT (dh_n, dc_n in; dh_0, dc_0 out);

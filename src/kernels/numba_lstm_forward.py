@@ -1,5 +1,7 @@
 """Numba LSTM forward kernel. Mirrors fastlstm.reference.lstm_forward and is the twin of the
-Cython kernel lstm_forward.pyx (same arguments, same contract)."""
+Cython kernel lstm_forward.pyx: the same buffers and the same contract (the caller allocates,
+nothing is allocated in the time loop), but the matrix products are BLAS calls (np.dot) on the
+transposed weights, and the batch runs as one group."""
 import numpy as np
 
 from ._jit import jit
