@@ -11,9 +11,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["lstm_forward", "lstm_backward", "_products", "_info"]
-# _products may reorder sums (to vectorise dot products); nothing else is built that way.
-REASSOCIATE = ["-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
+KERNELS = ["lstm_forward", "lstm_backward", "_info"]
 
 
 def compiler_has_openmp():
@@ -61,8 +59,9 @@ extensions = [
     Extension(
         f"fastlstm._kernels.{name}",
         [f"src/kernels/{name}.pyx"],
-        include_dirs=[numpy.get_include()],
-        extra_compile_args=compile_args + (REASSOCIATE if name == "_products" else []),
+        include_dirs=[numpy.get_include(), os.path.join("src", "kernels")],  # _gemm.h
+        depends=glob.glob(os.path.join("src", "kernels", "*.h")),
+        extra_compile_args=compile_args,
         extra_link_args=link_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )

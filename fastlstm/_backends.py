@@ -45,24 +45,41 @@ class NumpyBackend:
         dx[...], dw_ih[...], dw_hh[...], db[...] = reference.lstm_weight_grads(x, h, w_ih, dA)
 
 
+def aligned_empty(length, dtype, alignment=64):
+    """An uninitialised 1-D array of `length` items whose data starts on an `alignment`-byte
+    boundary (the packed panels' vector loads are fastest so)."""
+    dtype = np.dtype(dtype)
+    spare = alignment // dtype.itemsize
+    raw = np.empty(length + spare, dtype=dtype)
+    start = (-raw.ctypes.data % alignment) // dtype.itemsize
+    return raw[start:start + length]
+
+
 class CythonBackend:
     name = "cython"
 
     def __init__(self):
         self._fwd = importlib.import_module("fastlstm._kernels.lstm_forward").lstm_forward
         self._bwd = importlib.import_module("fastlstm._kernels.lstm_backward").lstm_backward
+        self._packed_length = importlib.import_module("fastlstm._kernels._info").packed_length
+
+    def _packed(self, k, n, dtype):
+        """Scratch for a (k, n) matrix packed into the micro-kernel's panels."""
+        return aligned_empty(self._packed_length(k, n, np.dtype(dtype).itemsize), dtype)
 
     def forward(self, x, w_ih, w_hh, bias, h, c, gates, n_threads=1):
-        self._fwd(x, w_ih, w_hh, np.ascontiguousarray(w_hh.T), bias, h, c, gates,
-                  min(n_threads, x.shape[1]))
+        T, B, I = x.shape
+        G = w_hh.shape[0]
+        self._fwd(x, w_ih, w_hh, bias, h, c, gates, self._packed(I, G, x.dtype),
+                  self._packed(G // 4, G, x.dtype), min(n_threads, B))
 
     def backward(self, x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db,
                  n_threads=1):
         T, B, I = x.shape
-        H = w_hh.shape[1]
-        scratch = [np.empty((rows, T * B), dtype=x.dtype) for rows in (4 * H, I, H)]
-        self._bwd(x, np.ascontiguousarray(w_ih.T), w_hh, np.ascontiguousarray(w_hh.T), h, c,
-                  gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db, *scratch,
+        G, H = w_hh.shape
+        scratch = [self._packed(k, n, x.dtype) for k, n in ((G, I), (G, H), (T * B, I),
+                                                              (T * B, H))]
+        self._bwd(x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db, *scratch,
                   min(n_threads, B), n_threads)
 
 

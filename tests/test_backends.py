@@ -191,8 +191,13 @@ def test_cython_kernels_threads_match_one_thread(dtype, n_threads):
     backward."""
     if "cython" not in fastlstm.available_backends():
         pytest.skip("cython backend not built")
+    from fastlstm._backends import aligned_empty
+    from fastlstm._kernels._info import packed_length
     from fastlstm._kernels.lstm_backward import lstm_backward
     from fastlstm._kernels.lstm_forward import lstm_forward
+
+    def packed(k, n):
+        return aligned_empty(packed_length(k, n, np.dtype(dtype).itemsize), dtype)
 
     T, B, I, H = 4, 7, 5, 13   # 7 rows: groups of 3 and 4, or 2, 2 and 3
     rng = np.random.default_rng(5)
@@ -208,14 +213,12 @@ def test_cython_kernels_threads_match_one_thread(dtype, n_threads):
         c = np.zeros((T + 1, B, H), dtype)
         h[0] = h0
         gates = np.empty((T, B, 4 * H), dtype)
-        w_hh_t = np.ascontiguousarray(w_hh.T)
-        lstm_forward(x, w_ih, w_hh, w_hh_t, bias, h, c, gates, n)
+        lstm_forward(x, w_ih, w_hh, bias, h, c, gates, packed(I, 4 * H), packed(H, 4 * H), n)
         dh, dc = np.zeros((B, H), dtype), np.ones((B, H), dtype)
         grads = [np.empty((T, B, 4 * H), dtype), np.empty((T, B, I), dtype),
                  np.empty((4 * H, I), dtype), np.empty((4 * H, H), dtype), np.empty(4 * H, dtype)]
-        scratch = [np.empty((rows, T * B), dtype) for rows in (4 * H, I, H)]
-        lstm_backward(x, np.ascontiguousarray(w_ih.T), w_hh, w_hh_t, h, c, gates, dy, dh, dc,
-                      *grads, *scratch, n, n)
+        scratch = [packed(k, n) for k, n in ((4 * H, I), (4 * H, H), (T * B, I), (T * B, H))]
+        lstm_backward(x, w_ih, w_hh, h, c, gates, dy, dh, dc, *grads, *scratch, n, n)
         results.append([h, c, gates, dh, dc] + grads)
     for single, threaded in zip(*results):
         assert_close(threaded, single, 1e-5 if dtype == np.float32 else 1e-13)

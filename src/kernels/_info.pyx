@@ -23,3 +23,28 @@ def openmp_enabled():
 def openmp_max_threads():
     """OpenMP's default team size (1 without OpenMP)."""
     return fastlstm_omp_max_threads()
+
+
+cdef extern from "_gemm.h":
+    Py_ssize_t fl_panel_width_f()
+    Py_ssize_t fl_panel_width_d()
+    Py_ssize_t fl_packed_length_f(Py_ssize_t k, Py_ssize_t n)
+    Py_ssize_t fl_packed_length_d(Py_ssize_t k, Py_ssize_t n)
+    int FL_VBYTES
+
+
+def vector_bytes():
+    """Width in bytes of the vectors the matrix-product micro-kernel was built for."""
+    return FL_VBYTES
+
+
+def panel_width(itemsize):
+    """Columns per packed panel of the micro-kernel, for 4-byte (float32) or 8-byte items."""
+    return fl_panel_width_f() if itemsize == 4 else fl_panel_width_d()
+
+
+def packed_length(k, n, itemsize):
+    """Length of the packed form of a (k, n) matrix: the size of a kernel's packing scratch."""
+    if k < 0 or n < 0:
+        raise ValueError(f"packed_length: k and n must be >= 0, got {k}, {n}")
+    return fl_packed_length_f(k, n) if itemsize == 4 else fl_packed_length_d(k, n)

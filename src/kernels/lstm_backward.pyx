@@ -2,23 +2,23 @@
 
 As in the forward kernel, each OpenMP thread takes one group of batch rows and walks
 t = T ... 1 on it alone, without the GIL and without barriers: per step the fused pointwise
-pass for the gate gradients (reference.lstm_cell_backward) and the product dA_t W_hh (see
-_products.pyx). After the loop the input, weight and bias gradients are large products over
-all steps at once (reference.lstm_weight_grads), shared out by blocks of rows: with dA, x and
-h transposed into scratch, each is a set of long dot products. No BLAS call: no second thread
-pool, and no BLAS setting is touched. Nothing is allocated here.
+pass for the gate gradients (reference.lstm_cell_backward) and the product dA_t W_hh, with
+w_hh packed for _gemm.h's micro-kernel before the walk. After the walk the input, weight and
+bias gradients are large products over all steps at once (reference.lstm_weight_grads),
+shared out by blocks of rows: dx = dA w_ih, dw_ih = dA^T x, dw_hh = dA^T h (x, h and w_ih
+packed first), db = the column sums of dA. No BLAS call: no second thread pool, and no BLAS
+setting is touched. Nothing is allocated here.
 """
 from cython cimport floating
 from cython.parallel cimport prange
 
 from ._activations cimport tanh_
-from ._products cimport ab, abt, row_sums, transpose
+from ._gemm cimport gemm, pack, packed_length, panel_width
 
-# Rows per work item of the products after the loop.
-DEF ROWS_PER_ITEM = 64
-# At most this many batch rows: dA_t W_hh updates rows of w_hh (`ab`) instead of taking dot
-# products with rows of w_hh^T (`abt`).
-DEF SMALL_BATCH = 2
+# Rows per work item of the products after the walk (a multiple of the micro-kernel's 6).
+DEF ROWS_PER_ITEM = 96
+# Columns per work item of the column sums.
+DEF COLUMNS_PER_ITEM = 64
 
 
 cdef void gate_grads(const floating* gates, const floating* c_prev, const floating* c_t,
@@ -30,32 +30,39 @@ cdef void gate_grads(const floating* gates, const floating* c_prev, const floati
     dy (B, H) IN or NULL;  dh (B, H) IN: dh_next from step t+1
     dc (B, H) IN/OUT: dc_next from step t+1 on entry, dc_next for step t-1 (dc * f) on return
     dA (B, 4H) OUT: gate pre-activation gradients [da_i, da_f, da_g, da_o]
+    Per row: first tanh(c_t) into the da_o slot, then one pass over the rest; each loop is
+    simple enough for the compiler to vectorise.
     """
-    cdef Py_ssize_t b, j, n
+    cdef Py_ssize_t b, j
+    cdef const floating* gate
+    cdef floating* da
     cdef floating i, f, g, o, tc, dh_t, dc_t
+    cdef floating one = 1
     for b in range(B):
+        gate = gates + b * 4 * H
+        da = dA + b * 4 * H
         for j in range(H):
-            n = b * H + j
-            i = gates[b * 4 * H + j]
-            f = gates[b * 4 * H + H + j]
-            g = gates[b * 4 * H + 2 * H + j]
-            o = gates[b * 4 * H + 3 * H + j]
-            dh_t = dh[n]
+            da[3 * H + j] = tanh_(c_t[b * H + j])
+        for j in range(H):
+            i = gate[j]
+            f = gate[H + j]
+            g = gate[2 * H + j]
+            o = gate[3 * H + j]
+            tc = da[3 * H + j]
+            dh_t = dh[b * H + j]
             if dy != NULL:
-                dh_t = dh_t + dy[n]
-            tc = tanh_(c_t[n])
-            dc_t = dc[n] + dh_t * o * (1 - tc * tc)
-            dA[b * 4 * H + j] = dc_t * g * i * (1 - i)
-            dA[b * 4 * H + H + j] = dc_t * c_prev[n] * f * (1 - f)
-            dA[b * 4 * H + 2 * H + j] = dc_t * i * (1 - g * g)
-            dA[b * 4 * H + 3 * H + j] = dh_t * tc * o * (1 - o)
-            dc[n] = dc_t * f
+                dh_t = dh_t + dy[b * H + j]
+            dc_t = dc[b * H + j] + dh_t * o * (one - tc * tc)
+            da[j] = dc_t * g * i * (one - i)
+            da[H + j] = dc_t * c_prev[b * H + j] * f * (one - f)
+            da[2 * H + j] = dc_t * i * (one - g * g)
+            da[3 * H + j] = dh_t * tc * o * (one - o)
+            dc[b * H + j] = dc_t * f
 
 
-cdef void run_group(const floating* w_hh, const floating* w_hh_t, const floating* c,
-                    const floating* gates, const floating* dy, floating* dh, floating* dc,
-                    floating* dA, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t b0,
-                    Py_ssize_t b1) noexcept nogil:
+cdef void run_group(const floating* w_hh_pack, const floating* c, const floating* gates,
+                    const floating* dy, floating* dh, floating* dc, floating* dA, Py_ssize_t T,
+                    Py_ssize_t B, Py_ssize_t H, Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
     """The whole backward walk for batch rows b0 <= b < b1 (buffers as in lstm_backward;
     dy is NULL when there is none)."""
     cdef Py_ssize_t nb = b1 - b0, G = 4 * H
@@ -67,28 +74,34 @@ cdef void run_group(const floating* w_hh, const floating* w_hh_t, const floating
                    dy + (t * B + b0) * H if dy != NULL else NULL, dh + b0 * H, dc + b0 * H,
                    dA_t, nb, H)
         # dh (nb, H) = dA_t (nb, 4H) @ w_hh (4H, H)
-        if nb <= SMALL_BATCH:
-            ab(nb, H, G, dA_t, G, w_hh, H, dh + b0 * H, H, False)
-        else:
-            abt(nb, H, G, dA_t, G, w_hh_t, G, dh + b0 * H, H, False)
+        gemm(nb, H, G, dA_t, G, 1, w_hh_pack, dh + b0 * H, H, False)
         t -= 1
 
 
-def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih_t,
-                  const floating[:, ::1] w_hh, const floating[:, ::1] w_hh_t,
-                  const floating[:, :, ::1] h,
+cdef void column_sums(Py_ssize_t m, Py_ssize_t n, const floating* a, Py_ssize_t lda,
+                      floating* out) noexcept nogil:
+    """out (n,) = the sums of the columns of A (m, n), each summed row after row."""
+    cdef Py_ssize_t r, j
+    for j in range(n):
+        out[j] = 0
+    for r in range(m):
+        for j in range(n):
+            out[j] += a[r * lda + j]
+
+
+def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
+                  const floating[:, ::1] w_hh, const floating[:, :, ::1] h,
                   const floating[:, :, ::1] c, const floating[:, :, ::1] gates,
                   const floating[:, :, ::1] dy, floating[:, ::1] dh, floating[:, ::1] dc,
                   floating[:, :, ::1] dA, floating[:, :, ::1] dx, floating[:, ::1] dw_ih,
-                  floating[:, ::1] dw_hh, floating[::1] db, floating[:, ::1] dA_t,
-                  floating[:, ::1] x_t, floating[:, ::1] h_t, int n_threads=1,
-                  int n_product_threads=1):
+                  floating[:, ::1] dw_hh, floating[::1] db, floating[::1] w_ih_pack,
+                  floating[::1] w_hh_pack, floating[::1] x_pack, floating[::1] h_pack,
+                  int n_threads=1, int n_product_threads=1):
     """Back-propagate through T >= 1 steps of B >= 1 rows, I >= 1 inputs, H >= 1 hidden units.
 
     x      (T, B, I)    IN   the forward input
-    w_ih_t (I, 4H)      IN   w_ih transposed (C-contiguous)
+    w_ih   (4H, I)      IN
     w_hh   (4H, H)      IN
-    w_hh_t (H, 4H)      IN   w_hh transposed (C-contiguous), for groups of more than 2 rows
     h      (T+1, B, H)  IN   hidden states from the forward tape, h[0] = h_0
     c      (T+1, B, H)  IN   cell states from the forward tape, c[0] = c_0
     gates  (T, B, 4H)   IN   gate activations from the forward tape
@@ -97,21 +110,20 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih_t,
     dc     (B, H)       IN/OUT  dc_n on entry, dc_0 on return
     dA     (T, B, 4H)   OUT  gate pre-activation gradients of every step
     dx (T, B, I), dw_ih (4H, I), dw_hh (4H, H), db (4H,)  OUT  (db is for b_ih and b_hh alike)
-    dA_t (4H, T*B), x_t (I, T*B), h_t (H, T*B)  scratch  for dA, x and h_0 ... h_{T-1} transposed
+    w_ih_pack (packed_length(4H, I),), w_hh_pack (packed_length(4H, H),),
+    x_pack (packed_length(T*B, I),), h_pack (packed_length(T*B, H),)  scratch  for w_ih, w_hh,
+                        x and h_0 ... h_{T-1} packed (fastlstm._kernels._info.packed_length)
     n_threads           OpenMP threads for the walk, at most B: one group of batch rows each.
-    n_product_threads   OpenMP threads for the products after the walk.
+    n_product_threads   OpenMP threads for the packing and the products after the walk.
     """
     cdef Py_ssize_t T = gates.shape[0], B = gates.shape[1], H = dh.shape[1], I = x.shape[2]
     cdef bint has_dy = dy.shape[0] > 0
     cdef Py_ssize_t TB = T * B, G = 4 * H
-    cdef Py_ssize_t group, item, r0, r1
+    cdef Py_ssize_t group, item, r0, r1, NR
     if (T < 1 or B < 1 or H < 1 or I < 1 or n_threads < 1 or n_threads > B
             or n_product_threads < 1
             or w_hh.shape[0] != 4 * H or w_hh.shape[1] != H
-            or w_hh_t.shape[0] != H or w_hh_t.shape[1] != 4 * H
-            or w_ih_t.shape[0] != I or w_ih_t.shape[1] != 4 * H
-            or dA_t.shape[0] != 4 * H or dA_t.shape[1] != TB or x_t.shape[0] != I
-            or x_t.shape[1] != TB or h_t.shape[0] != H or h_t.shape[1] != TB
+            or w_ih.shape[0] != 4 * H or w_ih.shape[1] != I
             or x.shape[0] != T or x.shape[1] != B
             or h.shape[0] != T + 1 or h.shape[1] != B or h.shape[2] != H
             or c.shape[0] != T + 1 or c.shape[1] != B or c.shape[2] != H
@@ -120,33 +132,43 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih_t,
             or dx.shape[0] != T or dx.shape[1] != B or dx.shape[2] != I
             or dw_ih.shape[0] != 4 * H or dw_ih.shape[1] != I
             or dw_hh.shape[0] != 4 * H or dw_hh.shape[1] != H or db.shape[0] != 4 * H
-            or (has_dy and (dy.shape[0] != T or dy.shape[1] != B or dy.shape[2] != H))):
+            or (has_dy and (dy.shape[0] != T or dy.shape[1] != B or dy.shape[2] != H))
+            or w_ih_pack.shape[0] != packed_length(&dA[0, 0, 0], G, I)
+            or w_hh_pack.shape[0] != packed_length(&dA[0, 0, 0], G, H)
+            or x_pack.shape[0] != packed_length(&dA[0, 0, 0], TB, I)
+            or h_pack.shape[0] != packed_length(&dA[0, 0, 0], TB, H)):
         raise ValueError("lstm_backward: inconsistent buffer shapes")
+    NR = panel_width(&dA[0, 0, 0])
     with nogil:
-        for group in prange(n_threads, num_threads=n_threads, schedule="static"):
-            run_group(&w_hh[0, 0], &w_hh_t[0, 0], &c[0, 0, 0], &gates[0, 0, 0],
-                      &dy[0, 0, 0] if has_dy else NULL, &dh[0, 0], &dc[0, 0], &dA[0, 0, 0],
-                      T, B, H, group * B // n_threads, (group + 1) * B // n_threads)
-        # transposes: dA (TB, 4H), x (TB, I), h_0 ... h_{T-1} (TB, H), by blocks of rows
-        for item in prange((TB + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
-                           num_threads=n_product_threads, schedule="static"):
-            r0 = item * ROWS_PER_ITEM
-            r1 = min(r0 + ROWS_PER_ITEM, TB)
-            transpose(r1 - r0, G, &dA[0, 0, 0] + r0 * G, G, &dA_t[0, r0], TB)
-            transpose(r1 - r0, I, &x[0, 0, 0] + r0 * I, I, &x_t[0, r0], TB)
-            transpose(r1 - r0, H, &h[0, 0, 0] + r0 * H, H, &h_t[0, r0], TB)
-        # dw_ih = dA^T x, dw_hh = dA^T h_{t-1}, db = the column sums of dA, by blocks of gates
+        # w_hh (4H, H) and w_ih (4H, I) packed, by blocks of rows
         for item in prange((G + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
                            num_threads=n_product_threads, schedule="static"):
             r0 = item * ROWS_PER_ITEM
             r1 = min(r0 + ROWS_PER_ITEM, G)
-            abt(r1 - r0, I, TB, &dA_t[r0, 0], TB, &x_t[0, 0], TB, &dw_ih[r0, 0], I, False)
-            abt(r1 - r0, H, TB, &dA_t[r0, 0], TB, &h_t[0, 0], TB, &dw_hh[r0, 0], H, False)
-            row_sums(r1 - r0, TB, &dA_t[r0, 0], TB, &db[r0])
-        # dx = dA w_ih, by blocks of rows
+            pack(r1 - r0, H, &w_hh[r0, 0], H, 1, &w_hh_pack[0] + r0 * NR, G * NR)
+            pack(r1 - r0, I, &w_ih[r0, 0], I, 1, &w_ih_pack[0] + r0 * NR, G * NR)
+        for group in prange(n_threads, num_threads=n_threads, schedule="static"):
+            run_group(&w_hh_pack[0], &c[0, 0, 0], &gates[0, 0, 0],
+                      &dy[0, 0, 0] if has_dy else NULL, &dh[0, 0], &dc[0, 0], &dA[0, 0, 0],
+                      T, B, H, group * B // n_threads, (group + 1) * B // n_threads)
+        # x (TB, I) and h_0 ... h_{T-1} (TB, H) packed; dx = dA w_ih; by blocks of rows
         for item in prange((TB + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
                            num_threads=n_product_threads, schedule="static"):
             r0 = item * ROWS_PER_ITEM
             r1 = min(r0 + ROWS_PER_ITEM, TB)
-            abt(r1 - r0, I, G, &dA[0, 0, 0] + r0 * G, G, &w_ih_t[0, 0], G,
-                &dx[0, 0, 0] + r0 * I, I, False)
+            pack(r1 - r0, I, &x[0, 0, 0] + r0 * I, I, 1, &x_pack[0] + r0 * NR, TB * NR)
+            pack(r1 - r0, H, &h[0, 0, 0] + r0 * H, H, 1, &h_pack[0] + r0 * NR, TB * NR)
+            gemm(r1 - r0, I, G, &dA[0, 0, 0] + r0 * G, G, 1, &w_ih_pack[0],
+                 &dx[0, 0, 0] + r0 * I, I, False)
+        # dw_ih = dA^T x and dw_hh = dA^T h_{t-1}, by blocks of gate rows; db by column blocks
+        for item in prange((G + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
+                           num_threads=n_product_threads, schedule="static"):
+            r0 = item * ROWS_PER_ITEM
+            r1 = min(r0 + ROWS_PER_ITEM, G)
+            gemm(r1 - r0, I, TB, &dA[0, 0, 0] + r0, 1, G, &x_pack[0], &dw_ih[r0, 0], I, False)
+            gemm(r1 - r0, H, TB, &dA[0, 0, 0] + r0, 1, G, &h_pack[0], &dw_hh[r0, 0], H, False)
+        for item in prange((G + COLUMNS_PER_ITEM - 1) // COLUMNS_PER_ITEM,
+                           num_threads=n_product_threads, schedule="static"):
+            r0 = item * COLUMNS_PER_ITEM
+            r1 = min(r0 + COLUMNS_PER_ITEM, G)
+            column_sums(TB, r1 - r0, &dA[0, 0, 0] + r0, G, &db[r0])

@@ -1,22 +1,19 @@
 """Cython LSTM forward kernel. Mirrors fastlstm.reference.lstm_forward (SPEC.md section 1).
 
-Gate order i, f, g, o. The rows of a batch never meet, so the batch is cut into one group of
-rows per OpenMP thread and each thread runs the whole time loop on its group without the GIL
-and without waiting for the others: no barrier per step, so a thread that loses its core for a
-while (a loaded machine) delays only itself. Per step: the input projection of the group's rows
-(for a single group, of a chunk of steps at once), the product h_{t-1} W_hh^T, and one fused
-pass for the gates, c and h. The products are _products.pyx's, not BLAS, so no second thread
+Gate order i, f, g, o. First w_ih^T and w_hh^T are packed into panels for _gemm.h's
+micro-kernel (in parallel, by panels). Then the rows of the batch, which never meet, are cut
+into one group per OpenMP thread and each thread runs the whole time loop on its group
+without the GIL and without waiting for the others: no barrier per step, so a thread that
+loses its core for a while (a loaded machine) delays only itself. Per step: the input
+projection of the group's rows (for a single group, of a chunk of steps at once), the product
+h_{t-1} W_hh^T, and one fused pass for the gates, c and h. No BLAS call, so no second thread
 pool competes with OpenMP's. Nothing is allocated here: the caller passes every buffer.
 """
 from cython cimport floating
 from cython.parallel cimport prange
 
 from ._activations cimport sigmoid, tanh_
-from ._products cimport ab, abt
-
-# At most this many batch rows: the recurrent product updates rows of w_hh^T (`ab`) instead
-# of taking dot products with rows of w_hh (`abt`).
-DEF SMALL_BATCH = 2
+from ._gemm cimport gemm, pack, packed_length, panel_width
 
 
 cdef void gates_and_state(floating* gates, const floating* bias, const floating* c_prev,
@@ -32,7 +29,8 @@ cdef void gates_and_state(floating* gates, const floating* bias, const floating*
     """
     cdef Py_ssize_t b, j
     cdef floating* row
-    cdef floating c
+    cdef floating* cn
+    cdef floating* hn
     for b in range(B):
         row = gates + b * 4 * H
         for j in range(2 * H):                      # i, f
@@ -41,14 +39,16 @@ cdef void gates_and_state(floating* gates, const floating* bias, const floating*
             row[j] = tanh_(row[j] + bias[j])
         for j in range(3 * H, 4 * H):               # o
             row[j] = sigmoid(row[j] + bias[j])
+        cn = c_next + b * H
+        hn = h_next + b * H
         for j in range(H):
-            c = row[H + j] * c_prev[b * H + j] + row[j] * row[2 * H + j]
-            c_next[b * H + j] = c
-            h_next[b * H + j] = row[3 * H + j] * tanh_(c)
+            cn[j] = row[H + j] * c_prev[b * H + j] + row[j] * row[2 * H + j]
+        for j in range(H):                          # a loop of its own, so it vectorises
+            hn[j] = row[3 * H + j] * tanh_(cn[j])
 
 
-cdef void run_group(const floating* x, const floating* w_ih, const floating* w_hh,
-                    const floating* w_hh_t, const floating* bias, floating* h, floating* c,
+cdef void run_group(const floating* x, const floating* w_ih_pack,
+                    const floating* w_hh_pack, const floating* bias, floating* h, floating* c,
                     floating* gates, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                     Py_ssize_t K, bint keep_c, Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
     """The whole time loop for batch rows b0 <= b < b1 (buffers as in lstm_forward)."""
@@ -58,17 +58,14 @@ cdef void run_group(const floating* x, const floating* w_ih, const floating* w_h
     while t0 < T:
         k = min(K, T - t0)
         if nb == B:  # all rows: gates[0:k] (k*B, 4H) = x[t0:t0+k] (k*B, I) @ w_ih^T at once
-            abt(k * B, G, I, x + t0 * B * I, I, w_ih, I, gates, G, False)
+            gemm(k * B, G, I, x + t0 * B * I, I, 1, w_ih_pack, gates, G, False)
         for s in range(k):
             t = t0 + s
             g = gates + (s * B + b0) * G
             if nb < B:  # this group's rows of the step: g (nb, 4H) = x_t (nb, I) @ w_ih^T
-                abt(nb, G, I, x + (t * B + b0) * I, I, w_ih, I, g, G, False)
+                gemm(nb, G, I, x + (t * B + b0) * I, I, 1, w_ih_pack, g, G, False)
             # g (nb, 4H) += h_t (nb, H) @ w_hh^T
-            if nb <= SMALL_BATCH:
-                ab(nb, G, H, h + (t * B + b0) * H, H, w_hh_t, G, g, G, True)
-            else:
-                abt(nb, G, H, h + (t * B + b0) * H, H, w_hh, H, g, G, True)
+            gemm(nb, G, H, h + (t * B + b0) * H, H, 1, w_hh_pack, g, G, True)
             gates_and_state(g, bias, c + ((t if keep_c else t % 2) * B + b0) * H,
                             c + ((t + 1 if keep_c else (t + 1) % 2) * B + b0) * H,
                             h + ((t + 1) * B + b0) * H, nb, H)
@@ -76,15 +73,14 @@ cdef void run_group(const floating* x, const floating* w_ih, const floating* w_h
 
 
 def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
-                 const floating[:, ::1] w_hh, const floating[:, ::1] w_hh_t,
-                 const floating[::1] bias, floating[:, :, ::1] h, floating[:, :, ::1] c,
-                 floating[:, :, ::1] gates, int n_threads=1):
+                 const floating[:, ::1] w_hh, const floating[::1] bias,
+                 floating[:, :, ::1] h, floating[:, :, ::1] c, floating[:, :, ::1] gates,
+                 floating[::1] w_ih_pack, floating[::1] w_hh_pack, int n_threads=1):
     """Run the LSTM over T >= 1 steps, B >= 1 rows, I >= 1 inputs, H >= 1 hidden units.
 
     x      (T, B, I)    IN
     w_ih   (4H, I)      IN
     w_hh   (4H, H)      IN
-    w_hh_t (H, 4H)      IN   w_hh transposed (C-contiguous), for groups of 1 or 2 rows
     bias   (4H,)        IN   b_ih + b_hh (zeros when there are none)
     h      (T+1, B, H)  IN/OUT  h[0] = h_0 on entry; h[1:] receives h_1 ... h_T
     c      (T+1, B, H) or (2, B, H)  IN/OUT  c[0] = c_0 on entry. With T+1 slots c[t] receives
@@ -92,21 +88,33 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                         c[(t+1) % 2], so c_T ends in c[T % 2].
     gates  (K, B, 4H)   OUT/scratch  with K = T, gates[t-1] receives [i, f, g, o] of step t
                         (training); with K < T, scratch for the input projection of K steps.
+    w_ih_pack (packed_length(I, 4H),)  scratch  for w_ih^T packed (fastlstm._kernels._info)
+    w_hh_pack (packed_length(H, 4H),)  scratch  for w_hh^T packed
     n_threads           OpenMP threads, at most B: one group of batch rows each.
+    Packed buffers and gates aligned to 64 bytes make the vector loads fastest.
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2]
-    cdef Py_ssize_t H = h.shape[2], K = gates.shape[0]
+    cdef Py_ssize_t H = h.shape[2], K = gates.shape[0], G = 4 * H
     cdef bint keep_c = c.shape[0] == T + 1
-    cdef Py_ssize_t group
+    cdef Py_ssize_t group, p, NR
     if (T < 1 or B < 1 or I < 1 or H < 1 or K < 1 or K > T or n_threads < 1 or n_threads > B
             or w_ih.shape[0] != 4 * H or w_ih.shape[1] != I
-            or w_hh.shape[0] != 4 * H or w_hh.shape[1] != H
-            or w_hh_t.shape[0] != H or w_hh_t.shape[1] != 4 * H or bias.shape[0] != 4 * H
+            or w_hh.shape[0] != 4 * H or w_hh.shape[1] != H or bias.shape[0] != 4 * H
             or h.shape[0] != T + 1 or h.shape[1] != B
             or (c.shape[0] != 2 and c.shape[0] != T + 1) or c.shape[1] != B or c.shape[2] != H
-            or gates.shape[1] != B or gates.shape[2] != 4 * H):
+            or gates.shape[1] != B or gates.shape[2] != 4 * H
+            or w_ih_pack.shape[0] != packed_length(&gates[0, 0, 0], I, G)
+            or w_hh_pack.shape[0] != packed_length(&gates[0, 0, 0], H, G)):
         raise ValueError("lstm_forward: inconsistent buffer shapes")
-    for group in prange(n_threads, num_threads=n_threads, schedule="static", nogil=True):
-        run_group(&x[0, 0, 0], &w_ih[0, 0], &w_hh[0, 0], &w_hh_t[0, 0], &bias[0], &h[0, 0, 0],
-                  &c[0, 0, 0], &gates[0, 0, 0], T, B, I, H, K, keep_c,
-                  group * B // n_threads, (group + 1) * B // n_threads)
+    NR = panel_width(&gates[0, 0, 0])
+    with nogil:
+        # w_ih^T (I, 4H) and w_hh^T (H, 4H) into panels of NR columns, a panel per work item
+        for p in prange((G + NR - 1) // NR, num_threads=n_threads, schedule="static"):
+            pack(I, min(NR, G - p * NR), &w_ih[0, 0] + p * NR * I, 1, I,
+                 &w_ih_pack[0] + p * I * NR, I * NR)
+            pack(H, min(NR, G - p * NR), &w_hh[0, 0] + p * NR * H, 1, H,
+                 &w_hh_pack[0] + p * H * NR, H * NR)
+        for group in prange(n_threads, num_threads=n_threads, schedule="static"):
+            run_group(&x[0, 0, 0], &w_ih_pack[0], &w_hh_pack[0], &bias[0], &h[0, 0, 0],
+                      &c[0, 0, 0], &gates[0, 0, 0], T, B, I, H, K, keep_c,
+                      group * B // n_threads, (group + 1) * B // n_threads)

@@ -1,0 +1,60 @@
+# The matrix products of the Cython kernels: _gemm.h's packed-panel micro-kernel (C with GCC
+# vector extensions), declared for Cython, with fused dispatchers that pick the float32 or
+# float64 version. Each kernel packs a weight matrix once per call (`pack`) and then runs
+# `gemm` on the packed form at every step, from inside its OpenMP region: no BLAS call, so no
+# second thread pool.
+from cython cimport floating
+
+cdef extern from "_gemm.h" nogil:
+    Py_ssize_t fl_panel_width_f()
+    Py_ssize_t fl_panel_width_d()
+    Py_ssize_t fl_packed_length_f(Py_ssize_t k, Py_ssize_t n)
+    Py_ssize_t fl_packed_length_d(Py_ssize_t k, Py_ssize_t n)
+    void fl_pack_f(Py_ssize_t k, Py_ssize_t n, const float* b, Py_ssize_t brs, Py_ssize_t bcs,
+                   float* out, Py_ssize_t panel_stride)
+    void fl_pack_d(Py_ssize_t k, Py_ssize_t n, const double* b, Py_ssize_t brs,
+                   Py_ssize_t bcs, double* out, Py_ssize_t panel_stride)
+    void fl_gemm_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t ars,
+                   Py_ssize_t acs, const float* packed, float* c, Py_ssize_t ldc,
+                   int accumulate)
+    void fl_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a,
+                   Py_ssize_t ars, Py_ssize_t acs, const double* packed, double* c,
+                   Py_ssize_t ldc, int accumulate)
+
+
+cdef inline Py_ssize_t panel_width(floating* dtype_of) noexcept nogil:
+    """Columns per packed panel for this element type (the pointer only selects the type)."""
+    if floating is float:
+        return fl_panel_width_f()
+    else:
+        return fl_panel_width_d()
+
+
+cdef inline Py_ssize_t packed_length(floating* dtype_of, Py_ssize_t k,
+                                     Py_ssize_t n) noexcept nogil:
+    """Length of the packed form of a (k, n) matrix."""
+    if floating is float:
+        return fl_packed_length_f(k, n)
+    else:
+        return fl_packed_length_d(k, n)
+
+
+cdef inline void pack(Py_ssize_t k, Py_ssize_t n, const floating* b, Py_ssize_t brs,
+                      Py_ssize_t bcs, floating* out, Py_ssize_t panel_stride) noexcept nogil:
+    """Pack rows [0, k) of B (element (q, j) at b[q*brs + j*bcs], n columns) into `out`, whose
+    panels lie panel_stride apart (the packed matrix's full k times panel_width)."""
+    if floating is float:
+        fl_pack_f(k, n, b, brs, bcs, out, panel_stride)
+    else:
+        fl_pack_d(k, n, b, brs, bcs, out, panel_stride)
+
+
+cdef inline void gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
+                      Py_ssize_t ars, Py_ssize_t acs, const floating* packed, floating* c,
+                      Py_ssize_t ldc, bint accumulate) noexcept nogil:
+    """C (m, n) (+)= A (m, k) @ B (k, n): A's element (r, q) at a[r*ars + q*acs], B packed
+    whole by `pack` (panel_stride = k * panel_width), C row-major with leading dimension ldc."""
+    if floating is float:
+        fl_gemm_f(m, n, k, a, ars, acs, packed, c, ldc, accumulate)
+    else:
+        fl_gemm_d(m, n, k, a, ars, acs, packed, c, ldc, accumulate)

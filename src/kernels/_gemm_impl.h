@@ -1,0 +1,148 @@
+/* The body of _gemm.h for one element type: include with FL_T (float or double) and FL_SUF
+ * (f or d) defined. Every name gets the suffix, e.g. fl_gemm_f and fl_gemm_d. */
+#define FL_CAT2(a, b) a##_##b
+#define FL_CAT(a, b) FL_CAT2(a, b)
+#define FL_NAME(name) FL_CAT(name, FL_SUF)
+#define FL_VEC FL_NAME(fl_vec)
+#define FL_UVEC FL_NAME(fl_uvec)
+#define FL_LANES ((ptrdiff_t)(FL_VBYTES / sizeof(FL_T)))
+#define FL_NR (FL_NV * FL_LANES)
+
+typedef FL_T FL_VEC __attribute__((vector_size(FL_VBYTES)));
+/* the same vector at any element-aligned address */
+typedef FL_T FL_UVEC __attribute__((vector_size(FL_VBYTES), aligned(sizeof(FL_T)), may_alias));
+
+/* Columns per panel. */
+static inline ptrdiff_t FL_NAME(fl_panel_width)(void) { return FL_NR; }
+
+/* Length of the packed form of a (k, n) matrix. */
+static inline ptrdiff_t FL_NAME(fl_packed_length)(ptrdiff_t k, ptrdiff_t n)
+{
+    return (n + FL_NR - 1) / FL_NR * FL_NR * k;
+}
+
+/* Packs rows [0, k) of B (element (q, j) at b[q*brs + j*bcs], n columns) into `out`, whose
+ * panels are `panel_stride` values apart (the full k of the packed matrix times NR), so that a
+ * range of rows can be packed by passing b and out advanced to its first row. */
+static __attribute__((unused)) void FL_NAME(fl_pack)(ptrdiff_t k, ptrdiff_t n, const FL_T* b, ptrdiff_t brs,
+                             ptrdiff_t bcs, FL_T* out, ptrdiff_t panel_stride)
+{
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_NR) {
+        FL_T* panel = out + j0 / FL_NR * panel_stride;
+        ptrdiff_t nc = n - j0 < FL_NR ? n - j0 : FL_NR;
+        for (ptrdiff_t q = 0; q < k; q++) {
+            const FL_T* src = b + q * brs + j0 * bcs;
+            FL_T* dst = panel + q * FL_NR;
+            ptrdiff_t j = 0;
+            for (; j < nc; j++) dst[j] = src[j * bcs];
+            for (; j < FL_NR; j++) dst[j] = 0;
+        }
+    }
+}
+
+/* C[0:mr, 0:NR] (+)= A[0:mr, 0:k] @ panel[0:k, :], mr <= MR. Inlined with a constant mr, so
+ * that the accumulators become registers. */
+static inline __attribute__((always_inline)) void
+FL_NAME(fl_block)(const int mr, ptrdiff_t k, const FL_T* a, ptrdiff_t ars, ptrdiff_t acs,
+                  const FL_T* panel, FL_T* c, ptrdiff_t ldc, int load_c)
+{
+    FL_VEC acc[FL_MR][FL_NV];
+#pragma GCC unroll 8
+    for (int r = 0; r < FL_MR; r++) {
+#pragma GCC unroll 8
+        for (int v = 0; v < FL_NV; v++) {
+            if (r < mr) acc[r][v] = load_c ? (FL_VEC)*(const FL_UVEC*)(c + r * ldc + v * FL_LANES)
+                                           : (FL_VEC){0};
+        }
+    }
+    for (ptrdiff_t q = 0; q < k; q++) {
+        FL_VEC bv[FL_NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < FL_NV; v++) bv[v] = *(const FL_UVEC*)(panel + q * FL_NR + v * FL_LANES);
+#pragma GCC unroll 8
+        for (int r = 0; r < FL_MR; r++) {
+            if (r < mr) {
+                FL_T s = a[r * ars + q * acs];
+#pragma GCC unroll 8
+                for (int v = 0; v < FL_NV; v++) acc[r][v] += s * bv[v];
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < FL_MR; r++) {
+#pragma GCC unroll 8
+        for (int v = 0; v < FL_NV; v++) {
+            if (r < mr) *(FL_UVEC*)(c + r * ldc + v * FL_LANES) = acc[r][v];
+        }
+    }
+}
+
+/* fl_block for a run-time mr (1 ... MR) and the first nc <= NR columns of C. */
+static void FL_NAME(fl_block_any)(int mr, ptrdiff_t nc, ptrdiff_t k, const FL_T* a,
+                                  ptrdiff_t ars, ptrdiff_t acs, const FL_T* panel, FL_T* c,
+                                  ptrdiff_t ldc, int load_c)
+{
+    FL_T edge[FL_MR * FL_NR];
+    FL_T* dst = c;
+    ptrdiff_t ldd = ldc;
+    if (nc < FL_NR) {  /* a partial panel: work on a full-width copy */
+        for (int r = 0; r < mr; r++)
+            for (ptrdiff_t j = 0; j < FL_NR; j++)
+                edge[r * FL_NR + j] = (load_c && j < nc) ? c[r * ldc + j] : 0;
+        dst = edge;
+        ldd = FL_NR;
+        load_c = 1;
+    }
+    switch (mr) {
+    case 1: FL_NAME(fl_block)(1, k, a, ars, acs, panel, dst, ldd, load_c); break;
+    case 2: FL_NAME(fl_block)(2, k, a, ars, acs, panel, dst, ldd, load_c); break;
+    case 3: FL_NAME(fl_block)(3, k, a, ars, acs, panel, dst, ldd, load_c); break;
+    case 4: FL_NAME(fl_block)(4, k, a, ars, acs, panel, dst, ldd, load_c); break;
+    case 5: FL_NAME(fl_block)(5, k, a, ars, acs, panel, dst, ldd, load_c); break;
+    default: FL_NAME(fl_block)(FL_MR, k, a, ars, acs, panel, dst, ldd, load_c); break;
+    }
+    if (nc < FL_NR) {
+        for (int r = 0; r < mr; r++)
+            for (ptrdiff_t j = 0; j < nc; j++) c[r * ldc + j] = edge[r * FL_NR + j];
+    }
+}
+
+/* C (m, n) (+)= A (m, k) @ B (k, n): A's element (r, q) at a[r*ars + q*acs]; `packed` is B
+ * packed by fl_pack with panel_stride k * NR; C row-major with leading dimension ldc. With
+ * accumulate = 0, C is overwritten (and zeroed when k = 0). */
+static __attribute__((unused)) void FL_NAME(fl_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const FL_T* a,
+                             ptrdiff_t ars, ptrdiff_t acs, const FL_T* packed, FL_T* c,
+                             ptrdiff_t ldc, int accumulate)
+{
+    if (k == 0) {
+        if (!accumulate)
+            for (ptrdiff_t r = 0; r < m; r++) memset(c + r * ldc, 0, n * sizeof(FL_T));
+        return;
+    }
+    for (ptrdiff_t q0 = 0; q0 < k; q0 += FL_KC) {
+        ptrdiff_t kc = k - q0 < FL_KC ? k - q0 : FL_KC;
+        int load_c = accumulate || q0 > 0;
+        for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_NR) {
+            const FL_T* panel = packed + j0 / FL_NR * k * FL_NR + q0 * FL_NR;
+            ptrdiff_t nc = n - j0 < FL_NR ? n - j0 : FL_NR;
+            ptrdiff_t r = 0;
+            while (r < m) {
+                ptrdiff_t left = m - r;
+                /* 7 ... 9 rows: two blocks of about half each, not a full one and a thin one */
+                int mr = left > FL_MR && left < 10 ? (int)(left + 1) / 2
+                                                   : (int)(left < FL_MR ? left : FL_MR);
+                FL_NAME(fl_block_any)(mr, nc, kc, a + r * ars + q0 * acs, ars, acs, panel,
+                                      c + r * ldc + j0, ldc, load_c);
+                r += mr;
+            }
+        }
+    }
+}
+
+#undef FL_CAT2
+#undef FL_CAT
+#undef FL_NAME
+#undef FL_VEC
+#undef FL_UVEC
+#undef FL_LANES
+#undef FL_NR
