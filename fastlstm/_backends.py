@@ -71,7 +71,7 @@ class CythonBackend:
         T, B, I = x.shape
         G = w_hh.shape[0]
         self._fwd(x, w_ih, w_hh, bias, h, c, gates, self._packed(I, G, x.dtype),
-                  self._packed(G // 4, G, x.dtype), min(n_threads, B))
+                  self._packed(G // 4, G, x.dtype), n_threads)
 
     def backward(self, x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db,
                  n_threads=1):

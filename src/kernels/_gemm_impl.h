@@ -107,18 +107,12 @@ static void FL_NAME(fl_block_any)(int mr, ptrdiff_t nc, ptrdiff_t k, const FL_T*
     }
 }
 
-/* C (m, n) (+)= A (m, k) @ B (k, n): A's element (r, q) at a[r*ars + q*acs]; `packed` is B
- * packed by fl_pack with panel_stride k * NR; C row-major with leading dimension ldc. With
- * accumulate = 0, C is overwritten (and zeroed when k = 0). */
-static __attribute__((unused)) void FL_NAME(fl_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const FL_T* a,
-                             ptrdiff_t ars, ptrdiff_t acs, const FL_T* packed, FL_T* c,
-                             ptrdiff_t ldc, int accumulate)
+/* C (m, n) (+)= A (m, k) @ B (k, n) for rows of A that run along k (acs == 1, or any A
+ * small enough to sit in cache): the blocks read A in place. */
+static void FL_NAME(fl_gemm_direct)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const FL_T* a,
+                                    ptrdiff_t ars, ptrdiff_t acs, const FL_T* packed, FL_T* c,
+                                    ptrdiff_t ldc, int accumulate)
 {
-    if (k == 0) {
-        if (!accumulate)
-            for (ptrdiff_t r = 0; r < m; r++) memset(c + r * ldc, 0, n * sizeof(FL_T));
-        return;
-    }
     for (ptrdiff_t q0 = 0; q0 < k; q0 += FL_KC) {
         ptrdiff_t kc = k - q0 < FL_KC ? k - q0 : FL_KC;
         int load_c = accumulate || q0 > 0;
@@ -139,6 +133,65 @@ static __attribute__((unused)) void FL_NAME(fl_gemm)(ptrdiff_t m, ptrdiff_t n, p
     }
 }
 
+/* Rows of A per copied block in fl_gemm_copy_a, and steps of k per copy. */
+#define FL_MC (8 * FL_MR)
+#define FL_KCA 256
+
+/* The same product for an A stored along its columns (ars == 1, as A = dA^T in the backward
+ * pass), where reading it in place would touch a new cache line, often a new page, at every
+ * step of k: blocks of FL_MC rows x FL_KCA steps are first copied, row block by row block, into
+ * a buffer on the stack (FL_MC * FL_KCA values) that the blocks then read in order. */
+static void FL_NAME(fl_gemm_copy_a)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const FL_T* a,
+                                    ptrdiff_t ars, ptrdiff_t acs, const FL_T* packed, FL_T* c,
+                                    ptrdiff_t ldc, int accumulate)
+{
+    FL_T abuf[FL_MC * FL_KCA];
+    for (ptrdiff_t q0 = 0; q0 < k; q0 += FL_KCA) {
+        ptrdiff_t kc = k - q0 < FL_KCA ? k - q0 : FL_KCA;
+        int load_c = accumulate || q0 > 0;
+        for (ptrdiff_t r0 = 0; r0 < m; r0 += FL_MC) {
+            ptrdiff_t mc = m - r0 < FL_MC ? m - r0 : FL_MC;
+            /* abuf holds strips of MR rows: strip s, step q, row i at s*kc*MR + q*MR + i */
+            for (ptrdiff_t r = 0; r < mc; r += FL_MR) {
+                ptrdiff_t rows = mc - r < FL_MR ? mc - r : FL_MR;
+                FL_T* strip = abuf + r * kc;
+                const FL_T* src = a + (r0 + r) * ars + q0 * acs;
+                for (ptrdiff_t q = 0; q < kc; q++)
+                    for (ptrdiff_t i = 0; i < rows; i++)
+                        strip[q * FL_MR + i] = src[i * ars + q * acs];
+            }
+            for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_NR) {
+                const FL_T* panel = packed + j0 / FL_NR * k * FL_NR + q0 * FL_NR;
+                ptrdiff_t nc = n - j0 < FL_NR ? n - j0 : FL_NR;
+                for (ptrdiff_t r = 0; r < mc; r += FL_MR) {
+                    int mr = (int)(mc - r < FL_MR ? mc - r : FL_MR);
+                    FL_NAME(fl_block_any)(mr, nc, kc, abuf + r * kc, 1, FL_MR,
+                                          panel, c + (r0 + r) * ldc + j0, ldc, load_c);
+                }
+            }
+        }
+    }
+}
+
+/* C (m, n) (+)= A (m, k) @ B (k, n): A's element (r, q) at a[r*ars + q*acs]; `packed` is B
+ * packed by fl_pack with panel_stride k * NR; C row-major with leading dimension ldc. With
+ * accumulate = 0, C is overwritten (and zeroed when k = 0). */
+static __attribute__((unused)) void FL_NAME(fl_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                                                     const FL_T* a, ptrdiff_t ars,
+                                                     ptrdiff_t acs, const FL_T* packed,
+                                                     FL_T* c, ptrdiff_t ldc, int accumulate)
+{
+    if (k == 0) {
+        if (!accumulate)
+            for (ptrdiff_t r = 0; r < m; r++) memset(c + r * ldc, 0, n * sizeof(FL_T));
+        return;
+    }
+    if (acs != 1 && m > FL_MR)
+        FL_NAME(fl_gemm_copy_a)(m, n, k, a, ars, acs, packed, c, ldc, accumulate);
+    else
+        FL_NAME(fl_gemm_direct)(m, n, k, a, ars, acs, packed, c, ldc, accumulate);
+}
+
 #undef FL_CAT2
 #undef FL_CAT
 #undef FL_NAME
@@ -146,3 +199,5 @@ static __attribute__((unused)) void FL_NAME(fl_gemm)(ptrdiff_t m, ptrdiff_t n, p
 #undef FL_UVEC
 #undef FL_LANES
 #undef FL_NR
+#undef FL_MC
+#undef FL_KCA

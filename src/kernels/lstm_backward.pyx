@@ -6,7 +6,7 @@ pass for the gate gradients (reference.lstm_cell_backward) and the product dA_t 
 w_hh packed for _gemm.h's micro-kernel before the walk. After the walk the input, weight and
 bias gradients are large products over all steps at once (reference.lstm_weight_grads),
 shared out by blocks of rows: dx = dA w_ih, dw_ih = dA^T x, dw_hh = dA^T h (x, h and w_ih
-packed first), db = the column sums of dA. No BLAS call: no second thread pool, and no BLAS
+packed first; dA^T is read through strides), db = the column sums of dA. No BLAS call: no second thread pool, and no BLAS
 setting is touched. Nothing is allocated here.
 """
 from cython cimport floating
@@ -22,25 +22,34 @@ DEF COLUMNS_PER_ITEM = 64
 
 
 cdef void gate_grads(const floating* gates, const floating* c_prev, const floating* c_t,
-                     const floating* dy, const floating* dh, floating* dc, floating* dA,
+                     const floating* dy, floating* dh, floating* dc, floating* dA,
                      Py_ssize_t B, Py_ssize_t H) noexcept nogil:
     """The fused pointwise pass of one step for B rows; mirrors reference.lstm_cell_backward.
 
-    gates (B, 4H) IN [i, f, g, o];  c_prev, c_t (B, H) IN
-    dy (B, H) IN or NULL;  dh (B, H) IN: dh_next from step t+1
+    gates (B, 4H) IN [i, f, g, o];  c_prev, c_t (B, H) IN;  dy (B, H) IN or NULL
+    dh (B, H) IN/OUT: dh_next from step t+1 on entry, dh_next + dy on return
     dc (B, H) IN/OUT: dc_next from step t+1 on entry, dc_next for step t-1 (dc * f) on return
     dA (B, 4H) OUT: gate pre-activation gradients [da_i, da_f, da_g, da_o]
-    Per row: first tanh(c_t) into the da_o slot, then one pass over the rest; each loop is
-    simple enough for the compiler to vectorise.
+    Per row a few plain loops (dh += dy; tanh(c_t) into the da_o slot; the rest), each simple
+    enough for the compiler to vectorise.
     """
     cdef Py_ssize_t b, j
     cdef const floating* gate
     cdef floating* da
+    cdef floating* dh_b
+    cdef floating* dc_b
+    cdef const floating* cp_b
     cdef floating i, f, g, o, tc, dh_t, dc_t
     cdef floating one = 1
     for b in range(B):
         gate = gates + b * 4 * H
         da = dA + b * 4 * H
+        dh_b = dh + b * H
+        dc_b = dc + b * H
+        cp_b = c_prev + b * H
+        if dy != NULL:
+            for j in range(H):
+                dh_b[j] += dy[b * H + j]
         for j in range(H):
             da[3 * H + j] = tanh_(c_t[b * H + j])
         for j in range(H):
@@ -49,15 +58,13 @@ cdef void gate_grads(const floating* gates, const floating* c_prev, const floati
             g = gate[2 * H + j]
             o = gate[3 * H + j]
             tc = da[3 * H + j]
-            dh_t = dh[b * H + j]
-            if dy != NULL:
-                dh_t = dh_t + dy[b * H + j]
-            dc_t = dc[b * H + j] + dh_t * o * (one - tc * tc)
+            dh_t = dh_b[j]
+            dc_t = dc_b[j] + dh_t * o * (one - tc * tc)
             da[j] = dc_t * g * i * (one - i)
-            da[H + j] = dc_t * c_prev[b * H + j] * f * (one - f)
+            da[H + j] = dc_t * cp_b[j] * f * (one - f)
             da[2 * H + j] = dc_t * i * (one - g * g)
             da[3 * H + j] = dh_t * tc * o * (one - o)
-            dc[b * H + j] = dc_t * f
+            dc_b[j] = dc_t * f
 
 
 cdef void run_group(const floating* w_hh_pack, const floating* c, const floating* gates,

@@ -15,6 +15,10 @@ from cython.parallel cimport prange
 from ._activations cimport sigmoid, tanh_
 from ._gemm cimport gemm, pack, packed_length, panel_width
 
+# With one group of rows, a chunk's input projection is shared between the threads when it
+# has at least this many multiply-adds (waking the other threads costs several microseconds).
+DEF SHARED_PROJECTION_MACS = 1 << 21
+
 
 cdef void gates_and_state(floating* gates, const floating* bias, const floating* c_prev,
                           floating* c_next, floating* h_next, Py_ssize_t B,
@@ -47,29 +51,40 @@ cdef void gates_and_state(floating* gates, const floating* bias, const floating*
             hn[j] = row[3 * H + j] * tanh_(cn[j])
 
 
+cdef void run_chunk(const floating* x, const floating* w_ih_pack,
+                    const floating* w_hh_pack, const floating* bias, floating* h, floating* c,
+                    floating* gates, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint keep_c,
+                    Py_ssize_t t0, Py_ssize_t k, Py_ssize_t b0, Py_ssize_t b1,
+                    bint project) noexcept nogil:
+    """Steps t0 <= t < t0 + k for batch rows b0 <= b < b1 (buffers as in lstm_forward); step
+    t works in gates[t - t0]. With `project`, each step first projects its rows' input there;
+    otherwise gates[0:k] already holds the projections."""
+    cdef Py_ssize_t nb = b1 - b0, G = 4 * H
+    cdef Py_ssize_t s, t
+    cdef floating* g
+    for s in range(k):
+        t = t0 + s
+        g = gates + (s * B + b0) * G
+        if project:  # g (nb, 4H) = x_t (nb, I) @ w_ih^T
+            gemm(nb, G, I, x + (t * B + b0) * I, I, 1, w_ih_pack, g, G, False)
+        # g (nb, 4H) += h_t (nb, H) @ w_hh^T
+        gemm(nb, G, H, h + (t * B + b0) * H, H, 1, w_hh_pack, g, G, True)
+        gates_and_state(g, bias, c + ((t if keep_c else t % 2) * B + b0) * H,
+                        c + ((t + 1 if keep_c else (t + 1) % 2) * B + b0) * H,
+                        h + ((t + 1) * B + b0) * H, nb, H)
+
+
 cdef void run_group(const floating* x, const floating* w_ih_pack,
                     const floating* w_hh_pack, const floating* bias, floating* h, floating* c,
                     floating* gates, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                     Py_ssize_t K, bint keep_c, Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
-    """The whole time loop for batch rows b0 <= b < b1 (buffers as in lstm_forward)."""
-    cdef Py_ssize_t nb = b1 - b0, G = 4 * H
-    cdef Py_ssize_t t0 = 0, k, s, t
-    cdef floating* g
+    """The whole time loop for batch rows b0 <= b < b1, in chunks of K steps, each step
+    projecting its own rows' input (buffers as in lstm_forward)."""
+    cdef Py_ssize_t t0 = 0
     while t0 < T:
-        k = min(K, T - t0)
-        if nb == B:  # all rows: gates[0:k] (k*B, 4H) = x[t0:t0+k] (k*B, I) @ w_ih^T at once
-            gemm(k * B, G, I, x + t0 * B * I, I, 1, w_ih_pack, gates, G, False)
-        for s in range(k):
-            t = t0 + s
-            g = gates + (s * B + b0) * G
-            if nb < B:  # this group's rows of the step: g (nb, 4H) = x_t (nb, I) @ w_ih^T
-                gemm(nb, G, I, x + (t * B + b0) * I, I, 1, w_ih_pack, g, G, False)
-            # g (nb, 4H) += h_t (nb, H) @ w_hh^T
-            gemm(nb, G, H, h + (t * B + b0) * H, H, 1, w_hh_pack, g, G, True)
-            gates_and_state(g, bias, c + ((t if keep_c else t % 2) * B + b0) * H,
-                            c + ((t + 1 if keep_c else (t + 1) % 2) * B + b0) * H,
-                            h + ((t + 1) * B + b0) * H, nb, H)
-        t0 += k
+        run_chunk(x, w_ih_pack, w_hh_pack, bias, h, c, gates, B, I, H, keep_c, t0,
+                  min(K, T - t0), b0, b1, True)
+        t0 += K
 
 
 def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
@@ -90,14 +105,17 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                         (training); with K < T, scratch for the input projection of K steps.
     w_ih_pack (packed_length(I, 4H),)  scratch  for w_ih^T packed (fastlstm._kernels._info)
     w_hh_pack (packed_length(H, 4H),)  scratch  for w_hh^T packed
-    n_threads           OpenMP threads, at most B: one group of batch rows each.
+    n_threads           OpenMP threads. With B >= 2 each takes a group of batch rows (at most
+                        B groups) for the whole time loop; with one group they share each
+                        chunk's input projection, and one of them runs the chunk's steps.
     Packed buffers and gates aligned to 64 bytes make the vector loads fastest.
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2]
     cdef Py_ssize_t H = h.shape[2], K = gates.shape[0], G = 4 * H
     cdef bint keep_c = c.shape[0] == T + 1
-    cdef Py_ssize_t group, p, NR
-    if (T < 1 or B < 1 or I < 1 or H < 1 or K < 1 or K > T or n_threads < 1 or n_threads > B
+    cdef Py_ssize_t n_groups = min(n_threads, B)
+    cdef Py_ssize_t group, p, NR, t0, k, part, r0, r1, n_parts
+    if (T < 1 or B < 1 or I < 1 or H < 1 or K < 1 or K > T or n_threads < 1
             or w_ih.shape[0] != 4 * H or w_ih.shape[1] != I
             or w_hh.shape[0] != 4 * H or w_hh.shape[1] != H or bias.shape[0] != 4 * H
             or h.shape[0] != T + 1 or h.shape[1] != B
@@ -114,7 +132,22 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                  &w_ih_pack[0] + p * I * NR, I * NR)
             pack(H, min(NR, G - p * NR), &w_hh[0, 0] + p * NR * H, 1, H,
                  &w_hh_pack[0] + p * H * NR, H * NR)
-        for group in prange(n_threads, num_threads=n_threads, schedule="static"):
-            run_group(&x[0, 0, 0], &w_ih_pack[0], &w_hh_pack[0], &bias[0], &h[0, 0, 0],
-                      &c[0, 0, 0], &gates[0, 0, 0], T, B, I, H, K, keep_c,
-                      group * B // n_threads, (group + 1) * B // n_threads)
+        if n_groups > 1:  # a group of batch rows per thread, each on its own to the end
+            for group in prange(n_groups, num_threads=n_groups, schedule="static"):
+                run_group(&x[0, 0, 0], &w_ih_pack[0], &w_hh_pack[0], &bias[0], &h[0, 0, 0],
+                          &c[0, 0, 0], &gates[0, 0, 0], T, B, I, H, K, keep_c,
+                          group * B // n_groups, (group + 1) * B // n_groups)
+        else:  # one group: all threads project a chunk's input, then one thread runs its steps
+            t0 = 0
+            while t0 < T:
+                k = min(K, T - t0)
+                n_parts = n_threads if k * B * I * G >= SHARED_PROJECTION_MACS else 1
+                for part in prange(n_parts, num_threads=n_parts, schedule="static"):
+                    r0 = part * k * B // n_parts
+                    r1 = (part + 1) * k * B // n_parts
+                    # gates[0:k] (k*B, 4H) = x[t0:t0+k] (k*B, I) @ w_ih^T, by blocks of rows
+                    gemm(r1 - r0, G, I, &x[0, 0, 0] + (t0 * B + r0) * I, I, 1, &w_ih_pack[0],
+                         &gates[0, 0, 0] + r0 * G, G, False)
+                run_chunk(&x[0, 0, 0], &w_ih_pack[0], &w_hh_pack[0], &bias[0], &h[0, 0, 0],
+                          &c[0, 0, 0], &gates[0, 0, 0], B, I, H, keep_c, t0, k, 0, B, False)
+                t0 += k
