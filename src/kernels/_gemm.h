@@ -34,16 +34,26 @@
 #define FL_MR 6        /* rows of C per block */
 #define FL_KC 384      /* steps of k per pass, so a panel's slice stays in L2 */
 
+/* GCC's __builtin_shuffle takes the lane indices as a vector, which the tile transpose of
+ * fl_pack builds in a loop; other compilers pack with plain loops. */
+#if defined(__GNUC__) && !defined(__clang__)
+#  define FL_HAVE_SHUFFLE 1
+#endif
+
 #define FL_T float
+#define FL_ITYPE int
 #define FL_SUF f
 #include "_gemm_impl.h"
 #undef FL_T
+#undef FL_ITYPE
 #undef FL_SUF
 
 #define FL_T double
+#define FL_ITYPE long long
 #define FL_SUF d
 #include "_gemm_impl.h"
 #undef FL_T
+#undef FL_ITYPE
 #undef FL_SUF
 
 #endif

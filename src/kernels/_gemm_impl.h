@@ -21,12 +21,78 @@ static inline ptrdiff_t FL_NAME(fl_packed_length)(ptrdiff_t k, ptrdiff_t n)
     return (n + FL_NR - 1) / FL_NR * FL_NR * k;
 }
 
+#ifdef FL_HAVE_SHUFFLE
+#define FL_IVEC FL_NAME(fl_ivec)
+typedef FL_ITYPE FL_IVEC __attribute__((vector_size(FL_VBYTES)));
+
+/* Transposes the LANES x LANES tile whose rows are v[0 : LANES], in place: in round s = 1, 2,
+ * 4, ... the off-diagonal s x s blocks of every 2s x 2s block trade places, by lane shuffles
+ * of row pairs (i, i + s). */
+static inline __attribute__((always_inline)) void FL_NAME(fl_transpose_tile)(FL_VEC* v)
+{
+#pragma GCC unroll 8
+    for (int s = 1; s < FL_LANES; s *= 2) {
+        FL_IVEC keep, take;
+#pragma GCC unroll 16
+        for (int p = 0; p < FL_LANES; p++) {
+            keep[p] = (p & s) ? FL_LANES + p - s : p;  /* row i: a's lane, or b's s lanes back */
+            take[p] = (p & s) ? FL_LANES + p : p + s;  /* row i+s: a's lane s ahead, or b's */
+        }
+#pragma GCC unroll 16
+        for (int i = 0; i < FL_LANES; i++) {
+            if (i & s) continue;
+            FL_VEC a = v[i], b = v[i + s];
+            v[i] = __builtin_shuffle(a, b, keep);
+            v[i + s] = __builtin_shuffle(a, b, take);
+        }
+    }
+}
+#undef FL_IVEC
+#endif
+
+/* fl_pack for B stored along its columns (element (q, j) at b[q + j*bcs], e.g. B = W^T for a
+ * row-major W): whole LANES x LANES tiles go through vector registers and a transpose. */
+static void FL_NAME(fl_pack_columns)(ptrdiff_t k, ptrdiff_t n, const FL_T* b, ptrdiff_t bcs,
+                                     FL_T* out, ptrdiff_t panel_stride)
+{
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_NR) {
+        FL_T* panel = out + j0 / FL_NR * panel_stride;
+        ptrdiff_t nc = n - j0 < FL_NR ? n - j0 : FL_NR;
+        ptrdiff_t jt = 0;
+#ifdef FL_HAVE_SHUFFLE
+        for (; jt + FL_LANES <= nc; jt += FL_LANES) {
+            const FL_T* col = b + (j0 + jt) * bcs;
+            ptrdiff_t q = 0;
+            for (; q + FL_LANES <= k; q += FL_LANES) {
+                FL_VEC v[FL_LANES];
+#pragma GCC unroll 16
+                for (int i = 0; i < FL_LANES; i++) v[i] = *(const FL_UVEC*)(col + i * bcs + q);
+                FL_NAME(fl_transpose_tile)(v);
+#pragma GCC unroll 16
+                for (int i = 0; i < FL_LANES; i++) *(FL_UVEC*)(panel + (q + i) * FL_NR + jt) = v[i];
+            }
+            for (; q < k; q++)
+                for (ptrdiff_t i = 0; i < FL_LANES; i++) panel[q * FL_NR + jt + i] = col[i * bcs + q];
+        }
+#endif
+        for (ptrdiff_t q = 0; q < k; q++) {
+            for (ptrdiff_t j = jt; j < nc; j++) panel[q * FL_NR + j] = b[q + (j0 + j) * bcs];
+            for (ptrdiff_t j = nc; j < FL_NR; j++) panel[q * FL_NR + j] = 0;
+        }
+    }
+}
+
 /* Packs rows [0, k) of B (element (q, j) at b[q*brs + j*bcs], n columns) into `out`, whose
  * panels are `panel_stride` values apart (the full k of the packed matrix times NR), so that a
  * range of rows can be packed by passing b and out advanced to its first row. */
-static __attribute__((unused)) void FL_NAME(fl_pack)(ptrdiff_t k, ptrdiff_t n, const FL_T* b, ptrdiff_t brs,
-                             ptrdiff_t bcs, FL_T* out, ptrdiff_t panel_stride)
+static __attribute__((unused)) void FL_NAME(fl_pack)(ptrdiff_t k, ptrdiff_t n, const FL_T* b,
+                                                     ptrdiff_t brs, ptrdiff_t bcs, FL_T* out,
+                                                     ptrdiff_t panel_stride)
 {
+    if (brs == 1 && bcs != 1) {
+        FL_NAME(fl_pack_columns)(k, n, b, bcs, out, panel_stride);
+        return;
+    }
     for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_NR) {
         FL_T* panel = out + j0 / FL_NR * panel_stride;
         ptrdiff_t nc = n - j0 < FL_NR ? n - j0 : FL_NR;
@@ -108,15 +174,18 @@ static void FL_NAME(fl_block_any)(int mr, ptrdiff_t nc, ptrdiff_t k, const FL_T*
 }
 
 /* C (m, n) (+)= A (m, k) @ B (k, n) for rows of A that run along k (acs == 1, or any A
- * small enough to sit in cache): the blocks read A in place. */
+ * small enough to sit in cache): the blocks read A in place. With `backwards`, the panels are
+ * visited last to first (the same arithmetic). */
 static void FL_NAME(fl_gemm_direct)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const FL_T* a,
                                     ptrdiff_t ars, ptrdiff_t acs, const FL_T* packed, FL_T* c,
-                                    ptrdiff_t ldc, int accumulate)
+                                    ptrdiff_t ldc, int accumulate, int backwards)
 {
+    ptrdiff_t panels = (n + FL_NR - 1) / FL_NR;
     for (ptrdiff_t q0 = 0; q0 < k; q0 += FL_KC) {
         ptrdiff_t kc = k - q0 < FL_KC ? k - q0 : FL_KC;
         int load_c = accumulate || q0 > 0;
-        for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_NR) {
+        for (ptrdiff_t p = 0; p < panels; p++) {
+            ptrdiff_t j0 = (backwards ? panels - 1 - p : p) * FL_NR;
             const FL_T* panel = packed + j0 / FL_NR * k * FL_NR + q0 * FL_NR;
             ptrdiff_t nc = n - j0 < FL_NR ? n - j0 : FL_NR;
             ptrdiff_t r = 0;
@@ -189,7 +258,24 @@ static __attribute__((unused)) void FL_NAME(fl_gemm)(ptrdiff_t m, ptrdiff_t n, p
     if (acs != 1 && m > FL_MR)
         FL_NAME(fl_gemm_copy_a)(m, n, k, a, ars, acs, packed, c, ldc, accumulate);
     else
-        FL_NAME(fl_gemm_direct)(m, n, k, a, ars, acs, packed, c, ldc, accumulate);
+        FL_NAME(fl_gemm_direct)(m, n, k, a, ars, acs, packed, c, ldc, accumulate, 0);
+}
+
+/* fl_gemm for A read along its rows (acs == 1), visiting B's panels last to first. A time loop
+ * that alternates fl_gemm and this at each step finds the panels it used last still in cache
+ * (L1 at B = 1, L2 for larger batches) when a packed matrix is a little too big for it. The
+ * results are the same, bit for bit. */
+static __attribute__((unused)) void FL_NAME(fl_gemm_backwards)(ptrdiff_t m, ptrdiff_t n,
+                                                               ptrdiff_t k, const FL_T* a,
+                                                               ptrdiff_t ars, const FL_T* packed,
+                                                               FL_T* c, ptrdiff_t ldc,
+                                                               int accumulate)
+{
+    if (k == 0) {
+        FL_NAME(fl_gemm)(m, n, k, a, ars, 1, packed, c, ldc, accumulate);
+        return;
+    }
+    FL_NAME(fl_gemm_direct)(m, n, k, a, ars, 1, packed, c, ldc, accumulate, 1);
 }
 
 #undef FL_CAT2

@@ -13,7 +13,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from ._activations cimport tanh_
-from ._gemm cimport gemm, pack, packed_length, panel_width
+from ._gemm cimport gemm, gemm_step, pack, packed_length, panel_width
 
 # Rows per work item of the products after the walk (a multiple of the micro-kernel's 6).
 DEF ROWS_PER_ITEM = 96
@@ -81,7 +81,7 @@ cdef void run_group(const floating* w_hh_pack, const floating* c, const floating
                    dy + (t * B + b0) * H if dy != NULL else NULL, dh + b0 * H, dc + b0 * H,
                    dA_t, nb, H)
         # dh (nb, H) = dA_t (nb, 4H) @ w_hh (4H, H)
-        gemm(nb, H, G, dA_t, G, 1, w_hh_pack, dh + b0 * H, H, False)
+        gemm_step(t, nb, H, G, dA_t, G, w_hh_pack, dh + b0 * H, H, False)
         t -= 1
 
 

@@ -13,11 +13,13 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from ._activations cimport sigmoid, tanh_
-from ._gemm cimport gemm, pack, packed_length, panel_width
+from ._gemm cimport gemm, gemm_step, pack, packed_length, panel_width
 
 # With one group of rows, a chunk's input projection is shared between the threads when it
 # has at least this many multiply-adds (waking the other threads costs several microseconds).
 DEF SHARED_PROJECTION_MACS = 1 << 21
+# The weights are packed by all threads when they hold at least this many values.
+DEF SHARED_PACKING_VALUES = 1 << 16
 
 
 cdef void gates_and_state(floating* gates, const floating* bias, const floating* c_prev,
@@ -68,7 +70,7 @@ cdef void run_chunk(const floating* x, const floating* w_ih_pack,
         if project:  # g (nb, 4H) = x_t (nb, I) @ w_ih^T
             gemm(nb, G, I, x + (t * B + b0) * I, I, 1, w_ih_pack, g, G, False)
         # g (nb, 4H) += h_t (nb, H) @ w_hh^T
-        gemm(nb, G, H, h + (t * B + b0) * H, H, 1, w_hh_pack, g, G, True)
+        gemm_step(t, nb, G, H, h + (t * B + b0) * H, H, w_hh_pack, g, G, True)
         gates_and_state(g, bias, c + ((t if keep_c else t % 2) * B + b0) * H,
                         c + ((t + 1 if keep_c else (t + 1) % 2) * B + b0) * H,
                         h + ((t + 1) * B + b0) * H, nb, H)
@@ -127,7 +129,8 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     NR = panel_width(&gates[0, 0, 0])
     with nogil:
         # w_ih^T (I, 4H) and w_hh^T (H, 4H) into panels of NR columns, a panel per work item
-        for p in prange((G + NR - 1) // NR, num_threads=n_threads, schedule="static"):
+        n_parts = n_threads if (I + H) * G >= SHARED_PACKING_VALUES else 1
+        for p in prange((G + NR - 1) // NR, num_threads=n_parts, schedule="static"):
             pack(I, min(NR, G - p * NR), &w_ih[0, 0] + p * NR * I, 1, I,
                  &w_ih_pack[0] + p * I * NR, I * NR)
             pack(H, min(NR, G - p * NR), &w_hh[0, 0] + p * NR * H, 1, H,
