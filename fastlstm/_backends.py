@@ -61,7 +61,8 @@ class CythonBackend:
     def __init__(self):
         self._fwd = importlib.import_module("fastlstm._kernels.lstm_forward").lstm_forward
         self._bwd = importlib.import_module("fastlstm._kernels.lstm_backward").lstm_backward
-        self._packed_length = importlib.import_module("fastlstm._kernels._info").packed_length
+        info = importlib.import_module("fastlstm._kernels._info")
+        self._packed_length, self._panel_width = info.packed_length, info.panel_width
 
     def _packed(self, k, n, dtype):
         """Scratch for a (k, n) matrix packed into the micro-kernel's panels."""
@@ -77,10 +78,12 @@ class CythonBackend:
                  n_threads=1):
         T, B, I = x.shape
         G, H = w_hh.shape
-        scratch = [self._packed(k, n, x.dtype) for k, n in ((G, I), (G, H), (T * B, I),
-                                                              (T * B, H))]
-        self._bwd(x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db, *scratch,
-                  min(n_threads, B), n_threads)
+        panel = self._panel_width(x.dtype.itemsize)
+        padded_i = -(-I // panel) * panel  # x's columns in whole panels, then h's
+        dw = np.empty((G, padded_i + H), dtype=x.dtype)
+        self._bwd(x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db,
+                  self._packed(G, I, x.dtype), self._packed(G, H, x.dtype),
+                  self._packed(T * B, padded_i + H, x.dtype), dw, min(n_threads, B), n_threads)
 
 
 class NumbaBackend:

@@ -192,7 +192,7 @@ def test_cython_kernels_threads_match_one_thread(dtype, n_threads):
     if "cython" not in fastlstm.available_backends():
         pytest.skip("cython backend not built")
     from fastlstm._backends import aligned_empty
-    from fastlstm._kernels._info import packed_length
+    from fastlstm._kernels._info import packed_length, panel_width
     from fastlstm._kernels.lstm_backward import lstm_backward
     from fastlstm._kernels.lstm_forward import lstm_forward
 
@@ -217,7 +217,10 @@ def test_cython_kernels_threads_match_one_thread(dtype, n_threads):
         dh, dc = np.zeros((B, H), dtype), np.ones((B, H), dtype)
         grads = [np.empty((T, B, 4 * H), dtype), np.empty((T, B, I), dtype),
                  np.empty((4 * H, I), dtype), np.empty((4 * H, H), dtype), np.empty(4 * H, dtype)]
-        scratch = [packed(k, n) for k, n in ((4 * H, I), (4 * H, H), (T * B, I), (T * B, H))]
+        panel = panel_width(np.dtype(dtype).itemsize)
+        padded_i = -(-I // panel) * panel
+        scratch = [packed(4 * H, I), packed(4 * H, H), packed(T * B, padded_i + H),
+                   np.empty((4 * H, padded_i + H), dtype)]
         lstm_backward(x, w_ih, w_hh, h, c, gates, dy, dh, dc, *grads, *scratch, n, n)
         results.append([h, c, gates, dh, dc] + grads)
     for single, threaded in zip(*results):

@@ -20,6 +20,12 @@ cdef extern from "_gemm.h" nogil:
     void fl_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a,
                    Py_ssize_t ars, Py_ssize_t acs, const double* packed, double* c,
                    Py_ssize_t ldc, int accumulate)
+    void fl_gemm_sums_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                        Py_ssize_t ars, Py_ssize_t acs, const float* packed, float* c,
+                        Py_ssize_t ldc, float* row_sums)
+    void fl_gemm_sums_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a,
+                        Py_ssize_t ars, Py_ssize_t acs, const double* packed, double* c,
+                        Py_ssize_t ldc, double* row_sums)
     void fl_gemm_backwards_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                              Py_ssize_t ars, const float* packed, float* c, Py_ssize_t ldc,
                              int accumulate)
@@ -78,3 +84,14 @@ cdef inline void gemm_step(Py_ssize_t t, Py_ssize_t m, Py_ssize_t n, Py_ssize_t 
         fl_gemm_backwards_f(m, n, k, a, ars, packed, c, ldc, accumulate)
     else:
         fl_gemm_backwards_d(m, n, k, a, ars, packed, c, ldc, accumulate)
+
+
+cdef inline void gemm_sums(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
+                           Py_ssize_t ars, Py_ssize_t acs, const floating* packed,
+                           floating* c, Py_ssize_t ldc, floating* row_sums) noexcept nogil:
+    """C (m, n) = A (m, k) @ B (k, n) as `gemm` does, and row_sums (m,) = the sums of A's rows,
+    from the same read of A."""
+    if floating is float:
+        fl_gemm_sums_f(m, n, k, a, ars, acs, packed, c, ldc, row_sums)
+    else:
+        fl_gemm_sums_d(m, n, k, a, ars, acs, packed, c, ldc, row_sums)

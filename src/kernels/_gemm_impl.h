@@ -208,11 +208,13 @@ static void FL_NAME(fl_gemm_direct)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const
 
 /* The same product for an A stored along its columns (ars == 1, as A = dA^T in the backward
  * pass), where reading it in place would touch a new cache line, often a new page, at every
- * step of k: blocks of FL_MC rows x FL_KCA steps are first copied, row block by row block, into
- * a buffer on the stack (FL_MC * FL_KCA values) that the blocks then read in order. */
+ * step of k: blocks of FL_MC rows x FL_KCA steps are first copied into a buffer on the stack
+ * (FL_MC * FL_KCA values, step after step, each step's FL_MC values together) that the blocks
+ * then read in order. With row_sums not NULL, each row of A is also summed into it (along
+ * all of k, in order). */
 static void FL_NAME(fl_gemm_copy_a)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const FL_T* a,
                                     ptrdiff_t ars, ptrdiff_t acs, const FL_T* packed, FL_T* c,
-                                    ptrdiff_t ldc, int accumulate)
+                                    ptrdiff_t ldc, int accumulate, FL_T* row_sums)
 {
     FL_T abuf[FL_MC * FL_KCA];
     for (ptrdiff_t q0 = 0; q0 < k; q0 += FL_KCA) {
@@ -220,22 +222,29 @@ static void FL_NAME(fl_gemm_copy_a)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const
         int load_c = accumulate || q0 > 0;
         for (ptrdiff_t r0 = 0; r0 < m; r0 += FL_MC) {
             ptrdiff_t mc = m - r0 < FL_MC ? m - r0 : FL_MC;
-            /* abuf holds strips of MR rows: strip s, step q, row i at s*kc*MR + q*MR + i */
-            for (ptrdiff_t r = 0; r < mc; r += FL_MR) {
-                ptrdiff_t rows = mc - r < FL_MR ? mc - r : FL_MR;
-                FL_T* strip = abuf + r * kc;
-                const FL_T* src = a + (r0 + r) * ars + q0 * acs;
+            const FL_T* src = a + r0 * ars + q0 * acs;
+            /* abuf[q * MC + i] = A[r0 + i, q0 + q] */
+            if (ars == 1) {
                 for (ptrdiff_t q = 0; q < kc; q++)
-                    for (ptrdiff_t i = 0; i < rows; i++)
-                        strip[q * FL_MR + i] = src[i * ars + q * acs];
+                    for (ptrdiff_t i = 0; i < mc; i++) abuf[q * FL_MC + i] = src[i + q * acs];
+            } else {
+                for (ptrdiff_t q = 0; q < kc; q++)
+                    for (ptrdiff_t i = 0; i < mc; i++) abuf[q * FL_MC + i] = src[i * ars + q * acs];
+            }
+            if (row_sums != NULL) {
+                FL_T* sums = row_sums + r0;
+                if (q0 == 0)
+                    for (ptrdiff_t i = 0; i < mc; i++) sums[i] = 0;
+                for (ptrdiff_t q = 0; q < kc; q++)
+                    for (ptrdiff_t i = 0; i < mc; i++) sums[i] += abuf[q * FL_MC + i];
             }
             for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_NR) {
                 const FL_T* panel = packed + j0 / FL_NR * k * FL_NR + q0 * FL_NR;
                 ptrdiff_t nc = n - j0 < FL_NR ? n - j0 : FL_NR;
                 for (ptrdiff_t r = 0; r < mc; r += FL_MR) {
                     int mr = (int)(mc - r < FL_MR ? mc - r : FL_MR);
-                    FL_NAME(fl_block_any)(mr, nc, kc, abuf + r * kc, 1, FL_MR,
-                                          panel, c + (r0 + r) * ldc + j0, ldc, load_c);
+                    FL_NAME(fl_block_any)(mr, nc, kc, abuf + r, 1, FL_MC, panel,
+                                          c + (r0 + r) * ldc + j0, ldc, load_c);
                 }
             }
         }
@@ -256,9 +265,30 @@ static __attribute__((unused)) void FL_NAME(fl_gemm)(ptrdiff_t m, ptrdiff_t n, p
         return;
     }
     if (acs != 1 && m > FL_MR)
-        FL_NAME(fl_gemm_copy_a)(m, n, k, a, ars, acs, packed, c, ldc, accumulate);
+        FL_NAME(fl_gemm_copy_a)(m, n, k, a, ars, acs, packed, c, ldc, accumulate, NULL);
     else
         FL_NAME(fl_gemm_direct)(m, n, k, a, ars, acs, packed, c, ldc, accumulate, 0);
+}
+
+/* C (m, n) = A (m, k) @ B (k, n) as in fl_gemm, and row_sums (m,) = the sums of A's rows
+ * (each along k, in order): for the backward pass, where A = dA^T gives the weight gradients
+ * and the bias gradient in one read of dA. */
+static __attribute__((unused)) void FL_NAME(fl_gemm_sums)(ptrdiff_t m, ptrdiff_t n,
+                                                          ptrdiff_t k, const FL_T* a,
+                                                          ptrdiff_t ars, ptrdiff_t acs,
+                                                          const FL_T* packed, FL_T* c,
+                                                          ptrdiff_t ldc, FL_T* row_sums)
+{
+    if (k > 0 && acs != 1 && m > FL_MR) {
+        FL_NAME(fl_gemm_copy_a)(m, n, k, a, ars, acs, packed, c, ldc, 0, row_sums);
+        return;
+    }
+    FL_NAME(fl_gemm)(m, n, k, a, ars, acs, packed, c, ldc, 0);
+    for (ptrdiff_t r = 0; r < m; r++) {
+        FL_T sum = 0;
+        for (ptrdiff_t q = 0; q < k; q++) sum += a[r * ars + q * acs];
+        row_sums[r] = sum;
+    }
 }
 
 /* fl_gemm for A read along its rows (acs == 1), visiting B's panels last to first. A time loop

@@ -5,20 +5,18 @@ t = T ... 1 on it alone, without the GIL and without barriers: per step the fuse
 pass for the gate gradients (reference.lstm_cell_backward) and the product dA_t W_hh, with
 w_hh packed for _gemm.h's micro-kernel before the walk. After the walk the input, weight and
 bias gradients are large products over all steps at once (reference.lstm_weight_grads),
-shared out by blocks of rows: dx = dA w_ih, dw_ih = dA^T x, dw_hh = dA^T h (x, h and w_ih
-packed first; dA^T is read through strides), db = the column sums of dA. No BLAS call: no second thread pool, and no BLAS
+shared out by blocks of rows: dx = dA w_ih, and [dw_ih | dw_hh] = dA^T [x | h] with
+db = the column sums of dA from the same read of dA (x, h and w_ih packed first). No BLAS call: no second thread pool, and no BLAS
 setting is touched. Nothing is allocated here.
 """
 from cython cimport floating
 from cython.parallel cimport prange
 
 from ._activations cimport tanh_
-from ._gemm cimport gemm, gemm_step, pack, packed_length, panel_width
+from ._gemm cimport gemm, gemm_step, gemm_sums, pack, packed_length, panel_width
 
 # Rows per work item of the products after the walk (a multiple of the micro-kernel's 6).
 DEF ROWS_PER_ITEM = 96
-# Columns per work item of the column sums.
-DEF COLUMNS_PER_ITEM = 64
 
 
 cdef void gate_grads(const floating* gates, const floating* c_prev, const floating* c_t,
@@ -85,24 +83,13 @@ cdef void run_group(const floating* w_hh_pack, const floating* c, const floating
         t -= 1
 
 
-cdef void column_sums(Py_ssize_t m, Py_ssize_t n, const floating* a, Py_ssize_t lda,
-                      floating* out) noexcept nogil:
-    """out (n,) = the sums of the columns of A (m, n), each summed row after row."""
-    cdef Py_ssize_t r, j
-    for j in range(n):
-        out[j] = 0
-    for r in range(m):
-        for j in range(n):
-            out[j] += a[r * lda + j]
-
-
 def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                   const floating[:, ::1] w_hh, const floating[:, :, ::1] h,
                   const floating[:, :, ::1] c, const floating[:, :, ::1] gates,
                   const floating[:, :, ::1] dy, floating[:, ::1] dh, floating[:, ::1] dc,
                   floating[:, :, ::1] dA, floating[:, :, ::1] dx, floating[:, ::1] dw_ih,
                   floating[:, ::1] dw_hh, floating[::1] db, floating[::1] w_ih_pack,
-                  floating[::1] w_hh_pack, floating[::1] x_pack, floating[::1] h_pack,
+                  floating[::1] w_hh_pack, floating[::1] xh_pack, floating[:, ::1] dw,
                   int n_threads=1, int n_product_threads=1):
     """Back-propagate through T >= 1 steps of B >= 1 rows, I >= 1 inputs, H >= 1 hidden units.
 
@@ -117,16 +104,20 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     dc     (B, H)       IN/OUT  dc_n on entry, dc_0 on return
     dA     (T, B, 4H)   OUT  gate pre-activation gradients of every step
     dx (T, B, I), dw_ih (4H, I), dw_hh (4H, H), db (4H,)  OUT  (db is for b_ih and b_hh alike)
-    w_ih_pack (packed_length(4H, I),), w_hh_pack (packed_length(4H, H),),
-    x_pack (packed_length(T*B, I),), h_pack (packed_length(T*B, H),)  scratch  for w_ih, w_hh,
-                        x and h_0 ... h_{T-1} packed (fastlstm._kernels._info.packed_length)
+    w_ih_pack (packed_length(4H, I),), w_hh_pack (packed_length(4H, H),)  scratch  for w_ih
+                        and w_hh packed (fastlstm._kernels._info.packed_length)
+    xh_pack (packed_length(T*B, Ip + H),)  scratch  for [x | h_0 ... h_{T-1}] packed, x's
+                        columns padded to Ip = I rounded up to whole panels (_info.panel_width)
+    dw     (4H, Ip + H)  scratch  for [dw_ih | padding | dw_hh] as one product computes them
     n_threads           OpenMP threads for the walk, at most B: one group of batch rows each.
     n_product_threads   OpenMP threads for the packing and the products after the walk.
     """
     cdef Py_ssize_t T = gates.shape[0], B = gates.shape[1], H = dh.shape[1], I = x.shape[2]
     cdef bint has_dy = dy.shape[0] > 0
     cdef Py_ssize_t TB = T * B, G = 4 * H
-    cdef Py_ssize_t group, item, r0, r1, NR
+    cdef Py_ssize_t group, item, r0, r1, r, j
+    cdef Py_ssize_t NR = panel_width(&dA[0, 0, 0])
+    cdef Py_ssize_t Ip = (I + NR - 1) // NR * NR
     if (T < 1 or B < 1 or H < 1 or I < 1 or n_threads < 1 or n_threads > B
             or n_product_threads < 1
             or w_hh.shape[0] != 4 * H or w_hh.shape[1] != H
@@ -142,10 +133,9 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             or (has_dy and (dy.shape[0] != T or dy.shape[1] != B or dy.shape[2] != H))
             or w_ih_pack.shape[0] != packed_length(&dA[0, 0, 0], G, I)
             or w_hh_pack.shape[0] != packed_length(&dA[0, 0, 0], G, H)
-            or x_pack.shape[0] != packed_length(&dA[0, 0, 0], TB, I)
-            or h_pack.shape[0] != packed_length(&dA[0, 0, 0], TB, H)):
+            or xh_pack.shape[0] != packed_length(&dA[0, 0, 0], TB, Ip + H)
+            or dw.shape[0] != G or dw.shape[1] != Ip + H):
         raise ValueError("lstm_backward: inconsistent buffer shapes")
-    NR = panel_width(&dA[0, 0, 0])
     with nogil:
         # w_hh (4H, H) and w_ih (4H, I) packed, by blocks of rows
         for item in prange((G + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
@@ -158,24 +148,27 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             run_group(&w_hh_pack[0], &c[0, 0, 0], &gates[0, 0, 0],
                       &dy[0, 0, 0] if has_dy else NULL, &dh[0, 0], &dc[0, 0], &dA[0, 0, 0],
                       T, B, H, group * B // n_threads, (group + 1) * B // n_threads)
-        # x (TB, I) and h_0 ... h_{T-1} (TB, H) packed; dx = dA w_ih; by blocks of rows
+        # [x | h_0 ... h_{T-1}] (TB, Ip + H) packed (x's panels first, then h's); dx = dA w_ih;
+        # by blocks of rows
         for item in prange((TB + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
                            num_threads=n_product_threads, schedule="static"):
             r0 = item * ROWS_PER_ITEM
             r1 = min(r0 + ROWS_PER_ITEM, TB)
-            pack(r1 - r0, I, &x[0, 0, 0] + r0 * I, I, 1, &x_pack[0] + r0 * NR, TB * NR)
-            pack(r1 - r0, H, &h[0, 0, 0] + r0 * H, H, 1, &h_pack[0] + r0 * NR, TB * NR)
+            pack(r1 - r0, I, &x[0, 0, 0] + r0 * I, I, 1, &xh_pack[0] + r0 * NR, TB * NR)
+            pack(r1 - r0, H, &h[0, 0, 0] + r0 * H, H, 1, &xh_pack[0] + Ip * TB + r0 * NR,
+                 TB * NR)
             gemm(r1 - r0, I, G, &dA[0, 0, 0] + r0 * G, G, 1, &w_ih_pack[0],
                  &dx[0, 0, 0] + r0 * I, I, False)
-        # dw_ih = dA^T x and dw_hh = dA^T h_{t-1}, by blocks of gate rows; db by column blocks
+        # [dw_ih | dw_hh] = dA^T [x | h_{t-1}] and db = the column sums of dA, from one read of
+        # dA; by blocks of gate rows
         for item in prange((G + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
                            num_threads=n_product_threads, schedule="static"):
             r0 = item * ROWS_PER_ITEM
             r1 = min(r0 + ROWS_PER_ITEM, G)
-            gemm(r1 - r0, I, TB, &dA[0, 0, 0] + r0, 1, G, &x_pack[0], &dw_ih[r0, 0], I, False)
-            gemm(r1 - r0, H, TB, &dA[0, 0, 0] + r0, 1, G, &h_pack[0], &dw_hh[r0, 0], H, False)
-        for item in prange((G + COLUMNS_PER_ITEM - 1) // COLUMNS_PER_ITEM,
-                           num_threads=n_product_threads, schedule="static"):
-            r0 = item * COLUMNS_PER_ITEM
-            r1 = min(r0 + COLUMNS_PER_ITEM, G)
-            column_sums(TB, r1 - r0, &dA[0, 0, 0] + r0, G, &db[r0])
+            gemm_sums(r1 - r0, Ip + H, TB, &dA[0, 0, 0] + r0, 1, G, &xh_pack[0], &dw[r0, 0],
+                      Ip + H, &db[r0])
+            for r in range(r0, r1):
+                for j in range(I):
+                    dw_ih[r, j] = dw[r, j]
+                for j in range(H):
+                    dw_hh[r, j] = dw[r, Ip + j]
