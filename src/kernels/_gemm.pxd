@@ -26,6 +26,12 @@ cdef extern from "_gemm.h" nogil:
     void fl_gemm_sums_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a,
                         Py_ssize_t ars, Py_ssize_t acs, const double* packed, double* c,
                         Py_ssize_t ldc, double* row_sums)
+    void fl_gemm_groups_f(Py_ssize_t groups, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                          const float* a, Py_ssize_t ars, Py_ssize_t a_gs, const float* packed,
+                          float* c, Py_ssize_t ldc, Py_ssize_t c_gs)
+    void fl_gemm_groups_d(Py_ssize_t groups, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                          const double* a, Py_ssize_t ars, Py_ssize_t a_gs,
+                          const double* packed, double* c, Py_ssize_t ldc, Py_ssize_t c_gs)
     void fl_gemm_backwards_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                              Py_ssize_t ars, const float* packed, float* c, Py_ssize_t ldc,
                              int accumulate)
@@ -95,3 +101,16 @@ cdef inline void gemm_sums(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float
         fl_gemm_sums_f(m, n, k, a, ars, acs, packed, c, ldc, row_sums)
     else:
         fl_gemm_sums_d(m, n, k, a, ars, acs, packed, c, ldc, row_sums)
+
+
+cdef inline void gemm_groups(Py_ssize_t groups, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                             const floating* a, Py_ssize_t ars, Py_ssize_t a_gs,
+                             const floating* packed, floating* c, Py_ssize_t ldc,
+                             Py_ssize_t c_gs) noexcept nogil:
+    """C = A @ B (overwritten) for `groups` groups of m rows of A, read along their rows: group
+    g's rows at a + g*a_gs, its results at c + g*c_gs. One pass over each panel of B serves
+    every group (e.g. a group of batch rows at several steps)."""
+    if floating is float:
+        fl_gemm_groups_f(groups, m, n, k, a, ars, a_gs, packed, c, ldc, c_gs)
+    else:
+        fl_gemm_groups_d(groups, m, n, k, a, ars, a_gs, packed, c, ldc, c_gs)

@@ -174,11 +174,14 @@ static void FL_NAME(fl_block_any)(int mr, ptrdiff_t nc, ptrdiff_t k, const FL_T*
 }
 
 /* C (m, n) (+)= A (m, k) @ B (k, n) for rows of A that run along k (acs == 1, or any A
- * small enough to sit in cache): the blocks read A in place. With `backwards`, the panels are
- * visited last to first (the same arithmetic). */
-static void FL_NAME(fl_gemm_direct)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const FL_T* a,
-                                    ptrdiff_t ars, ptrdiff_t acs, const FL_T* packed, FL_T* c,
-                                    ptrdiff_t ldc, int accumulate, int backwards)
+ * small enough to sit in cache): the blocks read A in place. The rows may come in `groups`
+ * of m each, group g's at a + g*a_gs and c + g*c_gs (so one pass over each panel serves the
+ * rows of several steps). With `backwards`, the panels are visited last to first. Neither
+ * changes the arithmetic. */
+static void FL_NAME(fl_gemm_direct)(ptrdiff_t groups, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                                    const FL_T* a, ptrdiff_t ars, ptrdiff_t acs,
+                                    ptrdiff_t a_gs, const FL_T* packed, FL_T* c, ptrdiff_t ldc,
+                                    ptrdiff_t c_gs, int accumulate, int backwards)
 {
     ptrdiff_t panels = (n + FL_NR - 1) / FL_NR;
     for (ptrdiff_t q0 = 0; q0 < k; q0 += FL_KC) {
@@ -188,15 +191,19 @@ static void FL_NAME(fl_gemm_direct)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const
             ptrdiff_t j0 = (backwards ? panels - 1 - p : p) * FL_NR;
             const FL_T* panel = packed + j0 / FL_NR * k * FL_NR + q0 * FL_NR;
             ptrdiff_t nc = n - j0 < FL_NR ? n - j0 : FL_NR;
-            ptrdiff_t r = 0;
-            while (r < m) {
-                ptrdiff_t left = m - r;
-                /* 7 ... 9 rows: two blocks of about half each, not a full one and a thin one */
-                int mr = left > FL_MR && left < 10 ? (int)(left + 1) / 2
-                                                   : (int)(left < FL_MR ? left : FL_MR);
-                FL_NAME(fl_block_any)(mr, nc, kc, a + r * ars + q0 * acs, ars, acs, panel,
-                                      c + r * ldc + j0, ldc, load_c);
-                r += mr;
+            for (ptrdiff_t g = 0; g < groups; g++) {
+                const FL_T* ag = a + g * a_gs;
+                FL_T* cg = c + g * c_gs;
+                ptrdiff_t r = 0;
+                while (r < m) {
+                    ptrdiff_t left = m - r;
+                    /* 7 ... 9 rows: two blocks of about half each, not a full and a thin one */
+                    int mr = left > FL_MR && left < 10 ? (int)(left + 1) / 2
+                                                       : (int)(left < FL_MR ? left : FL_MR);
+                    FL_NAME(fl_block_any)(mr, nc, kc, ag + r * ars + q0 * acs, ars, acs, panel,
+                                          cg + r * ldc + j0, ldc, load_c);
+                    r += mr;
+                }
             }
         }
     }
@@ -267,7 +274,7 @@ static __attribute__((unused)) void FL_NAME(fl_gemm)(ptrdiff_t m, ptrdiff_t n, p
     if (acs != 1 && m > FL_MR)
         FL_NAME(fl_gemm_copy_a)(m, n, k, a, ars, acs, packed, c, ldc, accumulate, NULL);
     else
-        FL_NAME(fl_gemm_direct)(m, n, k, a, ars, acs, packed, c, ldc, accumulate, 0);
+        FL_NAME(fl_gemm_direct)(1, m, n, k, a, ars, acs, 0, packed, c, ldc, 0, accumulate, 0);
 }
 
 /* C (m, n) = A (m, k) @ B (k, n) as in fl_gemm, and row_sums (m,) = the sums of A's rows
@@ -291,6 +298,23 @@ static __attribute__((unused)) void FL_NAME(fl_gemm_sums)(ptrdiff_t m, ptrdiff_t
     }
 }
 
+/* C (overwritten) = A @ B for `groups` groups of m rows of A read along their rows (acs == 1):
+ * group g's rows at a + g*a_gs, its results at c + g*c_gs. */
+static __attribute__((unused)) void FL_NAME(fl_gemm_groups)(ptrdiff_t groups, ptrdiff_t m,
+                                                            ptrdiff_t n, ptrdiff_t k,
+                                                            const FL_T* a, ptrdiff_t ars,
+                                                            ptrdiff_t a_gs, const FL_T* packed,
+                                                            FL_T* c, ptrdiff_t ldc,
+                                                            ptrdiff_t c_gs)
+{
+    if (k == 0) {
+        for (ptrdiff_t g = 0; g < groups; g++)
+            FL_NAME(fl_gemm)(m, n, k, a + g * a_gs, ars, 1, packed, c + g * c_gs, ldc, 0);
+        return;
+    }
+    FL_NAME(fl_gemm_direct)(groups, m, n, k, a, ars, 1, a_gs, packed, c, ldc, c_gs, 0, 0);
+}
+
 /* fl_gemm for A read along its rows (acs == 1), visiting B's panels last to first. A time loop
  * that alternates fl_gemm and this at each step finds the panels it used last still in cache
  * (L1 at B = 1, L2 for larger batches) when a packed matrix is a little too big for it. The
@@ -305,7 +329,7 @@ static __attribute__((unused)) void FL_NAME(fl_gemm_backwards)(ptrdiff_t m, ptrd
         FL_NAME(fl_gemm)(m, n, k, a, ars, 1, packed, c, ldc, accumulate);
         return;
     }
-    FL_NAME(fl_gemm_direct)(m, n, k, a, ars, 1, packed, c, ldc, accumulate, 1);
+    FL_NAME(fl_gemm_direct)(1, m, n, k, a, ars, 1, 0, packed, c, ldc, 0, accumulate, 1);
 }
 
 #undef FL_CAT2

@@ -13,7 +13,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from ._activations cimport sigmoid, tanh_
-from ._gemm cimport gemm, gemm_step, pack, packed_length, panel_width
+from ._gemm cimport gemm, gemm_groups, gemm_step, pack, packed_length, panel_width
 
 # With one group of rows, a chunk's input projection is shared between the threads when it
 # has at least this many multiply-adds (waking the other threads costs several microseconds).
@@ -80,12 +80,17 @@ cdef void run_group(const floating* x, const floating* w_ih_pack,
                     const floating* w_hh_pack, const floating* bias, floating* h, floating* c,
                     floating* gates, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                     Py_ssize_t K, bint keep_c, Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
-    """The whole time loop for batch rows b0 <= b < b1, in chunks of K steps, each step
-    projecting its own rows' input (buffers as in lstm_forward)."""
-    cdef Py_ssize_t t0 = 0
+    """The whole time loop for batch rows b0 <= b < b1, in chunks of K steps, each chunk
+    starting with the input projection of the group's rows at all its steps (buffers as in
+    lstm_forward)."""
+    cdef Py_ssize_t t0 = 0, k, G = 4 * H
     while t0 < T:
-        run_chunk(x, w_ih_pack, w_hh_pack, bias, h, c, gates, B, I, H, keep_c, t0,
-                  min(K, T - t0), b0, b1, True)
+        k = min(K, T - t0)
+        # gates[s, b0:b1] (nb, 4H) = x[t0 + s, b0:b1] (nb, I) @ w_ih^T for s < k
+        gemm_groups(k, b1 - b0, G, I, x + (t0 * B + b0) * I, I, B * I, w_ih_pack,
+                    gates + b0 * G, G, B * G)
+        run_chunk(x, w_ih_pack, w_hh_pack, bias, h, c, gates, B, I, H, keep_c, t0, k, b0, b1,
+                  False)
         t0 += K
 
 
