@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._backends import aligned_empty, get_backend
+from ._backends import get_backend
 from ._threads import current_threads
 from ._validate import as_float_array, check_flag, check_shape, optional_array
 
@@ -170,8 +170,7 @@ def forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch_firs
     h[0] = 0 if h0 is None else h0.reshape(B, H)
     c[0] = 0 if c0 is None else c0.reshape(B, H)
     chunk = T if return_tape else min(T, max(1, _INFERENCE_CHUNK_ROWS // max(B, 1)))
-    # 64-byte aligned: the compiled kernels' vector loads and stores of gate rows are faster
-    gates = aligned_empty(chunk * B * 4 * H, dtype).reshape(chunk, B, 4 * H)
+    gates = np.empty((chunk, B, 4 * H), dtype=dtype)
     if T > 0 and B > 0:
         kernel.forward(x_tm, w_ih_c, w_hh_c, bias, h, c, gates, _kernel_threads(T, B, I, H))
 

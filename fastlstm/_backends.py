@@ -45,16 +45,6 @@ class NumpyBackend:
         dx[...], dw_ih[...], dw_hh[...], db[...] = reference.lstm_weight_grads(x, h, w_ih, dA)
 
 
-def aligned_empty(length, dtype, alignment=64):
-    """An uninitialised 1-D array of `length` items whose data starts on an `alignment`-byte
-    boundary (the packed panels' vector loads are fastest so)."""
-    dtype = np.dtype(dtype)
-    spare = alignment // dtype.itemsize
-    raw = np.empty(length + spare, dtype=dtype)
-    start = (-raw.ctypes.data % alignment) // dtype.itemsize
-    return raw[start:start + length]
-
-
 class CythonBackend:
     name = "cython"
 
@@ -62,28 +52,22 @@ class CythonBackend:
         self._fwd = importlib.import_module("fastlstm._kernels.lstm_forward").lstm_forward
         self._bwd = importlib.import_module("fastlstm._kernels.lstm_backward").lstm_backward
         info = importlib.import_module("fastlstm._kernels._info")
-        self._packed_length, self._panel_width = info.packed_length, info.panel_width
-
-    def _packed(self, k, n, dtype):
-        """Scratch for a (k, n) matrix packed into the micro-kernel's panels."""
-        return aligned_empty(self._packed_length(k, n, np.dtype(dtype).itemsize), dtype)
+        self._fwd_scratch = info.forward_scratch_length
+        self._bwd_scratch = info.backward_scratch_length
 
     def forward(self, x, w_ih, w_hh, bias, h, c, gates, n_threads=1):
-        T, B, I = x.shape
-        G = w_hh.shape[0]
-        self._fwd(x, w_ih, w_hh, bias, h, c, gates, self._packed(I, G, x.dtype),
-                  self._packed(G // 4, G, x.dtype), n_threads)
+        _, _, I = x.shape
+        H = w_hh.shape[1]
+        scratch = np.empty(self._fwd_scratch(I, H, x.dtype.itemsize), dtype=x.dtype)
+        self._fwd(x, w_ih, w_hh, bias, h, c, gates, scratch, n_threads)
 
     def backward(self, x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db,
                  n_threads=1):
         T, B, I = x.shape
-        G, H = w_hh.shape
-        panel = self._panel_width(x.dtype.itemsize)
-        padded_i = -(-I // panel) * panel  # x's columns in whole panels, then h's
-        dw = np.empty((G, padded_i + H), dtype=x.dtype)
-        self._bwd(x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db,
-                  self._packed(G, I, x.dtype), self._packed(G, H, x.dtype),
-                  self._packed(T * B, padded_i + H, x.dtype), dw, min(n_threads, B), n_threads)
+        H = w_hh.shape[1]
+        scratch = np.empty(self._bwd_scratch(T * B, I, H, x.dtype.itemsize), dtype=x.dtype)
+        self._bwd(x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db, scratch,
+                  min(n_threads, B), n_threads)
 
 
 class NumbaBackend:

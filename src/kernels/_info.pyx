@@ -25,11 +25,10 @@ def openmp_max_threads():
     return fastlstm_omp_max_threads()
 
 
+
+from ._gemm cimport backward_scratch, forward_scratch, panel_width as panel_width_of
+
 cdef extern from "_gemm.h":
-    Py_ssize_t fl_panel_width_f()
-    Py_ssize_t fl_panel_width_d()
-    Py_ssize_t fl_packed_length_f(Py_ssize_t k, Py_ssize_t n)
-    Py_ssize_t fl_packed_length_d(Py_ssize_t k, Py_ssize_t n)
     int FL_VBYTES
 
 
@@ -38,13 +37,33 @@ def vector_bytes():
     return FL_VBYTES
 
 
-def panel_width(itemsize):
+def panel_width(int itemsize):
     """Columns per packed panel of the micro-kernel, for 4-byte (float32) or 8-byte items."""
-    return fl_panel_width_f() if itemsize == 4 else fl_panel_width_d()
+    cdef float f = 0
+    cdef double d = 0
+    if itemsize == 4:
+        return panel_width_of(&f)
+    return panel_width_of(&d)
 
 
-def packed_length(k, n, itemsize):
-    """Length of the packed form of a (k, n) matrix: the size of a kernel's packing scratch."""
-    if k < 0 or n < 0:
-        raise ValueError(f"packed_length: k and n must be >= 0, got {k}, {n}")
-    return fl_packed_length_f(k, n) if itemsize == 4 else fl_packed_length_d(k, n)
+def forward_scratch_length(Py_ssize_t I, Py_ssize_t H, int itemsize):
+    """Length of the `scratch` array lstm_forward needs for input size I and hidden size H."""
+    cdef float f = 0
+    cdef double d = 0
+    if I < 1 or H < 1:
+        raise ValueError(f"forward_scratch_length: I and H must be >= 1, got {I}, {H}")
+    if itemsize == 4:
+        return forward_scratch(&f, I, H)
+    return forward_scratch(&d, I, H)
+
+
+def backward_scratch_length(Py_ssize_t TB, Py_ssize_t I, Py_ssize_t H, int itemsize):
+    """Length of the `scratch` array lstm_backward needs for T*B = TB rows, input size I and
+    hidden size H."""
+    cdef float f = 0
+    cdef double d = 0
+    if TB < 1 or I < 1 or H < 1:
+        raise ValueError(f"backward_scratch_length: TB, I and H must be >= 1, got {TB}, {I}, {H}")
+    if itemsize == 4:
+        return backward_scratch(&f, TB, I, H)
+    return backward_scratch(&d, TB, I, H)

@@ -13,7 +13,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from ._activations cimport tanh_
-from ._gemm cimport gemm, gemm_step, gemm_sums, pack, packed_length, panel_width
+from ._gemm cimport (aligned, backward_scratch, gemm, gemm_step, gemm_sums, pack,
+                     packed_length, padded_columns, panel_width)
 
 # Rows per work item of the products after the walk (a multiple of the micro-kernel's 6).
 DEF ROWS_PER_ITEM = 96
@@ -88,8 +89,7 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                   const floating[:, :, ::1] c, const floating[:, :, ::1] gates,
                   const floating[:, :, ::1] dy, floating[:, ::1] dh, floating[:, ::1] dc,
                   floating[:, :, ::1] dA, floating[:, :, ::1] dx, floating[:, ::1] dw_ih,
-                  floating[:, ::1] dw_hh, floating[::1] db, floating[::1] w_ih_pack,
-                  floating[::1] w_hh_pack, floating[::1] xh_pack, floating[:, ::1] dw,
+                  floating[:, ::1] dw_hh, floating[::1] db, floating[::1] scratch,
                   int n_threads=1, int n_product_threads=1):
     """Back-propagate through T >= 1 steps of B >= 1 rows, I >= 1 inputs, H >= 1 hidden units.
 
@@ -104,11 +104,11 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     dc     (B, H)       IN/OUT  dc_n on entry, dc_0 on return
     dA     (T, B, 4H)   OUT  gate pre-activation gradients of every step
     dx (T, B, I), dw_ih (4H, I), dw_hh (4H, H), db (4H,)  OUT  (db is for b_ih and b_hh alike)
-    w_ih_pack (packed_length(4H, I),), w_hh_pack (packed_length(4H, H),)  scratch  for w_ih
-                        and w_hh packed (fastlstm._kernels._info.packed_length)
-    xh_pack (packed_length(T*B, Ip + H),)  scratch  for [x | h_0 ... h_{T-1}] packed, x's
-                        columns padded to Ip = I rounded up to whole panels (_info.panel_width)
-    dw     (4H, Ip + H)  scratch  for [dw_ih | padding | dw_hh] as one product computes them
+    scratch (at least _info.backward_scratch_length(T*B, I, H, itemsize),)  from its first
+                        64-byte boundary on: w_ih and w_hh packed into panels, [x | h_0 ...
+                        h_{T-1}] packed with x's columns padded to Ip = I rounded up to whole
+                        panels, and [dw_ih | padding | dw_hh] (4H, Ip + H) as one product gives
+                        them
     n_threads           OpenMP threads for the walk, at most B: one group of batch rows each.
     n_product_threads   OpenMP threads for the packing and the products after the walk.
     """
@@ -117,7 +117,11 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef Py_ssize_t TB = T * B, G = 4 * H
     cdef Py_ssize_t group, item, r0, r1, r, j
     cdef Py_ssize_t NR = panel_width(&dA[0, 0, 0])
-    cdef Py_ssize_t Ip = (I + NR - 1) // NR * NR
+    cdef Py_ssize_t Ip = padded_columns(&dA[0, 0, 0], I)
+    cdef floating* w_ih_pack
+    cdef floating* w_hh_pack
+    cdef floating* xh_pack
+    cdef floating* dw
     if (T < 1 or B < 1 or H < 1 or I < 1 or n_threads < 1 or n_threads > B
             or n_product_threads < 1
             or w_hh.shape[0] != 4 * H or w_hh.shape[1] != H
@@ -131,21 +135,22 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             or dw_ih.shape[0] != 4 * H or dw_ih.shape[1] != I
             or dw_hh.shape[0] != 4 * H or dw_hh.shape[1] != H or db.shape[0] != 4 * H
             or (has_dy and (dy.shape[0] != T or dy.shape[1] != B or dy.shape[2] != H))
-            or w_ih_pack.shape[0] != packed_length(&dA[0, 0, 0], G, I)
-            or w_hh_pack.shape[0] != packed_length(&dA[0, 0, 0], G, H)
-            or xh_pack.shape[0] != packed_length(&dA[0, 0, 0], TB, Ip + H)
-            or dw.shape[0] != G or dw.shape[1] != Ip + H):
+            or scratch.shape[0] < backward_scratch(&dA[0, 0, 0], TB, I, H)):
         raise ValueError("lstm_backward: inconsistent buffer shapes")
+    w_ih_pack = aligned(&scratch[0])
+    w_hh_pack = w_ih_pack + packed_length(&dA[0, 0, 0], G, I)
+    xh_pack = w_hh_pack + packed_length(&dA[0, 0, 0], G, H)
+    dw = xh_pack + packed_length(&dA[0, 0, 0], TB, Ip + H)
     with nogil:
         # w_hh (4H, H) and w_ih (4H, I) packed, by blocks of rows
         for item in prange((G + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
                            num_threads=n_product_threads, schedule="static"):
             r0 = item * ROWS_PER_ITEM
             r1 = min(r0 + ROWS_PER_ITEM, G)
-            pack(r1 - r0, H, &w_hh[r0, 0], H, 1, &w_hh_pack[0] + r0 * NR, G * NR)
-            pack(r1 - r0, I, &w_ih[r0, 0], I, 1, &w_ih_pack[0] + r0 * NR, G * NR)
+            pack(r1 - r0, H, &w_hh[r0, 0], H, 1, w_hh_pack + r0 * NR, G * NR)
+            pack(r1 - r0, I, &w_ih[r0, 0], I, 1, w_ih_pack + r0 * NR, G * NR)
         for group in prange(n_threads, num_threads=n_threads, schedule="static"):
-            run_group(&w_hh_pack[0], &c[0, 0, 0], &gates[0, 0, 0],
+            run_group(w_hh_pack, &c[0, 0, 0], &gates[0, 0, 0],
                       &dy[0, 0, 0] if has_dy else NULL, &dh[0, 0], &dc[0, 0], &dA[0, 0, 0],
                       T, B, H, group * B // n_threads, (group + 1) * B // n_threads)
         # [x | h_0 ... h_{T-1}] (TB, Ip + H) packed (x's panels first, then h's); dx = dA w_ih;
@@ -154,10 +159,10 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                            num_threads=n_product_threads, schedule="static"):
             r0 = item * ROWS_PER_ITEM
             r1 = min(r0 + ROWS_PER_ITEM, TB)
-            pack(r1 - r0, I, &x[0, 0, 0] + r0 * I, I, 1, &xh_pack[0] + r0 * NR, TB * NR)
-            pack(r1 - r0, H, &h[0, 0, 0] + r0 * H, H, 1, &xh_pack[0] + Ip * TB + r0 * NR,
+            pack(r1 - r0, I, &x[0, 0, 0] + r0 * I, I, 1, xh_pack + r0 * NR, TB * NR)
+            pack(r1 - r0, H, &h[0, 0, 0] + r0 * H, H, 1, xh_pack + Ip * TB + r0 * NR,
                  TB * NR)
-            gemm(r1 - r0, I, G, &dA[0, 0, 0] + r0 * G, G, 1, &w_ih_pack[0],
+            gemm(r1 - r0, I, G, &dA[0, 0, 0] + r0 * G, G, 1, w_ih_pack,
                  &dx[0, 0, 0] + r0 * I, I, False)
         # [dw_ih | dw_hh] = dA^T [x | h_{t-1}] and db = the column sums of dA, from one read of
         # dA; by blocks of gate rows
@@ -165,10 +170,10 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                            num_threads=n_product_threads, schedule="static"):
             r0 = item * ROWS_PER_ITEM
             r1 = min(r0 + ROWS_PER_ITEM, G)
-            gemm_sums(r1 - r0, Ip + H, TB, &dA[0, 0, 0] + r0, 1, G, &xh_pack[0], &dw[r0, 0],
+            gemm_sums(r1 - r0, Ip + H, TB, &dA[0, 0, 0] + r0, 1, G, xh_pack, dw + r0 * (Ip + H),
                       Ip + H, &db[r0])
             for r in range(r0, r1):
                 for j in range(I):
-                    dw_ih[r, j] = dw[r, j]
+                    dw_ih[r, j] = dw[r * (Ip + H) + j]
                 for j in range(H):
-                    dw_hh[r, j] = dw[r, Ip + j]
+                    dw_hh[r, j] = dw[r * (Ip + H) + Ip + j]

@@ -13,7 +13,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from ._activations cimport sigmoid, tanh_
-from ._gemm cimport gemm, gemm_groups, gemm_step, pack, packed_length, panel_width
+from ._gemm cimport (aligned, forward_scratch, gemm, gemm_groups, gemm_step, pack,
+                     packed_length, panel_width)
 
 # With one group of rows, a chunk's input projection is shared between the threads when it
 # has at least this many multiply-adds (waking the other threads costs several microseconds).
@@ -97,7 +98,7 @@ cdef void run_group(const floating* x, const floating* w_ih_pack,
 def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                  const floating[:, ::1] w_hh, const floating[::1] bias,
                  floating[:, :, ::1] h, floating[:, :, ::1] c, floating[:, :, ::1] gates,
-                 floating[::1] w_ih_pack, floating[::1] w_hh_pack, int n_threads=1):
+                 floating[::1] scratch, int n_threads=1):
     """Run the LSTM over T >= 1 steps, B >= 1 rows, I >= 1 inputs, H >= 1 hidden units.
 
     x      (T, B, I)    IN
@@ -110,39 +111,41 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                         c[(t+1) % 2], so c_T ends in c[T % 2].
     gates  (K, B, 4H)   OUT/scratch  with K = T, gates[t-1] receives [i, f, g, o] of step t
                         (training); with K < T, scratch for the input projection of K steps.
-    w_ih_pack (packed_length(I, 4H),)  scratch  for w_ih^T packed (fastlstm._kernels._info)
-    w_hh_pack (packed_length(H, 4H),)  scratch  for w_hh^T packed
+    scratch (at least _info.forward_scratch_length(I, H, itemsize),)  for w_ih^T and w_hh^T
+                        packed into panels, from its first 64-byte boundary on
     n_threads           OpenMP threads. With B >= 2 each takes a group of batch rows (at most
                         B groups) for the whole time loop; with one group they share each
                         chunk's input projection, and one of them runs the chunk's steps.
-    Packed buffers and gates aligned to 64 bytes make the vector loads fastest.
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2]
     cdef Py_ssize_t H = h.shape[2], K = gates.shape[0], G = 4 * H
     cdef bint keep_c = c.shape[0] == T + 1
     cdef Py_ssize_t n_groups = min(n_threads, B)
     cdef Py_ssize_t group, p, NR, t0, k, part, r0, r1, n_parts
+    cdef floating* w_ih_pack
+    cdef floating* w_hh_pack
     if (T < 1 or B < 1 or I < 1 or H < 1 or K < 1 or K > T or n_threads < 1
             or w_ih.shape[0] != 4 * H or w_ih.shape[1] != I
             or w_hh.shape[0] != 4 * H or w_hh.shape[1] != H or bias.shape[0] != 4 * H
             or h.shape[0] != T + 1 or h.shape[1] != B
             or (c.shape[0] != 2 and c.shape[0] != T + 1) or c.shape[1] != B or c.shape[2] != H
             or gates.shape[1] != B or gates.shape[2] != 4 * H
-            or w_ih_pack.shape[0] != packed_length(&gates[0, 0, 0], I, G)
-            or w_hh_pack.shape[0] != packed_length(&gates[0, 0, 0], H, G)):
+            or scratch.shape[0] < forward_scratch(&gates[0, 0, 0], I, H)):
         raise ValueError("lstm_forward: inconsistent buffer shapes")
     NR = panel_width(&gates[0, 0, 0])
+    w_ih_pack = aligned(&scratch[0])
+    w_hh_pack = w_ih_pack + packed_length(&gates[0, 0, 0], I, G)
     with nogil:
         # w_ih^T (I, 4H) and w_hh^T (H, 4H) into panels of NR columns, a panel per work item
         n_parts = n_threads if (I + H) * G >= SHARED_PACKING_VALUES else 1
         for p in prange((G + NR - 1) // NR, num_threads=n_parts, schedule="static"):
             pack(I, min(NR, G - p * NR), &w_ih[0, 0] + p * NR * I, 1, I,
-                 &w_ih_pack[0] + p * I * NR, I * NR)
+                 w_ih_pack + p * I * NR, I * NR)
             pack(H, min(NR, G - p * NR), &w_hh[0, 0] + p * NR * H, 1, H,
-                 &w_hh_pack[0] + p * H * NR, H * NR)
+                 w_hh_pack + p * H * NR, H * NR)
         if n_groups > 1:  # a group of batch rows per thread, each on its own to the end
             for group in prange(n_groups, num_threads=n_groups, schedule="static"):
-                run_group(&x[0, 0, 0], &w_ih_pack[0], &w_hh_pack[0], &bias[0], &h[0, 0, 0],
+                run_group(&x[0, 0, 0], w_ih_pack, w_hh_pack, &bias[0], &h[0, 0, 0],
                           &c[0, 0, 0], &gates[0, 0, 0], T, B, I, H, K, keep_c,
                           group * B // n_groups, (group + 1) * B // n_groups)
         else:  # one group: all threads project a chunk's input, then one thread runs its steps
@@ -154,8 +157,8 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                     r0 = part * k * B // n_parts
                     r1 = (part + 1) * k * B // n_parts
                     # gates[0:k] (k*B, 4H) = x[t0:t0+k] (k*B, I) @ w_ih^T, by blocks of rows
-                    gemm(r1 - r0, G, I, &x[0, 0, 0] + (t0 * B + r0) * I, I, 1, &w_ih_pack[0],
+                    gemm(r1 - r0, G, I, &x[0, 0, 0] + (t0 * B + r0) * I, I, 1, w_ih_pack,
                          &gates[0, 0, 0] + r0 * G, G, False)
-                run_chunk(&x[0, 0, 0], &w_ih_pack[0], &w_hh_pack[0], &bias[0], &h[0, 0, 0],
+                run_chunk(&x[0, 0, 0], w_ih_pack, w_hh_pack, &bias[0], &h[0, 0, 0],
                           &c[0, 0, 0], &gates[0, 0, 0], B, I, H, keep_c, t0, k, 0, B, False)
                 t0 += k
