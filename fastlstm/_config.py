@@ -35,6 +35,7 @@ def config():
         build = importlib.import_module("fastlstm._kernels._info")
         info["cython openmp"] = build.openmp_enabled()
         info["cython openmp max threads"] = build.openmp_max_threads()
+        info["cython vector bytes"] = build.vector_bytes()
     except ImportError:
         info["cython openmp"] = None
     if "numba" in info["backends"]:
