@@ -184,13 +184,20 @@ static void FL_NAME(fl_gemm_direct)(ptrdiff_t groups, ptrdiff_t m, ptrdiff_t n, 
                                     ptrdiff_t c_gs, int accumulate, int backwards)
 {
     ptrdiff_t panels = (n + FL_NR - 1) / FL_NR;
-    for (ptrdiff_t q0 = 0; q0 < k; q0 += FL_KC) {
-        ptrdiff_t kc = k - q0 < FL_KC ? k - q0 : FL_KC;
-        int load_c = accumulate || q0 > 0;
-        for (ptrdiff_t p = 0; p < panels; p++) {
+    /* For a short k (at most two passes of FL_KC), panel after panel, each through all of k:
+     * the panel's results stay in L1 meanwhile. For a long k, pass after pass of FL_KC steps,
+     * each through all panels: the rows of A of one pass stay in L1 meanwhile. */
+    int panel_outer = k <= 2 * FL_KC;
+    ptrdiff_t outer = panel_outer ? panels : (k + FL_KC - 1) / FL_KC;
+    ptrdiff_t inner = panel_outer ? (k + FL_KC - 1) / FL_KC : panels;
+    for (ptrdiff_t o = 0; o < outer; o++) {
+        for (ptrdiff_t i = 0; i < inner; i++) {
+            ptrdiff_t p = panel_outer ? o : i, q0 = (panel_outer ? i : o) * FL_KC;
             ptrdiff_t j0 = (backwards ? panels - 1 - p : p) * FL_NR;
-            const FL_T* panel = packed + j0 / FL_NR * k * FL_NR + q0 * FL_NR;
             ptrdiff_t nc = n - j0 < FL_NR ? n - j0 : FL_NR;
+            ptrdiff_t kc = k - q0 < FL_KC ? k - q0 : FL_KC;
+            int load_c = accumulate || q0 > 0;
+            const FL_T* panel = packed + j0 / FL_NR * k * FL_NR + q0 * FL_NR;
             for (ptrdiff_t g = 0; g < groups; g++) {
                 const FL_T* ag = a + g * a_gs;
                 FL_T* cg = c + g * c_gs;
