@@ -160,10 +160,12 @@ def forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch_firs
     x_tm = _to_time_major(x, batch_first, unbatched)
     w_ih_c = np.ascontiguousarray(w_ih)
     w_hh_c = np.ascontiguousarray(w_hh)
-    bias = np.zeros(4 * H, dtype=dtype)
-    for b in (b_ih, b_hh):
-        if b is not None:
-            bias += b
+    if b_ih is not None and b_hh is not None:
+        bias = b_ih + b_hh           # a new array: the kernels only read it
+    elif b_ih is not None or b_hh is not None:
+        bias = np.array(b_ih if b_ih is not None else b_hh, dtype=dtype)
+    else:
+        bias = np.zeros(4 * H, dtype=dtype)
 
     h = np.empty((T + 1, B, H), dtype=dtype)
     c = np.empty((T + 1 if return_tape else 2, B, H), dtype=dtype)
