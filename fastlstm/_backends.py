@@ -65,7 +65,8 @@ class CythonBackend:
                  n_threads=1):
         T, B, I = x.shape
         H = w_hh.shape[1]
-        scratch = np.empty(self._bwd_scratch(T * B, I, H, x.dtype.itemsize), dtype=x.dtype)
+        scratch = np.empty(self._bwd_scratch(T * B, I, H, x.dtype.itemsize, n_threads),
+                           dtype=x.dtype)
         self._bwd(x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db, scratch,
                   min(n_threads, B), n_threads)
 

@@ -215,7 +215,7 @@ def test_cython_kernels_threads_match_one_thread(dtype, n_threads):
         dh, dc = np.zeros((B, H), dtype), np.ones((B, H), dtype)
         grads = [np.empty((T, B, 4 * H), dtype), np.empty((T, B, I), dtype),
                  np.empty((4 * H, I), dtype), np.empty((4 * H, H), dtype), np.empty(4 * H, dtype)]
-        scratch = np.empty(backward_scratch_length(T * B, I, H, itemsize), dtype)
+        scratch = np.empty(backward_scratch_length(T * B, I, H, itemsize, n), dtype)
         lstm_backward(x, w_ih, w_hh, h, c, gates, dy, dh, dc, *grads, scratch, n, n)
         results.append([h, c, gates, dh, dc] + grads)
     for single, threaded in zip(*results):
@@ -223,6 +223,6 @@ def test_cython_kernels_threads_match_one_thread(dtype, n_threads):
     short = np.empty(forward_scratch_length(I, H, itemsize) - 1, dtype)
     with pytest.raises(ValueError, match="inconsistent buffer shapes"):
         lstm_forward(x, w_ih, w_hh, bias, h, c, gates, short, 1)
-    short = np.empty(backward_scratch_length(T * B, I, H, itemsize) - 1, dtype)
+    short = np.empty(backward_scratch_length(T * B, I, H, itemsize, 1) - 1, dtype)
     with pytest.raises(ValueError, match="inconsistent buffer shapes"):
         lstm_backward(x, w_ih, w_hh, h, c, gates, dy, dh, dc, *grads, short, 1, 1)

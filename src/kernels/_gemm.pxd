@@ -20,12 +20,14 @@ cdef extern from "_gemm.h" nogil:
     void fl_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a,
                    Py_ssize_t ars, Py_ssize_t acs, const double* packed, double* c,
                    Py_ssize_t ldc, int accumulate)
+    Py_ssize_t fl_copy_length_f()
+    Py_ssize_t fl_copy_length_d()
     void fl_gemm_sums_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                         Py_ssize_t ars, Py_ssize_t acs, const float* packed, float* c,
-                        Py_ssize_t ldc, float* row_sums)
+                        Py_ssize_t ldc, float* row_sums, float* work)
     void fl_gemm_sums_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a,
                         Py_ssize_t ars, Py_ssize_t acs, const double* packed, double* c,
-                        Py_ssize_t ldc, double* row_sums)
+                        Py_ssize_t ldc, double* row_sums, double* work)
     void fl_gemm_groups_f(Py_ssize_t groups, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                           const float* a, Py_ssize_t ars, Py_ssize_t a_gs, const float* packed,
                           float* c, Py_ssize_t ldc, Py_ssize_t c_gs)
@@ -92,15 +94,25 @@ cdef inline void gemm_step(Py_ssize_t t, Py_ssize_t m, Py_ssize_t n, Py_ssize_t 
         fl_gemm_backwards_d(m, n, k, a, ars, packed, c, ldc, accumulate)
 
 
+cdef inline Py_ssize_t copy_length(floating* dtype_of) noexcept nogil:
+    """Values of the work buffer each concurrent caller of `gemm_sums` needs."""
+    if floating is float:
+        return fl_copy_length_f()
+    else:
+        return fl_copy_length_d()
+
+
 cdef inline void gemm_sums(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
                            Py_ssize_t ars, Py_ssize_t acs, const floating* packed,
-                           floating* c, Py_ssize_t ldc, floating* row_sums) noexcept nogil:
+                           floating* c, Py_ssize_t ldc, floating* row_sums,
+                           floating* work) noexcept nogil:
     """C (m, n) = A (m, k) @ B (k, n) as `gemm` does, and row_sums (m,) = the sums of A's rows,
-    from the same read of A."""
+    from the same read of A; `work` (copy_length values, the caller's own) holds copies of
+    blocks of an A stored along its columns."""
     if floating is float:
-        fl_gemm_sums_f(m, n, k, a, ars, acs, packed, c, ldc, row_sums)
+        fl_gemm_sums_f(m, n, k, a, ars, acs, packed, c, ldc, row_sums, work)
     else:
-        fl_gemm_sums_d(m, n, k, a, ars, acs, packed, c, ldc, row_sums)
+        fl_gemm_sums_d(m, n, k, a, ars, acs, packed, c, ldc, row_sums, work)
 
 
 cdef inline void gemm_groups(Py_ssize_t groups, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -137,9 +149,11 @@ cdef inline Py_ssize_t padded_columns(floating* dtype_of, Py_ssize_t n) noexcept
 
 
 cdef inline Py_ssize_t backward_scratch(floating* dtype_of, Py_ssize_t TB, Py_ssize_t I,
-                                        Py_ssize_t H) noexcept nogil:
-    """Values of scratch lstm_backward needs: w_ih and w_hh packed, [x | h] (TB rows, x's
-    columns padded to whole panels) packed, [dw_ih | padding | dw_hh], and 64 bytes spare."""
+                                        Py_ssize_t H, Py_ssize_t threads) noexcept nogil:
+    """Values of scratch lstm_backward needs with `threads` product threads: w_ih and w_hh
+    packed, [x | h] (TB rows, x's columns padded to whole panels) packed, [dw_ih | padding |
+    dw_hh], a `gemm_sums` work buffer per thread, and 64 bytes spare."""
     cdef Py_ssize_t xh = padded_columns(dtype_of, I) + H
     return (packed_length(dtype_of, 4 * H, I) + packed_length(dtype_of, 4 * H, H)
-            + packed_length(dtype_of, TB, xh) + 4 * H * xh + 64 // sizeof(floating))
+            + packed_length(dtype_of, TB, xh) + 4 * H * xh + threads * copy_length(dtype_of)
+            + 64 // sizeof(floating))

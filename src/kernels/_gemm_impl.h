@@ -220,17 +220,20 @@ static void FL_NAME(fl_gemm_direct)(ptrdiff_t groups, ptrdiff_t m, ptrdiff_t n, 
 #define FL_MC (8 * FL_MR)
 #define FL_KCA 256
 
+/* Values of the work buffer fl_gemm_sums needs (one per thread that calls it at once). */
+static inline ptrdiff_t FL_NAME(fl_copy_length)(void) { return FL_MC * FL_KCA; }
+
 /* The same product for an A stored along its columns (ars == 1, as A = dA^T in the backward
  * pass), where reading it in place would touch a new cache line, often a new page, at every
- * step of k: blocks of FL_MC rows x FL_KCA steps are first copied into a buffer on the stack
- * (FL_MC * FL_KCA values, step after step, each step's FL_MC values together) that the blocks
+ * step of k: blocks of FL_MC rows x FL_KCA steps are first copied into `abuf`
+ * (fl_copy_length() values, step after step, each step's FL_MC values together) that the blocks
  * then read in order. With row_sums not NULL, each row of A is also summed into it (along
  * all of k, in order). */
 static void FL_NAME(fl_gemm_copy_a)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const FL_T* a,
                                     ptrdiff_t ars, ptrdiff_t acs, const FL_T* packed, FL_T* c,
-                                    ptrdiff_t ldc, int accumulate, FL_T* row_sums)
+                                    ptrdiff_t ldc, int accumulate, FL_T* row_sums,
+                                    FL_T* abuf)
 {
-    FL_T abuf[FL_MC * FL_KCA];
     for (ptrdiff_t q0 = 0; q0 < k; q0 += FL_KCA) {
         ptrdiff_t kc = k - q0 < FL_KCA ? k - q0 : FL_KCA;
         int load_c = accumulate || q0 > 0;
@@ -278,23 +281,22 @@ static __attribute__((unused)) void FL_NAME(fl_gemm)(ptrdiff_t m, ptrdiff_t n, p
             for (ptrdiff_t r = 0; r < m; r++) memset(c + r * ldc, 0, n * sizeof(FL_T));
         return;
     }
-    if (acs != 1 && m > FL_MR)
-        FL_NAME(fl_gemm_copy_a)(m, n, k, a, ars, acs, packed, c, ldc, accumulate, NULL);
-    else
-        FL_NAME(fl_gemm_direct)(1, m, n, k, a, ars, acs, 0, packed, c, ldc, 0, accumulate, 0);
+    FL_NAME(fl_gemm_direct)(1, m, n, k, a, ars, acs, 0, packed, c, ldc, 0, accumulate, 0);
 }
 
 /* C (m, n) = A (m, k) @ B (k, n) as in fl_gemm, and row_sums (m,) = the sums of A's rows
  * (each along k, in order): for the backward pass, where A = dA^T gives the weight gradients
- * and the bias gradient in one read of dA. */
+ * and the bias gradient in one read of dA. An A stored along its columns (acs != 1) is read
+ * through copies of its blocks in `work` (fl_copy_length() values, this caller's own). */
 static __attribute__((unused)) void FL_NAME(fl_gemm_sums)(ptrdiff_t m, ptrdiff_t n,
                                                           ptrdiff_t k, const FL_T* a,
                                                           ptrdiff_t ars, ptrdiff_t acs,
                                                           const FL_T* packed, FL_T* c,
-                                                          ptrdiff_t ldc, FL_T* row_sums)
+                                                          ptrdiff_t ldc, FL_T* row_sums,
+                                                          FL_T* work)
 {
     if (k > 0 && acs != 1 && m > FL_MR) {
-        FL_NAME(fl_gemm_copy_a)(m, n, k, a, ars, acs, packed, c, ldc, 0, row_sums);
+        FL_NAME(fl_gemm_copy_a)(m, n, k, a, ars, acs, packed, c, ldc, 0, row_sums, work);
         return;
     }
     FL_NAME(fl_gemm)(m, n, k, a, ars, acs, packed, c, ldc, 0);

@@ -57,13 +57,15 @@ def forward_scratch_length(Py_ssize_t I, Py_ssize_t H, int itemsize):
     return forward_scratch(&d, I, H)
 
 
-def backward_scratch_length(Py_ssize_t TB, Py_ssize_t I, Py_ssize_t H, int itemsize):
-    """Length of the `scratch` array lstm_backward needs for T*B = TB rows, input size I and
-    hidden size H."""
+def backward_scratch_length(Py_ssize_t TB, Py_ssize_t I, Py_ssize_t H, int itemsize,
+                            Py_ssize_t threads=1):
+    """Length of the `scratch` array lstm_backward needs for T*B = TB rows, input size I,
+    hidden size H and `threads` product threads."""
     cdef float f = 0
     cdef double d = 0
-    if TB < 1 or I < 1 or H < 1:
-        raise ValueError(f"backward_scratch_length: TB, I and H must be >= 1, got {TB}, {I}, {H}")
+    if TB < 1 or I < 1 or H < 1 or threads < 1:
+        raise ValueError("backward_scratch_length: TB, I, H and threads must be >= 1, got "
+                         f"{TB}, {I}, {H}, {threads}")
     if itemsize == 4:
-        return backward_scratch(&f, TB, I, H)
-    return backward_scratch(&d, TB, I, H)
+        return backward_scratch(&f, TB, I, H, threads)
+    return backward_scratch(&d, TB, I, H, threads)

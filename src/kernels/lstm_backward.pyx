@@ -10,11 +10,11 @@ db = the column sums of dA from the same read of dA (x, h and w_ih packed first)
 setting is touched. Nothing is allocated here.
 """
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 
 from ._activations cimport tanh_
-from ._gemm cimport (aligned, backward_scratch, gemm, gemm_step, gemm_sums, pack,
-                     packed_length, padded_columns, panel_width)
+from ._gemm cimport (aligned, backward_scratch, copy_length, gemm, gemm_step, gemm_sums,
+                     pack, packed_length, padded_columns, panel_width)
 
 # Rows per work item of the products after the walk (a multiple of the micro-kernel's 6).
 DEF ROWS_PER_ITEM = 96
@@ -104,11 +104,11 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     dc     (B, H)       IN/OUT  dc_n on entry, dc_0 on return
     dA     (T, B, 4H)   OUT  gate pre-activation gradients of every step
     dx (T, B, I), dw_ih (4H, I), dw_hh (4H, H), db (4H,)  OUT  (db is for b_ih and b_hh alike)
-    scratch (at least _info.backward_scratch_length(T*B, I, H, itemsize),)  from its first
-                        64-byte boundary on: w_ih and w_hh packed into panels, [x | h_0 ...
-                        h_{T-1}] packed with x's columns padded to Ip = I rounded up to whole
-                        panels, and [dw_ih | padding | dw_hh] (4H, Ip + H) as one product gives
-                        them
+    scratch (at least _info.backward_scratch_length(T*B, I, H, itemsize, n_product_threads),)
+                        from its first 64-byte boundary on: w_ih and w_hh packed into panels,
+                        [x | h_0 ... h_{T-1}] packed with x's columns padded to Ip = I rounded
+                        up to whole panels, [dw_ih | padding | dw_hh] (4H, Ip + H) as one
+                        product gives them, and a work buffer per product thread
     n_threads           OpenMP threads for the walk, at most B: one group of batch rows each.
     n_product_threads   OpenMP threads for the packing and the products after the walk.
     """
@@ -122,6 +122,7 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef floating* w_hh_pack
     cdef floating* xh_pack
     cdef floating* dw
+    cdef floating* work
     if (T < 1 or B < 1 or H < 1 or I < 1 or n_threads < 1 or n_threads > B
             or n_product_threads < 1
             or w_hh.shape[0] != 4 * H or w_hh.shape[1] != H
@@ -135,12 +136,13 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             or dw_ih.shape[0] != 4 * H or dw_ih.shape[1] != I
             or dw_hh.shape[0] != 4 * H or dw_hh.shape[1] != H or db.shape[0] != 4 * H
             or (has_dy and (dy.shape[0] != T or dy.shape[1] != B or dy.shape[2] != H))
-            or scratch.shape[0] < backward_scratch(&dA[0, 0, 0], TB, I, H)):
+            or scratch.shape[0] < backward_scratch(&dA[0, 0, 0], TB, I, H, n_product_threads)):
         raise ValueError("lstm_backward: inconsistent buffer shapes")
     w_ih_pack = aligned(&scratch[0])
     w_hh_pack = w_ih_pack + packed_length(&dA[0, 0, 0], G, I)
     xh_pack = w_hh_pack + packed_length(&dA[0, 0, 0], G, H)
     dw = xh_pack + packed_length(&dA[0, 0, 0], TB, Ip + H)
+    work = dw + G * (Ip + H)
     with nogil:
         # w_hh (4H, H) and w_ih (4H, I) packed, by blocks of rows
         for item in prange((G + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
@@ -171,7 +173,7 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             r0 = item * ROWS_PER_ITEM
             r1 = min(r0 + ROWS_PER_ITEM, G)
             gemm_sums(r1 - r0, Ip + H, TB, &dA[0, 0, 0] + r0, 1, G, xh_pack, dw + r0 * (Ip + H),
-                      Ip + H, &db[r0])
+                      Ip + H, &db[r0], work + threadid() * copy_length(&dA[0, 0, 0]))
             for r in range(r0, r1):
                 for j in range(I):
                     dw_ih[r, j] = dw[r * (Ip + H) + j]
