@@ -35,6 +35,30 @@ def test_show_config_dicts():
     assert not set(info["backends"]) & set(info["unavailable"])
     if "cython" in info["backends"]:
         assert isinstance(info["cython openmp"], bool)
+        assert info["cython vector bytes"] in (16, 32, 64)
+
+
+def test_kernel_scratch_lengths():
+    """The Cython kernels' scratch lengths (packed weights in whole panels plus 64 bytes to
+    align them) grow with the problem, and nonsense sizes are refused."""
+    if "cython" not in fastlstm.available_backends():
+        pytest.skip("cython backend not built")
+    from fastlstm._kernels import _info
+
+    for itemsize in (4, 8):
+        panel = _info.panel_width(itemsize)
+        vector = _info.vector_bytes()   # 4 vectors per panel with AVX-512's 32 registers, else 2
+        assert panel * itemsize == (4 if vector == 64 else 2) * vector
+        I, H = 5, 13
+        padded = -(-4 * H // panel) * panel
+        assert _info.forward_scratch_length(I, H, itemsize) == (I + H) * padded + 64 // itemsize
+        one = _info.backward_scratch_length(7, I, H, itemsize, 1)
+        assert _info.backward_scratch_length(7, I, H, itemsize, 2) > one
+        assert _info.backward_scratch_length(70, I, H, itemsize, 1) > one
+        with pytest.raises(ValueError, match="must be >= 1"):
+            _info.forward_scratch_length(0, H, itemsize)
+        with pytest.raises(ValueError, match="must be >= 1"):
+            _info.backward_scratch_length(7, I, H, itemsize, 0)
 
 
 def test_show_config_rejects_unknown_mode():
