@@ -184,18 +184,20 @@ def test_thread_count_does_not_change_results(backend, dtype, n):
 
 
 @pytest.mark.parametrize("n_threads", [2, 3])
-def test_cython_kernels_threads_match_one_thread(dtype, n_threads):
-    """The Cython kernels give each OpenMP thread a group of batch rows (and share the products
-    after the backward walk by blocks of rows); every output element is the same sum in the
-    same order however the rows are grouped, so the results equal the single-threaded run bit
-    for bit, forward and backward. A scratch array one value short is refused."""
+@pytest.mark.parametrize("T, B, I, H", [(4, 7, 5, 13), (64, 1, 128, 64)])
+def test_cython_kernels_threads_match_one_thread(dtype, n_threads, T, B, I, H):
+    """The Cython kernels give each OpenMP thread a group of batch rows (7 rows: groups of 3
+    and 4, or 2, 2 and 3), or with a single row share the packing and the input projection
+    between threads (64 x 1 x 128 x 64 is large enough for both), and share the products after
+    the backward walk by blocks of rows; every output element is the same sum in the same
+    order however the work is split, so the results equal the single-threaded run bit for
+    bit, forward and backward. A scratch array one value short is refused."""
     if "cython" not in fastlstm.available_backends():
         pytest.skip("cython backend not built")
     from fastlstm._kernels._info import backward_scratch_length, forward_scratch_length
     from fastlstm._kernels.lstm_backward import lstm_backward
     from fastlstm._kernels.lstm_forward import lstm_forward
 
-    T, B, I, H = 4, 7, 5, 13   # 7 rows: groups of 3 and 4, or 2, 2 and 3
     rng = np.random.default_rng(5)
     x = rng.standard_normal((T, B, I)).astype(dtype)
     w_ih = (rng.standard_normal((4 * H, I)) * 0.3).astype(dtype)
@@ -216,7 +218,7 @@ def test_cython_kernels_threads_match_one_thread(dtype, n_threads):
         grads = [np.empty((T, B, 4 * H), dtype), np.empty((T, B, I), dtype),
                  np.empty((4 * H, I), dtype), np.empty((4 * H, H), dtype), np.empty(4 * H, dtype)]
         scratch = np.empty(backward_scratch_length(T * B, I, H, itemsize, n), dtype)
-        lstm_backward(x, w_ih, w_hh, h, c, gates, dy, dh, dc, *grads, scratch, n, n)
+        lstm_backward(x, w_ih, w_hh, h, c, gates, dy, dh, dc, *grads, scratch, min(n, B), n)
         results.append([h, c, gates, dh, dc] + grads)
     for single, threaded in zip(*results):
         np.testing.assert_array_equal(threaded, single)

@@ -4,10 +4,11 @@ Gate order i, f, g, o. First w_ih^T and w_hh^T are packed into panels for _gemm.
 micro-kernel (in parallel, by panels). Then the rows of the batch, which never meet, are cut
 into one group per OpenMP thread and each thread runs the whole time loop on its group
 without the GIL and without waiting for the others: no barrier per step, so a thread that
-loses its core for a while (a loaded machine) delays only itself. Per step: the input
-projection of the group's rows (for a single group, of a chunk of steps at once), the product
-h_{t-1} W_hh^T, and one fused pass for the gates, c and h. No BLAS call, so no second thread
-pool competes with OpenMP's. Nothing is allocated here: the caller passes every buffer.
+loses its core for a while (a loaded machine) delays only itself. Each chunk of steps starts
+with the input projection of the group's rows at all its steps (one pass over the packed
+w_ih^T; with a single group, shared between the threads when it is large); then per step the
+product h_{t-1} W_hh^T and one fused pass for the gates, c and h. No BLAS call, so no second
+thread pool competes with OpenMP's. Nothing is allocated here: the caller passes every buffer.
 """
 from cython cimport floating
 from cython.parallel cimport prange
@@ -54,22 +55,17 @@ cdef void gates_and_state(floating* gates, const floating* bias, const floating*
             hn[j] = row[3 * H + j] * tanh_(cn[j])
 
 
-cdef void run_chunk(const floating* x, const floating* w_ih_pack,
-                    const floating* w_hh_pack, const floating* bias, floating* h, floating* c,
-                    floating* gates, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint keep_c,
-                    Py_ssize_t t0, Py_ssize_t k, Py_ssize_t b0, Py_ssize_t b1,
-                    bint project) noexcept nogil:
+cdef void run_chunk(const floating* w_hh_pack, const floating* bias, floating* h, floating* c,
+                    floating* gates, Py_ssize_t B, Py_ssize_t H, bint keep_c, Py_ssize_t t0,
+                    Py_ssize_t k, Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
     """Steps t0 <= t < t0 + k for batch rows b0 <= b < b1 (buffers as in lstm_forward); step
-    t works in gates[t - t0]. With `project`, each step first projects its rows' input there;
-    otherwise gates[0:k] already holds the projections."""
+    t works in gates[t - t0], which holds the input projection x_t W_ih^T of its rows."""
     cdef Py_ssize_t nb = b1 - b0, G = 4 * H
     cdef Py_ssize_t s, t
     cdef floating* g
     for s in range(k):
         t = t0 + s
         g = gates + (s * B + b0) * G
-        if project:  # g (nb, 4H) = x_t (nb, I) @ w_ih^T
-            gemm(nb, G, I, x + (t * B + b0) * I, I, 1, w_ih_pack, g, G, False)
         # g (nb, 4H) += h_t (nb, H) @ w_hh^T
         gemm_step(t, nb, G, H, h + (t * B + b0) * H, H, w_hh_pack, g, G, True)
         gates_and_state(g, bias, c + ((t if keep_c else t % 2) * B + b0) * H,
@@ -90,8 +86,7 @@ cdef void run_group(const floating* x, const floating* w_ih_pack,
         # gates[s, b0:b1] (nb, 4H) = x[t0 + s, b0:b1] (nb, I) @ w_ih^T for s < k
         gemm_groups(k, b1 - b0, G, I, x + (t0 * B + b0) * I, I, B * I, w_ih_pack,
                     gates + b0 * G, G, B * G)
-        run_chunk(x, w_ih_pack, w_hh_pack, bias, h, c, gates, B, I, H, keep_c, t0, k, b0, b1,
-                  False)
+        run_chunk(w_hh_pack, bias, h, c, gates, B, H, keep_c, t0, k, b0, b1)
         t0 += K
 
 
@@ -159,6 +154,6 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                     # gates[0:k] (k*B, 4H) = x[t0:t0+k] (k*B, I) @ w_ih^T, by blocks of rows
                     gemm(r1 - r0, G, I, &x[0, 0, 0] + (t0 * B + r0) * I, I, 1, w_ih_pack,
                          &gates[0, 0, 0] + r0 * G, G, False)
-                run_chunk(&x[0, 0, 0], w_ih_pack, w_hh_pack, &bias[0], &h[0, 0, 0],
-                          &c[0, 0, 0], &gates[0, 0, 0], B, I, H, keep_c, t0, k, 0, B, False)
+                run_chunk(w_hh_pack, &bias[0], &h[0, 0, 0], &c[0, 0, 0], &gates[0, 0, 0], B, H,
+                          keep_c, t0, k, 0, B)
                 t0 += k
