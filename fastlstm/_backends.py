@@ -97,7 +97,7 @@ def _load(name):
     if name not in _loaded and name not in _failures:
         try:
             _loaded[name] = _FACTORIES[name]()
-        except ImportError as exc:
+        except (ImportError, AttributeError) as exc:  # not built, or built from other sources
             _failures[name] = f"{type(exc).__name__}: {exc}"
     return _loaded.get(name)
 

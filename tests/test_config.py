@@ -156,3 +156,22 @@ def test_backward_runs_on_the_tape_backend(monkeypatch, backend):
     assert_close(g2.w_hh, g1.w_hh, 0, "grad w_hh")
     assert tape.backend == backend
     assert repr(tape).startswith("<fastlstm.Tape T=4 B=3 I=2 H=5")
+
+
+def test_mismatched_build_is_unavailable_not_a_crash(monkeypatch):
+    """A compiled backend whose modules lack what this fastlstm expects (built from other
+    sources) is reported unavailable, with the reason, instead of breaking every call."""
+    from fastlstm import _backends
+
+    class StaleBuild:
+        def __init__(self):
+            raise AttributeError("module 'fastlstm._kernels._info' has no attribute 'x'")
+
+    monkeypatch.setattr(_backends, "_FACTORIES", {**_backends._FACTORIES, "cython": StaleBuild})
+    monkeypatch.setattr(_backends, "_loaded", {})
+    monkeypatch.setattr(_backends, "_failures", {})
+    assert "cython" not in _backends.available_backends()
+    assert "numpy" in _backends.available_backends()
+    assert _backends.unavailable_backends()["cython"].startswith("AttributeError")
+    with pytest.raises(ValueError, match="unavailable backend 'cython'"):
+        _backends.get_backend("cython")
