@@ -227,16 +227,15 @@ static inline ptrdiff_t FL_NAME(fl_copy_length)(void) { return FL_MC * FL_KCA; }
  * pass), where reading it in place would touch a new cache line, often a new page, at every
  * step of k: blocks of FL_MC rows x FL_KCA steps are first copied into `abuf`
  * (fl_copy_length() values, step after step, each step's FL_MC values together) that the blocks
- * then read in order. With row_sums not NULL, each row of A is also summed into it (along
- * all of k, in order). */
+ * then read in order. Each row of A is also summed into row_sums (along all of k, in order).
+ * C is overwritten. */
 static void FL_NAME(fl_gemm_copy_a)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const FL_T* a,
                                     ptrdiff_t ars, ptrdiff_t acs, const FL_T* packed, FL_T* c,
-                                    ptrdiff_t ldc, int accumulate, FL_T* row_sums,
-                                    FL_T* abuf)
+                                    ptrdiff_t ldc, FL_T* row_sums, FL_T* abuf)
 {
     for (ptrdiff_t q0 = 0; q0 < k; q0 += FL_KCA) {
         ptrdiff_t kc = k - q0 < FL_KCA ? k - q0 : FL_KCA;
-        int load_c = accumulate || q0 > 0;
+        int load_c = q0 > 0;
         for (ptrdiff_t r0 = 0; r0 < m; r0 += FL_MC) {
             ptrdiff_t mc = m - r0 < FL_MC ? m - r0 : FL_MC;
             const FL_T* src = a + r0 * ars + q0 * acs;
@@ -248,13 +247,11 @@ static void FL_NAME(fl_gemm_copy_a)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const
                 for (ptrdiff_t q = 0; q < kc; q++)
                     for (ptrdiff_t i = 0; i < mc; i++) abuf[q * FL_MC + i] = src[i * ars + q * acs];
             }
-            if (row_sums != NULL) {
-                FL_T* sums = row_sums + r0;
-                if (q0 == 0)
-                    for (ptrdiff_t i = 0; i < mc; i++) sums[i] = 0;
-                for (ptrdiff_t q = 0; q < kc; q++)
-                    for (ptrdiff_t i = 0; i < mc; i++) sums[i] += abuf[q * FL_MC + i];
-            }
+            FL_T* sums = row_sums + r0;
+            if (q0 == 0)
+                for (ptrdiff_t i = 0; i < mc; i++) sums[i] = 0;
+            for (ptrdiff_t q = 0; q < kc; q++)
+                for (ptrdiff_t i = 0; i < mc; i++) sums[i] += abuf[q * FL_MC + i];
             for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_NR) {
                 const FL_T* panel = packed + j0 / FL_NR * k * FL_NR + q0 * FL_NR;
                 ptrdiff_t nc = n - j0 < FL_NR ? n - j0 : FL_NR;
@@ -296,7 +293,7 @@ static __attribute__((unused)) void FL_NAME(fl_gemm_sums)(ptrdiff_t m, ptrdiff_t
                                                           FL_T* work)
 {
     if (k > 0 && acs != 1 && m > FL_MR) {
-        FL_NAME(fl_gemm_copy_a)(m, n, k, a, ars, acs, packed, c, ldc, 0, row_sums, work);
+        FL_NAME(fl_gemm_copy_a)(m, n, k, a, ars, acs, packed, c, ldc, row_sums, work);
         return;
     }
     FL_NAME(fl_gemm)(m, n, k, a, ars, acs, packed, c, ldc, 0);
