@@ -1,17 +1,19 @@
-"""fastlstm: fast LSTM forward and backward on NumPy arrays, with results identical to
-torch.nn.LSTM.
+"""fastlstm: LSTM, GRU and plain RNN forward and backward on NumPy arrays, with results
+identical to torch.nn.LSTM / GRU / RNN.
 
-    y, (h_n, c_n) = fastlstm.forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0)
-    y, (h_n, c_n), tape = fastlstm.forward(..., return_tape=True)
+    y, (h_n, c_n) = fastlstm.forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0)      # LSTM
+    y, h_n = fastlstm.gru_forward(x, w_ih, w_hh, b_ih, b_hh, h0)
+    y, h_n = fastlstm.rnn_forward(x, w_ih, w_hh, b_ih, b_hh, h0, nonlinearity="tanh")
+    y, ..., tape = fastlstm.forward(..., return_tape=True)   # any of the three
     grads = fastlstm.backward(tape, dy, dh_n, dc_n)
 
 Backends: a NumPy reference (fastlstm.reference), Cython and Numba kernels (fastlstm._kernels).
 """
-from ._api import Gradients, Tape, backward, forward
+from ._api import Gradients, Tape, backward, forward, gru_forward, rnn_forward
 from ._backends import available_backends
 from ._config import show_config
 from ._threads import threads
 from ._version import __version__
 
-__all__ = ["forward", "backward", "available_backends", "show_config", "threads", "Gradients",
-           "Tape", "__version__"]
+__all__ = ["forward", "gru_forward", "rnn_forward", "backward", "available_backends",
+           "show_config", "threads", "Gradients", "Tape", "__version__"]

@@ -1,7 +1,9 @@
-"""The public entry points: fastlstm.forward and fastlstm.backward.
+"""The public entry points: fastlstm.forward (LSTM), gru_forward, rnn_forward and backward.
 
-This layer checks arguments, turns them into the kernels' canonical time-major, C-contiguous
-layout, allocates every output and scratch buffer, and hands them to the chosen backend.
+This layer checks arguments, turns them into the kernels' canonical layout (time-major,
+C-contiguous, loop order: see _loop_order.py), allocates every output and scratch buffer,
+folds the biases, and hands them to the chosen backend under one contract for every cell
+(src/kernels/CONTRACT.md). Afterwards it puts the results back in the caller's layout.
 """
 from dataclasses import dataclass
 from typing import Optional
@@ -9,8 +11,11 @@ from typing import Optional
 import numpy as np
 
 from ._backends import get_backend
+from ._checks import (GATE_BLOCKS, check_flag, check_lengths, check_nonlinearity, check_state,
+                      check_weights, check_x)
+from ._loop_order import arrange
 from ._threads import current_threads
-from ._validate import as_float_array, check_flag, check_shape, optional_array
+from ._validate import optional_array
 
 # Inference projects the input of at most this many rows (steps x batch) per matrix product,
 # so it keeps O(B*H) scratch instead of a (T, B, 4H) buffer.
@@ -18,13 +23,18 @@ _INFERENCE_CHUNK_ROWS = 256
 # A call of fewer multiply-adds than this runs on one thread: starting the others costs more.
 _MIN_WORK_FOR_THREADS = 1 << 20
 
+#: kernel cell codes (CONTRACT.md)
+LSTM, GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, RNN_TANH, RNN_RELU = range(5)
+
 
 @dataclass(frozen=True)
 class Gradients:
     """The gradients from fastlstm.backward, each shaped like the matching input of forward.
 
-    b_ih (b_hh) is None when forward was given no b_ih (b_hh); h0 and c0 are the gradients with respect
-    to the initial state (zeros when forward was given none), shaped (B, H), or (H,) unbatched.
+    b_ih (b_hh) is None when forward was given no b_ih (b_hh); h0 (and c0 for the LSTM) are the
+    gradients with respect to the initial state (zeros when forward was given none), shaped
+    (B, H_out) ((H_out,) unbatched). c0 is None for the GRU and RNN; w_hr and peepholes are
+    None unless the LSTM used them.
     """
 
     x: np.ndarray
@@ -33,26 +43,30 @@ class Gradients:
     b_ih: Optional[np.ndarray]
     b_hh: Optional[np.ndarray]
     h0: np.ndarray
-    c0: np.ndarray
+    c0: Optional[np.ndarray] = None
+    w_hr: Optional[np.ndarray] = None
+    peepholes: Optional[np.ndarray] = None
 
 
 class Tape:
     """What fastlstm.backward needs from a forward call; made by forward(..., return_tape=True).
 
-    Holds private copies of x (T, B, I), w_ih (4H, I), w_hh (4H, H), and the states and gate
-    activations: h (T+1, B, H), c (T+1, B, H), gates (T, B, 4H). Use it as often as you like.
+    Holds private copies of x (T, B, I) and the weights, and the states and saved gate values
+    in loop order (CONTRACT.md): h (T+1, B, H_out), c (T+1, B, H) (LSTM; (0, B, H) otherwise),
+    gates (T, B, Gs). Use it as often as you like.
     """
 
-    __slots__ = ("x", "w_ih", "w_hh", "h", "c", "gates", "has_b_ih", "has_b_hh", "batch_first",
-                 "unbatched", "backend")
+    __slots__ = ("cell", "x", "w_ih", "w_hh", "w_hr", "peep", "h", "c", "gates", "order",
+                 "n_groups", "has_b_ih", "has_b_hh", "batch_first", "unbatched", "backend")
 
-    def __init__(self, x, w_ih, w_hh, h, c, gates, has_b_ih, has_b_hh, batch_first, unbatched,
-                 backend):
-        self.x, self.w_ih, self.w_hh = x, w_ih, w_hh
-        self.h, self.c, self.gates = h, c, gates
-        self.has_b_ih, self.has_b_hh = has_b_ih, has_b_hh
-        self.batch_first, self.unbatched = batch_first, unbatched
-        self.backend = backend
+    def __init__(self, **fields):
+        for name in self.__slots__:
+            setattr(self, name, fields[name])
+
+    @property
+    def kind(self):
+        """"lstm", "gru" or "rnn"."""
+        return "lstm" if self.cell == LSTM else ("gru" if self.cell < RNN_TANH else "rnn")
 
     @property
     def dtype(self):
@@ -62,30 +76,36 @@ class Tape:
     def y_shape(self):
         """The shape of forward's output y, in the caller's layout."""
         T, B, _ = self.x.shape
-        H = self.h.shape[2]
+        H_out = self.h.shape[2]
         if self.unbatched:
-            return (T, H)
-        return (B, T, H) if self.batch_first else (T, B, H)
+            return (T, H_out)
+        return (B, T, H_out) if self.batch_first else (T, B, H_out)
 
     @property
     def state_shape(self):
-        """The shape of h_n and c_n, in the caller's layout."""
-        B, H = self.h.shape[1:]
+        """The shape of h_n, in the caller's layout."""
+        B, H_out = self.h.shape[1:]
+        return (H_out,) if self.unbatched else (B, H_out)
+
+    @property
+    def cell_state_shape(self):
+        """The shape of c_n (LSTM), in the caller's layout."""
+        B, H = self.c.shape[1:]
         return (H,) if self.unbatched else (B, H)
 
     def __repr__(self):
         T, B, I = self.x.shape
-        return (f"<fastlstm.Tape T={T} B={B} I={I} H={self.h.shape[2]} dtype={self.dtype} "
-                f"backend={self.backend!r}>")
+        return (f"<fastlstm.Tape {self.kind} T={T} B={B} I={I} H_out={self.h.shape[2]} "
+                f"dtype={self.dtype} backend={self.backend!r}>")
 
 
 def _to_time_major(arr, batch_first, unbatched):
-    """Caller's layout -> (T, B, n) C-contiguous (a view when that is possible)."""
+    """Caller's layout -> (T, B, n) (a view when that is possible)."""
     if unbatched:
-        arr = arr[:, None, :]
-    elif batch_first:
-        arr = arr.transpose(1, 0, 2)
-    return np.ascontiguousarray(arr)
+        return arr[:, None, :]
+    if batch_first:
+        return arr.transpose(1, 0, 2)
+    return arr
 
 
 def _from_time_major(arr, batch_first, unbatched):
@@ -97,149 +117,245 @@ def _from_time_major(arr, batch_first, unbatched):
     return arr
 
 
-def _kernel_threads(T, B, I, H):
+def _kernel_threads(T, B, I, G, H_out):
     """OpenMP threads for the compiled kernels: the current limit (fastlstm.threads), or one
     for a small call. (Time loops use at most B of them: one group of batch rows each.)"""
-    if T * B * 4 * H * (I + H) < _MIN_WORK_FOR_THREADS:
+    if T * B * G * (I + H_out) < _MIN_WORK_FOR_THREADS:
         return 1
     return max(1, current_threads())
 
 
-def _check_forward_args(x, w_ih, w_hh, b_ih, b_hh, h0, c0, batch_first):
-    """Check every forward argument; return them as arrays and the sizes (T, B, I, H)."""
-    x = as_float_array("x", x)
+def _fold_biases(cell, b_ih, b_hh, G, dtype):
+    """bias (2, G) as CONTRACT.md folds it for `cell` (a new array: the kernels only read it)."""
+    bias = np.zeros((2, G), dtype=dtype)
+    if b_ih is not None:
+        bias[0] += b_ih
+    if b_hh is not None:
+        if cell == GRU_LINEAR_BEFORE_RESET:   # b_hn stays inside r * (h W_hn^T + b_hn)
+            H = G // 3
+            bias[0, :2 * H] += b_hh[:2 * H]
+            bias[1, 2 * H:] = b_hh[2 * H:]
+        else:
+            bias[0] += b_hh
+    return bias
+
+
+def _private(arr, source):
+    """`arr` (a C-contiguous form of `source`), copied if it shares memory with `source`."""
+    arr = np.ascontiguousarray(arr)
+    return arr.copy() if np.may_share_memory(arr, source) else arr
+
+
+def _run(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr, peepholes, lengths, reverse,
+         batch_first, backend, return_tape):
+    """The forward of every cell, on checked arguments. Returns (y, h_n, c_n or None, tape)."""
+    kind = "lstm" if cell == LSTM else ("gru" if cell < RNN_TANH else "rnn")
+    x, unbatched, (T, B, I) = check_x(x, batch_first)
     dtype = x.dtype
-    if x.ndim not in (2, 3):
-        raise ValueError(
-            "x: expected 3 dimensions (T, B, I), (B, T, I) with batch_first, or 2 (T, I) "
-            f"unbatched; got shape {x.shape}"
-        )
-    unbatched = x.ndim == 2
-    if unbatched:
-        (T, I), B = x.shape, 1
-    elif batch_first:
-        B, T, I = x.shape
+    w_ih, w_hh, b_ih, b_hh, w_hr, peepholes, H, H_out = check_weights(
+        kind, x, w_ih, w_hh, b_ih, b_hh, I, w_hr, peepholes)
+    h0 = check_state("h0", h0, dtype, B, H_out, unbatched, "H_out" if w_hr is not None else "H")
+    if cell == LSTM:
+        c0 = check_state("c0", c0, dtype, B, H, unbatched)
+    lengths = check_lengths(lengths, T, B, unbatched)
+    kernel = get_backend(backend)
+
+    G = GATE_BLOCKS[kind] * H
+    Gs = H if kind == "rnn" else 4 * H
+    n_threads = _kernel_threads(T, B, I, G, H_out)
+    n_groups = kernel.groups(n_threads, B)
+    order = arrange(T, B, lengths, reverse, n_groups)
+    x_loop = order.gather(_to_time_major(x, batch_first, unbatched))
+    w_ih_c, w_hh_c = np.ascontiguousarray(w_ih), np.ascontiguousarray(w_hh)
+    w_hr_c = np.zeros((0, H), dtype) if w_hr is None else np.ascontiguousarray(w_hr)
+    peep = np.zeros((0, H), dtype) if peepholes is None else np.ascontiguousarray(peepholes)
+    bias = _fold_biases(cell, b_ih, b_hh, G, dtype)
+
+    alloc = np.zeros if order.padded else np.empty   # padded entries stay zero (CONTRACT.md)
+    h = alloc((T + 1, B, H_out), dtype=dtype)
+    h[0] = 0 if h0 is None else order.rows_to_loop(h0.reshape(B, H_out))
+    if cell == LSTM:
+        c = alloc((T + 1 if return_tape else 2, B, H), dtype=dtype)
+        c[0] = 0 if c0 is None else order.rows_to_loop(c0.reshape(B, H))
     else:
-        T, B, I = x.shape
-    if I < 1:
-        raise ValueError(f"x: input size must be at least 1, got shape {x.shape}")
-    w_hh = as_float_array("w_hh", w_hh, dtype)
-    if w_hh.ndim != 2 or w_hh.shape[1] < 1 or w_hh.shape[0] != 4 * w_hh.shape[1]:
-        raise ValueError(f"w_hh: expected shape (4*H, H) with H >= 1, got {w_hh.shape}")
-    H = w_hh.shape[1]
-    w_ih = as_float_array("w_ih", w_ih, dtype)
-    check_shape("w_ih", w_ih, (4 * H, I), "(4*H, I)")
-    b_ih = optional_array("b_ih", b_ih, dtype, (4 * H,), "(4*H,)")
-    b_hh = optional_array("b_hh", b_hh, dtype, (4 * H,), "(4*H,)")
-    state_shape, state_what = ((H,), "(H,)") if unbatched else ((B, H), "(B, H)")
-    h0 = optional_array("h0", h0, dtype, state_shape, state_what)
-    c0 = optional_array("c0", c0, dtype, state_shape, state_what)
-    return x, w_ih, w_hh, b_ih, b_hh, h0, c0, unbatched, (T, B, I, H)
+        c = np.zeros((0, B, H), dtype=dtype)
+    chunk = T if return_tape else min(T, max(1, _INFERENCE_CHUNK_ROWS // max(B, 1)))
+    gates = alloc((chunk, B, Gs), dtype=dtype)
+    work_width = 3 * H if kind == "gru" else (H if w_hr is not None else 0)
+    work = np.empty((B, work_width), dtype=dtype)
+    if T > 0 and B > 0:
+        kernel.forward(cell, x_loop, w_ih_c, w_hh_c, w_hr_c, bias, peep, order.lengths, h, c,
+                       gates, work, n_threads)
+
+    # final states: row k's state after its last valid step
+    rows = np.arange(B)
+    h_n = order.rows_from_loop(h[order.lengths, rows])
+    c_n = None
+    if cell == LSTM:
+        c_slot = order.lengths if return_tape else order.lengths % 2
+        c_n = order.rows_from_loop(c[c_slot, rows])
+        c_n = c_n.reshape((H,) if unbatched else (B, H))
+    h_n = h_n.reshape((H_out,) if unbatched else (B, H_out))
+    y_tm = order.scatter(h[1:])
+    if return_tape and y_tm.base is h:
+        y_tm = y_tm.copy()
+    y = _from_time_major(y_tm, batch_first, unbatched)
+    if not return_tape:
+        return y, h_n, c_n, None
+    tape = Tape(
+        cell=cell, x=_private(x_loop, x), w_ih=_private(w_ih_c, w_ih), w_hh=_private(w_hh_c, w_hh),
+        w_hr=w_hr_c if w_hr is None else _private(w_hr_c, w_hr),
+        peep=peep if peepholes is None else _private(peep, peepholes),
+        h=h, c=c, gates=gates, order=order, n_groups=n_groups, has_b_ih=b_ih is not None,
+        has_b_hh=b_hh is not None, batch_first=batch_first, unbatched=unbatched,
+        backend=kernel.name,
+    )
+    return y, h_n, c_n, tape
 
 
-def forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch_first=False,
-            backend="auto", return_tape=False):
+def forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, w_hr=None,
+            peepholes=None, lengths=None, reverse=False, batch_first=False, backend="auto",
+            return_tape=False):
     """Run a one-layer LSTM over a sequence, as torch.nn.LSTM does (gate order i, f, g, o).
 
     x: (T, B, I), or (B, T, I) with batch_first=True, or (T, I) unbatched; float32 or float64.
-    w_ih (4H, I), w_hh (4H, H), b_ih, b_hh (4H,) or None; h0, c0 (B, H) ((H,) unbatched) or
-    None for zeros. backend: "auto" (the fastest available, or $FASTLSTM_BACKEND), "cython",
-    "numba" or "numpy".
+    w_ih (4H, I), w_hh (4H, H) ((4H, P) with w_hr), b_ih, b_hh (4H,) or None; h0 (B, H_out),
+    c0 (B, H) ((H_out,), (H,) unbatched) or None for zeros. w_hr (P, H): projection (torch's
+    proj_size), H_out = P. peepholes (3, H): [p_i, p_f, p_o]. lengths (B,) integers in
+    [0, T]: row b reads its first lengths[b] steps, outputs past them are 0 and its final
+    state is the state after them. reverse: each row runs from its last valid step down.
+    backend: "auto" (the fastest available, or $FASTLSTM_BACKEND), "cython", "numba", "numpy".
 
-    Returns y, (h_n, c_n): y (T, B, H) (or (B, T, H), or (T, H)), h_n and c_n (B, H) (or (H,)).
-    With return_tape=True, returns y, (h_n, c_n), tape; pass the tape to fastlstm.backward.
+    Returns y, (h_n, c_n): y (T, B, H_out) (or (B, T, H_out), or (T, H_out)), h_n (B, H_out),
+    c_n (B, H). With return_tape=True, returns y, (h_n, c_n), tape for fastlstm.backward.
     Inputs are never modified and outputs never share memory with them.
     """
-    batch_first = check_flag("batch_first", batch_first)
-    return_tape = check_flag("return_tape", return_tape)
-    x, w_ih, w_hh, b_ih, b_hh, h0, c0, unbatched, (T, B, I, H) = _check_forward_args(
-        x, w_ih, w_hh, b_ih, b_hh, h0, c0, batch_first)
-    kernel = get_backend(backend)
-    dtype = x.dtype
+    flags = [check_flag(n, v) for n, v in (("reverse", reverse), ("batch_first", batch_first),
+                                            ("return_tape", return_tape))]
+    y, h_n, c_n, tape = _run(LSTM, x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr, peepholes, lengths,
+                             flags[0], flags[1], backend, flags[2])
+    return (y, (h_n, c_n), tape) if flags[2] else (y, (h_n, c_n))
 
-    x_tm = _to_time_major(x, batch_first, unbatched)
-    w_ih_c = np.ascontiguousarray(w_ih)
-    w_hh_c = np.ascontiguousarray(w_hh)
-    if b_ih is not None and b_hh is not None:
-        bias = b_ih + b_hh           # a new array: the kernels only read it
-    elif b_ih is not None or b_hh is not None:
-        bias = np.array(b_ih if b_ih is not None else b_hh, dtype=dtype)
-    else:
-        bias = np.zeros(4 * H, dtype=dtype)
 
-    h = np.empty((T + 1, B, H), dtype=dtype)
-    c = np.empty((T + 1 if return_tape else 2, B, H), dtype=dtype)
-    h[0] = 0 if h0 is None else h0.reshape(B, H)
-    c[0] = 0 if c0 is None else c0.reshape(B, H)
-    chunk = T if return_tape else min(T, max(1, _INFERENCE_CHUNK_ROWS // max(B, 1)))
-    gates = np.empty((chunk, B, 4 * H), dtype=dtype)
-    if T > 0 and B > 0:
-        kernel.forward(x_tm, w_ih_c, w_hh_c, bias, h, c, gates, _kernel_threads(T, B, I, H))
+def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, linear_before_reset=True,
+                lengths=None, reverse=False, batch_first=False, backend="auto",
+                return_tape=False):
+    """Run a one-layer GRU over a sequence (gate order r, z, n; SPEC.md section 2).
 
-    state_shape = (H,) if unbatched else (B, H)
-    h_n = h[T].reshape(state_shape).copy()
-    c_n = c[T if return_tape else T % 2].reshape(state_shape).copy()
-    if not return_tape:
-        return _from_time_major(h[1:], batch_first, unbatched), (h_n, c_n)
+    linear_before_reset=True is torch.nn.GRU's n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn));
+    False is the Keras reset_after=False / ONNX default n = tanh(x W_in^T + b_in +
+    (r * h) W_hn^T + b_hn). x as in forward; w_ih (3H, I), w_hh (3H, H), b_ih, b_hh (3H,);
+    h0 (B, H). lengths, reverse, batch_first, backend, return_tape as in forward.
+    Returns y, h_n (and the tape with return_tape=True).
+    """
+    flags = [check_flag(n, v) for n, v in (("linear_before_reset", linear_before_reset),
+                                            ("reverse", reverse), ("batch_first", batch_first),
+                                            ("return_tape", return_tape))]
+    cell = GRU_LINEAR_BEFORE_RESET if flags[0] else GRU_RESET_BEFORE
+    y, h_n, _, tape = _run(cell, x, w_ih, w_hh, b_ih, b_hh, h0, None, None, None, lengths,
+                           flags[1], flags[2], backend, flags[3])
+    return (y, h_n, tape) if flags[3] else (y, h_n)
 
-    y = _from_time_major(h[1:].copy(), batch_first, unbatched)
-    tape = Tape(
-        x=x_tm.copy() if np.may_share_memory(x_tm, x) else x_tm,
-        w_ih=w_ih_c.copy() if np.may_share_memory(w_ih_c, w_ih) else w_ih_c,
-        w_hh=w_hh_c.copy() if np.may_share_memory(w_hh_c, w_hh) else w_hh_c,
-        h=h, c=c, gates=gates, has_b_ih=b_ih is not None, has_b_hh=b_hh is not None,
-        batch_first=batch_first, unbatched=unbatched, backend=kernel.name,
-    )
-    return y, (h_n, c_n), tape
+
+def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="tanh",
+                lengths=None, reverse=False, batch_first=False, backend="auto",
+                return_tape=False):
+    """Run a one-layer plain RNN, h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh) (SPEC.md
+    section 3), act = "tanh" or "relu". w_ih (H, I), w_hh (H, H), b_ih, b_hh (H,); the rest as
+    in forward. Returns y, h_n (and the tape with return_tape=True)."""
+    nonlinearity = check_nonlinearity(nonlinearity)
+    flags = [check_flag(n, v) for n, v in (("reverse", reverse), ("batch_first", batch_first),
+                                            ("return_tape", return_tape))]
+    cell = RNN_TANH if nonlinearity == "tanh" else RNN_RELU
+    y, h_n, _, tape = _run(cell, x, w_ih, w_hh, b_ih, b_hh, h0, None, None, None, lengths,
+                           flags[0], flags[1], backend, flags[2])
+    return (y, h_n, tape) if flags[2] else (y, h_n)
 
 
 def backward(tape, dy=None, dh_n=None, dc_n=None):
-    """Back-propagate through the forward call that made `tape`.
+    """Back-propagate through the forward call (LSTM, GRU or RNN) that made `tape`.
 
-    dy is shaped like forward's y, dh_n and dc_n like h_n and c_n; each None means zeros.
-    Returns Gradients with fields x, w_ih, w_hh, b_ih, b_hh, h0, c0, shaped like forward's
-    inputs (b_ih or b_hh is None when forward was not given it). Runs on the tape's backend.
+    dy is shaped like forward's y, dh_n like h_n, dc_n like c_n (LSTM only); each None means
+    zeros (dy past a row's length is ignored). Returns Gradients with fields x, w_ih, w_hh,
+    b_ih, b_hh, h0, c0, w_hr, peepholes shaped like forward's inputs (None where forward had
+    no such input). Runs on the tape's backend.
     """
     if not isinstance(tape, Tape):
         raise TypeError(
-            "tape: expected the Tape from fastlstm.forward(..., return_tape=True), "
-            f"got {type(tape).__name__}"
+            "tape: expected the Tape from fastlstm.forward, gru_forward or rnn_forward "
+            f"(..., return_tape=True), got {type(tape).__name__}"
         )
     dtype = tape.dtype
     T, B, I = tape.x.shape
-    H = tape.h.shape[2]
-    layout = "(T, H)" if tape.unbatched else ("(B, T, H)" if tape.batch_first else "(T, B, H)")
-    state_what = "(H,)" if tape.unbatched else "(B, H)"
+    H_out = tape.h.shape[2]
+    H = tape.w_hh.shape[0] // GATE_BLOCKS[tape.kind]
+    is_lstm = tape.cell == LSTM
+    layout = ("(T, H_out)" if tape.unbatched
+              else ("(B, T, H_out)" if tape.batch_first else "(T, B, H_out)"))
+    rows_what = "(H_out,)" if tape.unbatched else "(B, H_out)"
     dy = optional_array("dy", dy, dtype, tape.y_shape, layout)
-    dh_n = optional_array("dh_n", dh_n, dtype, tape.state_shape, state_what)
-    dc_n = optional_array("dc_n", dc_n, dtype, tape.state_shape, state_what)
+    dh_n = optional_array("dh_n", dh_n, dtype, tape.state_shape, rows_what)
+    if not is_lstm and dc_n is not None:
+        raise ValueError(f"dc_n: a {tape.kind.upper()} has no cell state; expected None")
+    if is_lstm:
+        dc_n = optional_array("dc_n", dc_n, dtype, tape.cell_state_shape,
+                              "(H,)" if tape.unbatched else "(B, H)")
 
-    dy_tm = (np.empty((0, B, H), dtype=dtype) if dy is None
-             else _to_time_major(dy, tape.batch_first, tape.unbatched))
-    # private C-ordered copies: the kernels update them in place (any layout of dh_n is fine)
-    dh = np.zeros((B, H), dtype) if dh_n is None else np.array(dh_n, dtype, order="C")
-    dc = np.zeros((B, H), dtype) if dc_n is None else np.array(dc_n, dtype, order="C")
-    dh, dc = dh.reshape(B, H), dc.reshape(B, H)
-    dA = np.empty((T, B, 4 * H), dtype=dtype)
+    order = tape.order
+    dy_loop = (np.zeros((0, B, H_out), dtype=dtype) if dy is None
+               else order.gather(_to_time_major(dy, tape.batch_first, tape.unbatched)))
+    # private C-ordered copies in loop order: the kernels update them in place
+    dh = (np.zeros((B, H_out), dtype) if dh_n is None
+          else order.rows_to_loop(np.asarray(dh_n).reshape(B, H_out)))
+    dc = np.zeros((B, H if is_lstm else 0), dtype)
+    if dc_n is not None:
+        dc = order.rows_to_loop(np.asarray(dc_n).reshape(B, H))
+    G = tape.w_ih.shape[0]
+    Gs = tape.gates.shape[2]
+    P = tape.w_hr.shape[0]
+    dA = np.empty((T, B, Gs), dtype=dtype)
+    dhp = np.empty((T if P else 0, B, P), dtype=dtype)
     dx = np.empty((T, B, I), dtype=dtype)
-    dw_ih = np.empty((4 * H, I), dtype=dtype)
-    dw_hh = np.empty((4 * H, H), dtype=dtype)
-    db = np.empty(4 * H, dtype=dtype)
+    dw_ih = np.empty_like(tape.w_ih)
+    dw_hh = np.empty_like(tape.w_hh)
+    db_ih = np.empty(G, dtype=dtype)
+    db_hh = np.empty(G, dtype=dtype)
+    work = np.empty((B, H), dtype=dtype)
+    extra = None
     if T > 0 and B > 0:
         kernel = get_backend(tape.backend)
-        kernel.backward(tape.x, tape.w_ih, tape.w_hh, tape.h, tape.c, tape.gates, dy_tm, dh, dc,
-                        dA, dx, dw_ih, dw_hh, db, _kernel_threads(T, B, I, H))
+        extra = kernel.backward(tape.cell, tape.x, tape.w_ih, tape.w_hh, tape.w_hr, tape.peep,
+                                order.lengths, tape.h, tape.c, tape.gates, dy_loop, dh, dc, dA,
+                                dhp, dx, dw_ih, dw_hh, db_ih, db_hh, work,
+                                tape.n_groups, _kernel_threads(T, B, I, G, H_out))
     else:  # no step: nothing flows to the weights or the input
-        for grad in (dx, dw_ih, dw_hh, db):
+        for grad in (dA, dhp, dx, dw_ih, dw_hh, db_ih, db_hh):
             grad.fill(0)
 
-    state_shape = tape.state_shape
+    dw_hr = dpeep = None
+    if P:
+        if extra is not None:
+            dw_hr = extra["w_hr"]
+        else:  # dW_hr = sum over steps of dh_t^T (o * tanh(c_t))
+            o_tc = tape.gates[..., 3 * H:] * np.tanh(tape.c[1:])
+            dw_hr = dhp.reshape(T * B, P).T @ o_tc.reshape(T * B, H)
+    if tape.peep.shape[0]:
+        if extra is not None:
+            dpeep = extra["peepholes"]
+        else:
+            c_prev, c_t = tape.c[:-1], tape.c[1:]
+            dpeep = np.stack([np.einsum("tbh,tbh->h", dA[..., :H], c_prev),
+                              np.einsum("tbh,tbh->h", dA[..., H:2 * H], c_prev),
+                              np.einsum("tbh,tbh->h", dA[..., 3 * H:], c_t)])
+    unbatched = tape.unbatched
     return Gradients(
-        x=_from_time_major(dx, tape.batch_first, tape.unbatched),
+        x=_from_time_major(order.scatter(dx), tape.batch_first, unbatched),
         w_ih=dw_ih,
         w_hh=dw_hh,
-        b_ih=db if tape.has_b_ih else None,
-        b_hh=db.copy() if tape.has_b_hh else None,
-        h0=dh.reshape(state_shape),
-        c0=dc.reshape(state_shape),
+        b_ih=db_ih if tape.has_b_ih else None,
+        b_hh=db_hh if tape.has_b_hh else None,
+        h0=order.rows_from_loop(dh).reshape(tape.state_shape),
+        c0=order.rows_from_loop(dc).reshape(tape.cell_state_shape) if is_lstm else None,
+        w_hr=dw_hr,
+        peepholes=dpeep,
     )

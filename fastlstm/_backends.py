@@ -1,10 +1,12 @@
-"""The registry of backends: a name, a loader, and the same two-function kernel contract.
+"""The registry of backends: a name, a loader, and the same kernel contract for every cell.
 
 Each backend offers
-    forward(x, w_ih, w_hh, bias, h, c, gates, n_threads)
-    backward(x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db, n_threads)
-with the buffers documented in src/kernels/lstm_forward.pyx and lstm_backward.pyx: the caller
-(fastlstm._api) allocates every output and scratch array, the backend only fills them.
+    groups(n_threads, B): how many groups of batch rows its time loop runs (one per thread)
+    forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, n_threads)
+    backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp, dx,
+             dw_ih, dw_hh, db_ih, db_hh, work, n_groups, n_threads)
+with the buffers of src/kernels/CONTRACT.md: the caller (fastlstm._api) allocates every output
+and scratch array, the backend only fills them.
 Backends load lazily on first use, so importing fastlstm does not import Numba.
 """
 import importlib
@@ -12,79 +14,70 @@ import os
 
 import numpy as np
 
-from . import reference
+from ._numpy_backend import NumpyBackend
 
 #: every backend fastlstm knows, fastest first
 BACKEND_NAMES = ("cython", "numba", "numpy")
 ENV_VAR = "FASTLSTM_BACKEND"
 
 
-class NumpyBackend:
-    """The NumPy reference behind the kernel contract (it allocates freely: it is the yardstick)."""
-
-    name = "numpy"
-
-    @staticmethod
-    def forward(x, w_ih, w_hh, bias, h, c, gates, n_threads=1):
-        hh, cc, gg = reference.lstm_forward(x, w_ih, w_hh, bias, None, h[0], c[0])
-        h[1:] = hh[1:]
-        T = x.shape[0]
-        if c.shape[0] == T + 1:
-            c[1:] = cc[1:]
-        else:
-            c[T % 2] = cc[-1]
-        if gates.shape[0] == x.shape[0]:
-            gates[...] = gg
-
-    @staticmethod
-    def backward(x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db,
-                 n_threads=1):
-        dA[...], dh[...], dc[...] = reference.lstm_backward_steps(
-            w_hh, c, gates, dy if dy.shape[0] else None, dh, dc
-        )
-        dx[...], dw_ih[...], dw_hh[...], db[...] = reference.lstm_weight_grads(x, h, w_ih, dA)
-
-
 class CythonBackend:
+    """src/kernels/recurrent_forward.pyx and recurrent_backward.pyx: one group of batch rows
+    per OpenMP thread."""
+
     name = "cython"
 
     def __init__(self):
-        self._fwd = importlib.import_module("fastlstm._kernels.lstm_forward").lstm_forward
-        self._bwd = importlib.import_module("fastlstm._kernels.lstm_backward").lstm_backward
+        self._fwd = importlib.import_module("fastlstm._kernels.recurrent_forward").forward
+        self._bwd = importlib.import_module("fastlstm._kernels.recurrent_backward").backward
         info = importlib.import_module("fastlstm._kernels._info")
         self._fwd_scratch = info.forward_scratch_length
         self._bwd_scratch = info.backward_scratch_length
 
-    def forward(self, x, w_ih, w_hh, bias, h, c, gates, n_threads=1):
-        _, _, I = x.shape
-        H = w_hh.shape[1]
-        scratch = np.empty(self._fwd_scratch(I, H, x.dtype.itemsize), dtype=x.dtype)
-        self._fwd(x, w_ih, w_hh, bias, h, c, gates, scratch, n_threads)
+    @staticmethod
+    def groups(n_threads, B):
+        return max(1, min(n_threads, B))
 
-    def backward(self, x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db,
-                 n_threads=1):
+    def forward(self, cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work,
+                n_threads=1):
+        _, _, I = x.shape
+        scratch = np.empty(self._fwd_scratch(cell, I, w_hh.shape[1], w_hr.shape[1],
+                                             w_hr.shape[0], x.dtype.itemsize), dtype=x.dtype)
+        self._fwd(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, scratch,
+                  n_threads)
+
+    def backward(self, cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA,
+                 dhp, dx, dw_ih, dw_hh, db_ih, db_hh, work, n_groups=1, n_threads=1):
         T, B, I = x.shape
-        H = w_hh.shape[1]
-        scratch = np.empty(self._bwd_scratch(T * B, I, H, x.dtype.itemsize, n_threads),
+        scratch = np.empty(self._bwd_scratch(cell, T * B, I, w_hh.shape[1], w_hr.shape[1],
+                                             w_hr.shape[0], x.dtype.itemsize, n_threads),
                            dtype=x.dtype)
-        self._bwd(x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db, scratch,
-                  min(n_threads, B), n_threads)
+        self._bwd(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp,
+                  dx, dw_ih, dw_hh, db_ih, db_hh, work, scratch, n_groups, n_threads)
 
 
 class NumbaBackend:
+    """src/kernels/numba_recurrent_forward.py and numba_recurrent_backward.py: the batch as
+    one group, BLAS (np.dot) for the products."""
+
     name = "numba"
 
     def __init__(self):
-        self._fwd = importlib.import_module("fastlstm._kernels.numba_lstm_forward").lstm_forward
-        self._bwd = importlib.import_module("fastlstm._kernels.numba_lstm_backward").lstm_backward
+        self._fwd = importlib.import_module("fastlstm._kernels.numba_recurrent_forward").forward
+        self._bwd = importlib.import_module("fastlstm._kernels.numba_recurrent_backward").backward
 
-    def forward(self, x, w_ih, w_hh, bias, h, c, gates, n_threads=1):
-        rec = np.empty((x.shape[1], w_hh.shape[0]), dtype=x.dtype)
-        self._fwd(x, w_ih.T, w_hh.T, bias, h, c, gates, rec)
+    @staticmethod
+    def groups(n_threads, B):
+        return 1
 
-    def backward(self, x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db,
-                 n_threads=1):
-        self._bwd(x, w_ih, w_hh, h, c, gates, dy, dh, dc, dA, dx, dw_ih, dw_hh, db)
+    def forward(self, cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work,
+                n_threads=1):
+        self._fwd(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work)
+
+    def backward(self, cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA,
+                 dhp, dx, dw_ih, dw_hh, db_ih, db_hh, work, n_groups=1, n_threads=1):
+        self._bwd(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp,
+                  dx, dw_ih, dw_hh, db_ih, db_hh, work)
 
 
 _FACTORIES = {"cython": CythonBackend, "numba": NumbaBackend, "numpy": NumpyBackend}

@@ -1,0 +1,103 @@
+"""Direction and variable lengths, handled once for every cell and backend (SPEC.md section 7).
+
+The kernels always run forward in time over *loop order*: loop step s of a row reads that
+row's s-th valid step (its len - 1 - s-th with reverse=True), and its rows are arranged so
+that lengths never increase inside each group of rows one thread runs (src/kernels/
+CONTRACT.md). At step s a group's active rows are then a prefix of it, so a kernel simply
+shrinks the rows it works on: padding costs no arithmetic.
+
+Shapes: (T, B, n) time-major arrays in the caller's time order ("time order") or the
+kernels' ("loop order"); perm (B,): loop row k holds caller row perm[k].
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LoopOrder:
+    """How caller rows and steps map to the kernels' rows and steps.
+
+    perm (B,) int64: loop row k is caller row perm[k]; lengths (B,) int64: the lengths of the
+    loop rows (all T without lengths); reverse: each row read from its last valid step;
+    identity: no permutation, no flip and no padding (the arrays pass through as they are).
+    """
+
+    T: int
+    perm: np.ndarray
+    lengths: np.ndarray
+    reverse: bool
+    padded: bool
+
+    @property
+    def identity(self):
+        return not self.padded and not self.reverse and self.perm is None
+
+    def _time_index(self):
+        """(t, valid): t (T, B) the caller step that loop step s of loop row k reads."""
+        s = np.arange(self.T)[:, None]
+        L = self.lengths[None, :]
+        valid = s < L
+        t = np.where(valid, L - 1 - s if self.reverse else s, 0)
+        return t, valid
+
+    def gather(self, a):
+        """a (T, B, n) in time order -> a new (T, B, n) C-contiguous array in loop order, zeros
+        past each row's length."""
+        if self.identity:
+            return np.ascontiguousarray(a)
+        if not self.padded and self.perm is None:   # reverse of full rows: a flip in time
+            return np.ascontiguousarray(a[::-1])
+        t, valid = self._time_index()
+        perm = np.arange(a.shape[1]) if self.perm is None else self.perm
+        out = a[t, perm[None, :]]
+        out[~valid] = 0
+        return out
+
+    def scatter(self, a):
+        """a (T, B, n) in loop order -> (T, B, n) in time order, zeros past each row's length
+        (the inverse of gather). May return `a` itself when the order is the identity."""
+        if self.identity:
+            return a
+        if not self.padded and self.perm is None:
+            return np.ascontiguousarray(a[::-1])
+        t, valid = self._time_index()
+        perm = np.arange(a.shape[1]) if self.perm is None else self.perm
+        out = np.zeros_like(a)
+        out[t[valid], np.broadcast_to(perm, t.shape)[valid]] = a[valid]
+        return out
+
+    def rows_to_loop(self, a):
+        """(B, n) caller rows -> loop rows (a new array)."""
+        return np.array(a if self.perm is None else a[self.perm], order="C")
+
+    def rows_from_loop(self, a):
+        """(B, n) loop rows -> caller rows (a new array)."""
+        if self.perm is None:
+            return np.array(a, order="C")
+        out = np.empty_like(a)
+        out[self.perm] = a
+        return out
+
+
+def arrange(T, B, lengths, reverse, n_groups):
+    """The LoopOrder for `lengths` ((B,) int64 or None) and `n_groups` groups of rows
+    (group g: loop rows [g*B//n_groups, (g+1)*B//n_groups)).
+
+    Rows are sorted by length, longest first, and dealt to the groups in turn, so that every
+    group gets a fair share of the work and its lengths never increase.
+    """
+    if lengths is None or np.all(lengths == T):
+        return LoopOrder(T, None, np.full(B, T, np.int64), reverse, padded=False)
+    order = np.argsort(-lengths, kind="stable")
+    bounds = [g * B // n_groups for g in range(n_groups + 1)]
+    slots = [list(range(bounds[g], bounds[g + 1])) for g in range(n_groups)]
+    perm = np.empty(B, np.int64)
+    g = 0
+    for row in order:
+        while not slots[g]:
+            g = (g + 1) % n_groups
+        perm[slots[g].pop(0)] = row
+        g = (g + 1) % n_groups
+    return LoopOrder(T, perm, np.ascontiguousarray(lengths[perm], dtype=np.int64), reverse,
+                     padded=True)
