@@ -11,7 +11,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["lstm_forward", "lstm_backward", "_info"]
+KERNELS = ["recurrent_forward", "recurrent_backward", "_info"]
 
 
 def compiler_has_openmp():

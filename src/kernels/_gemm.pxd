@@ -133,27 +133,3 @@ cdef inline floating* aligned(floating* scratch) noexcept nogil:
     their packed buffers from a scratch array with that much to spare, so that the micro-
     kernel's vector loads of panels never straddle cache lines."""
     return <floating*>((<size_t>scratch + 63) & ~(<size_t>63))
-
-
-cdef inline Py_ssize_t forward_scratch(floating* dtype_of, Py_ssize_t I,
-                                       Py_ssize_t H) noexcept nogil:
-    """Values of scratch lstm_forward needs: w_ih^T and w_hh^T packed, and 64 bytes spare."""
-    return (packed_length(dtype_of, I, 4 * H) + packed_length(dtype_of, H, 4 * H)
-            + 64 // sizeof(floating))
-
-
-cdef inline Py_ssize_t padded_columns(floating* dtype_of, Py_ssize_t n) noexcept nogil:
-    """n rounded up to whole panels."""
-    cdef Py_ssize_t nr = panel_width(dtype_of)
-    return (n + nr - 1) // nr * nr
-
-
-cdef inline Py_ssize_t backward_scratch(floating* dtype_of, Py_ssize_t TB, Py_ssize_t I,
-                                        Py_ssize_t H, Py_ssize_t threads) noexcept nogil:
-    """Values of scratch lstm_backward needs with `threads` product threads: w_ih and w_hh
-    packed, [x | h] (TB rows, x's columns padded to whole panels) packed, [dw_ih | padding |
-    dw_hh], a `gemm_sums` work buffer per thread, and 64 bytes spare."""
-    cdef Py_ssize_t xh = padded_columns(dtype_of, I) + H
-    return (packed_length(dtype_of, 4 * H, I) + packed_length(dtype_of, 4 * H, H)
-            + packed_length(dtype_of, TB, xh) + 4 * H * xh + threads * copy_length(dtype_of)
-            + 64 // sizeof(floating))

@@ -26,7 +26,8 @@ def openmp_max_threads():
 
 
 
-from ._gemm cimport backward_scratch, forward_scratch, panel_width as panel_width_of
+from ._gemm cimport panel_width as panel_width_of
+from ._layout cimport backward_scratch, forward_scratch
 
 cdef extern from "_gemm.h":
     int FL_VBYTES
@@ -46,26 +47,30 @@ def panel_width(int itemsize):
     return panel_width_of(&d)
 
 
-def forward_scratch_length(Py_ssize_t I, Py_ssize_t H, int itemsize):
-    """Length of the `scratch` array lstm_forward needs for input size I and hidden size H."""
+def forward_scratch_length(int cell, Py_ssize_t I, Py_ssize_t Hout, Py_ssize_t H, Py_ssize_t P,
+                           int itemsize):
+    """Length of the `scratch` array recurrent_forward needs for `cell` (CONTRACT.md's code),
+    input size I, output size Hout, hidden size H and projection size P (0 for none)."""
     cdef float f = 0
     cdef double d = 0
-    if I < 1 or H < 1:
-        raise ValueError(f"forward_scratch_length: I and H must be >= 1, got {I}, {H}")
+    if I < 1 or H < 1 or Hout < 1 or P < 0 or not 0 <= cell <= 4:
+        raise ValueError("forward_scratch_length: needs 0 <= cell <= 4, I, Hout, H >= 1, "
+                         f"P >= 0; got {cell}, {I}, {Hout}, {H}, {P}")
     if itemsize == 4:
-        return forward_scratch(&f, I, H)
-    return forward_scratch(&d, I, H)
+        return forward_scratch(&f, cell, I, Hout, H, P)
+    return forward_scratch(&d, cell, I, Hout, H, P)
 
 
-def backward_scratch_length(Py_ssize_t TB, Py_ssize_t I, Py_ssize_t H, int itemsize,
-                            Py_ssize_t threads=1):
-    """Length of the `scratch` array lstm_backward needs for T*B = TB rows, input size I,
-    hidden size H and `threads` product threads."""
+def backward_scratch_length(int cell, Py_ssize_t TB, Py_ssize_t I, Py_ssize_t Hout,
+                            Py_ssize_t H, Py_ssize_t P, int itemsize, Py_ssize_t threads=1):
+    """Length of the `scratch` array recurrent_backward needs for `cell`, T*B = TB rows, the
+    sizes as in forward_scratch_length and `threads` product threads."""
     cdef float f = 0
     cdef double d = 0
-    if TB < 1 or I < 1 or H < 1 or threads < 1:
-        raise ValueError("backward_scratch_length: TB, I, H and threads must be >= 1, got "
-                         f"{TB}, {I}, {H}, {threads}")
+    if TB < 1 or I < 1 or H < 1 or Hout < 1 or P < 0 or threads < 1 or not 0 <= cell <= 4:
+        raise ValueError("backward_scratch_length: needs 0 <= cell <= 4, TB, I, Hout, H, "
+                         f"threads >= 1, P >= 0; got {cell}, {TB}, {I}, {Hout}, {H}, {P}, "
+                         f"{threads}")
     if itemsize == 4:
-        return backward_scratch(&f, TB, I, H, threads)
-    return backward_scratch(&d, TB, I, H, threads)
+        return backward_scratch(&f, cell, TB, I, Hout, H, P, threads)
+    return backward_scratch(&d, cell, TB, I, Hout, H, P, threads)

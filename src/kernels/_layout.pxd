@@ -1,0 +1,65 @@
+# Cell codes (src/kernels/CONTRACT.md) and the scratch each Cython driver carves its packed
+# matrices from, for a cell and its sizes. The drivers and _info.pyx (which tells the Python
+# layer the lengths) share these definitions.
+from cython cimport floating
+
+from ._gemm cimport copy_length, packed_length, panel_width
+
+cdef enum:
+    LSTM = 0
+    GRU_LINEAR_BEFORE_RESET = 1
+    GRU_RESET_BEFORE = 2
+    RNN_TANH = 3
+    RNN_RELU = 4
+
+
+cdef inline Py_ssize_t gate_width(int cell, Py_ssize_t H) noexcept nogil:
+    """G: rows of w_ih and w_hh."""
+    if cell == LSTM:
+        return 4 * H
+    if cell == GRU_LINEAR_BEFORE_RESET or cell == GRU_RESET_BEFORE:
+        return 3 * H
+    return H
+
+
+cdef inline Py_ssize_t padded_columns(floating* dtype_of, Py_ssize_t n) noexcept nogil:
+    """n rounded up to whole panels."""
+    cdef Py_ssize_t nr = panel_width(dtype_of)
+    return (n + nr - 1) // nr * nr
+
+
+cdef inline Py_ssize_t forward_scratch(floating* dtype_of, int cell, Py_ssize_t I,
+                                       Py_ssize_t Hout, Py_ssize_t H,
+                                       Py_ssize_t P) noexcept nogil:
+    """Values of scratch the forward driver needs: w_ih^T (I, G) packed, w_hh^T packed (the
+    reset-before GRU: its r, z block (Hout, 2H) and its n block (Hout, H) apart), w_hr^T (H, P)
+    packed, and 64 bytes spare."""
+    cdef Py_ssize_t G = gate_width(cell, H)
+    return (packed_length(dtype_of, I, G) + packed_length(dtype_of, Hout, 2 * H)
+            + packed_length(dtype_of, Hout, G) + packed_length(dtype_of, H, P)
+            + 64 // sizeof(floating))
+
+
+cdef inline Py_ssize_t xh_columns(floating* dtype_of, int cell, Py_ssize_t I,
+                                  Py_ssize_t Hout, Py_ssize_t H) noexcept nogil:
+    """Columns of the packed [x | h_prev | m] of the backward's weight-gradient product: x's
+    padded to whole panels, h's (padded too), and for the reset-before GRU m = r * h_prev."""
+    cdef Py_ssize_t n = padded_columns(dtype_of, I) + padded_columns(dtype_of, Hout)
+    if cell == GRU_RESET_BEFORE:
+        n += H
+    return n
+
+
+cdef inline Py_ssize_t backward_scratch(floating* dtype_of, int cell, Py_ssize_t TB,
+                                        Py_ssize_t I, Py_ssize_t Hout, Py_ssize_t H,
+                                        Py_ssize_t P, Py_ssize_t threads) noexcept nogil:
+    """Values of scratch the backward driver needs with `threads` product threads: w_ih (G, I)
+    packed, w_hh (G, Hout) packed (and its n block apart for the GRU), w_hr (P, H) packed,
+    [x | h_prev | m] (TB rows) packed, [dw_ih | dw_hh] (G, Ip + Hout), a gemm_sums work buffer
+    per thread, and 64 bytes spare."""
+    cdef Py_ssize_t G = gate_width(cell, H)
+    return (packed_length(dtype_of, G, I) + packed_length(dtype_of, G, Hout)
+            + packed_length(dtype_of, H, Hout) + packed_length(dtype_of, P, H)
+            + packed_length(dtype_of, TB, xh_columns(dtype_of, cell, I, Hout, H))
+            + G * (padded_columns(dtype_of, I) + Hout) + threads * copy_length(dtype_of)
+            + 64 // sizeof(floating))

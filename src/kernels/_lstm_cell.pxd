@@ -1,0 +1,89 @@
+# The LSTM cell's pointwise math for the Cython drivers (recurrent_forward.pyx,
+# recurrent_backward.pyx), for the m active rows of one step. Mirrors
+# fastlstm.reference.lstm.lstm_cell_forward / lstm_cell_backward after (before) the products.
+# Each loop is a plain pass over contiguous memory, so the compiler vectorises it.
+from cython cimport floating
+
+from ._activations cimport sigmoid, tanh_
+
+
+cdef inline void lstm_forward_rows(floating* gates, const floating* bias, const floating* peep,
+                                   const floating* c_prev, floating* c_next, floating* out,
+                                   Py_ssize_t m, Py_ssize_t H) noexcept nogil:
+    """gates (m, 4H) IN/OUT: pre-activations without bias on entry, [i, f, g, o] on return;
+    bias (4H,); peep (3, H) [p_i, p_f, p_o] or NULL; c_prev (m, H) IN; c_next (m, H) OUT (another
+    buffer); out (m, H) OUT: o * tanh(c_next) (h itself, or what the projection multiplies)."""
+    cdef Py_ssize_t b, j
+    cdef floating* row
+    cdef floating* cn
+    cdef floating* hn
+    cdef const floating* cp
+    for b in range(m):
+        row = gates + b * 4 * H
+        cn = c_next + b * H
+        hn = out + b * H
+        cp = c_prev + b * H
+        if peep == NULL:
+            for j in range(2 * H):                      # i, f
+                row[j] = sigmoid(row[j] + bias[j])
+            for j in range(2 * H, 3 * H):               # g
+                row[j] = tanh_(row[j] + bias[j])
+            for j in range(3 * H, 4 * H):               # o
+                row[j] = sigmoid(row[j] + bias[j])
+            for j in range(H):
+                cn[j] = row[H + j] * cp[j] + row[j] * row[2 * H + j]
+        else:                                           # i, f look at c_prev, o at c_next
+            for j in range(H):
+                row[j] = sigmoid(row[j] + bias[j] + peep[j] * cp[j])
+            for j in range(H, 2 * H):
+                row[j] = sigmoid(row[j] + bias[j] + peep[j] * cp[j - H])
+            for j in range(2 * H, 3 * H):
+                row[j] = tanh_(row[j] + bias[j])
+            for j in range(H):
+                cn[j] = row[H + j] * cp[j] + row[j] * row[2 * H + j]
+            for j in range(H):
+                row[3 * H + j] = sigmoid(row[3 * H + j] + bias[3 * H + j] + peep[2 * H + j] * cn[j])
+        for j in range(H):                              # a loop of its own, so it vectorises
+            hn[j] = row[3 * H + j] * tanh_(cn[j])
+
+
+cdef inline void lstm_backward_rows(const floating* gates, const floating* peep,
+                                    const floating* c_prev, const floating* c_t,
+                                    const floating* dh, floating* dc, floating* dA,
+                                    Py_ssize_t m, Py_ssize_t H) noexcept nogil:
+    """gates (m, 4H) IN [i, f, g, o]; peep (3, H) or NULL; c_prev, c_t (m, H) IN;
+    dh (m, H) IN: the whole gradient reaching o * tanh(c_t); dc (m, H) IN/OUT: dc_next from step
+    t+1 on entry, the gradient reaching c_{t-1} on return; dA (m, 4H) OUT [da_i, da_f, da_g, da_o]."""
+    cdef Py_ssize_t b, j
+    cdef const floating* gate
+    cdef floating* da
+    cdef floating* dc_b
+    cdef const floating* cp_b
+    cdef floating i, f, g, o, tc, dh_t, dc_t, da_o
+    cdef floating one = 1
+    for b in range(m):
+        gate = gates + b * 4 * H
+        da = dA + b * 4 * H
+        dc_b = dc + b * H
+        cp_b = c_prev + b * H
+        for j in range(H):
+            da[3 * H + j] = tanh_(c_t[b * H + j])
+        for j in range(H):
+            i = gate[j]
+            f = gate[H + j]
+            g = gate[2 * H + j]
+            o = gate[3 * H + j]
+            tc = da[3 * H + j]
+            dh_t = dh[b * H + j]
+            da_o = dh_t * tc * o * (one - o)
+            dc_t = dc_b[j] + dh_t * o * (one - tc * tc)
+            if peep != NULL:
+                dc_t = dc_t + da_o * peep[2 * H + j]
+            da[j] = dc_t * g * i * (one - i)
+            da[H + j] = dc_t * cp_b[j] * f * (one - f)
+            da[2 * H + j] = dc_t * i * (one - g * g)
+            da[3 * H + j] = da_o
+            dc_b[j] = dc_t * f
+        if peep != NULL:
+            for j in range(H):
+                dc_b[j] = dc_b[j] + da[j] * peep[j] + da[H + j] * peep[H + j]

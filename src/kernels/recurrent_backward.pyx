@@ -1,0 +1,255 @@
+"""Cython backward driver for every cell: the one walk back through time (CONTRACT.md).
+
+Mirrors fastlstm.reference.sequence.sequence_backward with the cells' pointwise math from
+_lstm_cell.pxd, _gru_cell.pxd and _rnn_cell.pxd. As in the forward driver, each OpenMP thread
+takes one group of batch rows and walks t = T-1 ... 0 on it alone, without the GIL and without
+barriers: per step the cell's pointwise pass for the gate gradients and the product(s) that
+carry the gradient to h_{t-1}, with the weights packed for _gemm.h's micro-kernel first. A row
+joins the walk at its last valid step (rows are sorted by length inside each group, so the
+running rows are a prefix that grows as t goes down). After the walk the input, weight and
+bias gradients are large products over all steps at once, shared out by blocks of rows:
+dx = dA w_ih, and [dw_ih | dw_hh] = dA^T [x | h_prev] with the bias gradients as the column
+sums of dA from the same read (the GRU's n block apart: its recurrent gradient is dm, and the
+reset-before GRU's recurrent input is m = r * h_prev). No BLAS call; nothing is allocated.
+"""
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy, memset
+
+from ._gemm cimport (aligned, copy_length, gemm, gemm_step, gemm_sums, pack, packed_length,
+                     panel_width)
+from ._gru_cell cimport gru_backward_rows, gru_reset_backward_rows
+from ._layout cimport (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
+                       backward_scratch, gate_width, padded_columns)
+from ._lstm_cell cimport lstm_backward_rows
+from ._rnn_cell cimport rnn_backward_rows
+
+# Rows per work item of the products after the walk (a multiple of the micro-kernel's 6).
+DEF ROWS_PER_ITEM = 96
+
+
+cdef void step_back(int cell, const floating* w_hh_pack, const floating* w_n_pack,
+                    const floating* w_hr_pack, const floating* peep, const floating* h,
+                    const floating* c, const floating* gates, floating* dh, floating* dc,
+                    floating* dA_t, floating* dhp_t, floating* work, Py_ssize_t t, Py_ssize_t m,
+                    Py_ssize_t B, Py_ssize_t H, Py_ssize_t Hout, Py_ssize_t P,
+                    Py_ssize_t b0) noexcept nogil:
+    """Step t for the m running rows from b0: dh (m, Hout) holds the whole gradient reaching
+    h_t on entry and the gradient reaching h_{t-1} on return; dA_t, dhp_t their rows of
+    step t; h, c, gates, dc, work whole buffers."""
+    cdef Py_ssize_t G = gate_width(cell, H), Gs = 4 * H
+    cdef const floating* g = gates + (t * B + b0) * (H if cell > GRU_RESET_BEFORE else Gs)
+    cdef const floating* h_prev = h + (t * B + b0) * Hout
+    cdef floating* own = work + b0 * H
+    if cell == LSTM:
+        if P:   # the gradient reaching o * tanh(c_t) (m, H) = dh (m, P) @ w_hr
+            memcpy(dhp_t, dh, m * P * sizeof(floating))
+            gemm(m, H, P, dh, P, 1, w_hr_pack, own, H, False)
+        lstm_backward_rows(g, peep, c + (t * B + b0) * H, c + ((t + 1) * B + b0) * H,
+                           own if P else dh, dc + b0 * H, dA_t, m, H)
+        # dh (m, Hout) = dA_t (m, 4H) @ w_hh (4H, Hout)
+        gemm_step(t, m, Hout, G, dA_t, G, w_hh_pack, dh, Hout, False)
+    elif cell == GRU_LINEAR_BEFORE_RESET:
+        gru_backward_rows(g, h_prev, dh, dA_t, True, m, H)
+        gemm(m, H, 2 * H, dA_t, Gs, 1, w_hh_pack, dh, H, True)     # [da_r, da_z] @ w_hh[:2H]
+        gemm(m, H, H, dA_t + 3 * H, Gs, 1, w_n_pack, dh, H, True)  # dm @ w_hn
+    elif cell == GRU_RESET_BEFORE:
+        gru_backward_rows(g, h_prev, dh, dA_t, False, m, H)
+        gemm(m, H, H, dA_t + 2 * H, Gs, 1, w_n_pack, own, H, False)  # da_n @ w_hn: d(r * h)
+        gru_reset_backward_rows(g, h_prev, own, dh, dA_t, m, H)
+        gemm(m, H, 2 * H, dA_t, Gs, 1, w_hh_pack, dh, H, True)
+    else:
+        rnn_backward_rows(g, dh, dA_t, cell == RNN_RELU, m, H)
+        gemm_step(t, m, H, H, dA_t, H, w_hh_pack, dh, H, False)
+
+
+cdef void run_group(int cell, const floating* w_hh_pack, const floating* w_n_pack,
+                    const floating* w_hr_pack, const floating* peep, const int64_t* lengths,
+                    const floating* h, const floating* c, const floating* gates,
+                    const floating* dy, floating* dh, floating* dc, floating* dA,
+                    floating* dhp, floating* work, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
+                    Py_ssize_t Hout, Py_ssize_t P, Py_ssize_t Gs, Py_ssize_t b0,
+                    Py_ssize_t b1) noexcept nogil:
+    """The whole backward walk for batch rows b0 <= b < b1 (dy NULL when there is none)."""
+    cdef Py_ssize_t nb = b1 - b0, m = 0, t = T - 1, j
+    cdef floating* dA_t
+    cdef floating* dh_g = dh + b0 * Hout
+    while t >= 0:
+        while m < nb and lengths[b0 + m] > t:      # rows whose last valid step is t join
+            m += 1
+        dA_t = dA + (t * B + b0) * Gs
+        memset(dA_t + m * Gs, 0, (nb - m) * Gs * sizeof(floating))
+        if P:
+            memset(dhp + (t * B + b0 + m) * P, 0, (nb - m) * P * sizeof(floating))
+        if m > 0:
+            if dy != NULL:
+                for j in range(m * Hout):
+                    dh_g[j] += dy[(t * B + b0) * Hout + j]
+            step_back(cell, w_hh_pack, w_n_pack, w_hr_pack, peep, h, c, gates, dh_g, dc, dA_t,
+                      dhp + (t * B + b0) * P if P else NULL, work, t, m, B, H, Hout, P, b0)
+        t -= 1
+
+
+cdef void pack_block(const floating* w, Py_ssize_t rows, Py_ssize_t cols, floating* out,
+                     int n_threads) noexcept nogil:
+    """w (rows, cols) row-major packed as the right-hand factor of a product (k = rows), by
+    blocks of rows."""
+    cdef Py_ssize_t item, r0, r1, NR = panel_width(out)
+    for item in prange((rows + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM, num_threads=n_threads,
+                       schedule="static"):
+        r0 = item * ROWS_PER_ITEM
+        r1 = min(r0 + ROWS_PER_ITEM, rows)
+        pack(r1 - r0, cols, w + r0 * cols, cols, 1, out + r0 * NR, rows * NR)
+
+
+cdef void weight_rows(const floating* dA, const floating* xh_pack, floating* dw,
+                      floating* db_ih, floating* db_hh, floating* work, Py_ssize_t r0,
+                      Py_ssize_t r1, Py_ssize_t TB, Py_ssize_t Gs, Py_ssize_t Ip,
+                      Py_ssize_t Hout, Py_ssize_t rec_shift, Py_ssize_t rec_panels) noexcept nogil:
+    """Rows r0 <= r < r1 of [dw_ih | dw_hh] (ldw = Ip + Hout) and of db_ih, db_hh.
+    rec_shift < 0: one product dA[:, r0:r1]^T [x | h_prev]; else the input side from dA's
+    columns r and the recurrent side from columns r + rec_shift, against the packed block that
+    starts rec_panels columns into xh_pack."""
+    cdef Py_ssize_t ldw = Ip + Hout, r
+    if rec_shift < 0:
+        gemm_sums(r1 - r0, ldw, TB, dA + r0, 1, Gs, xh_pack, dw + r0 * ldw, ldw, db_ih + r0,
+                  work)
+        for r in range(r0, r1):
+            db_hh[r] = db_ih[r]
+    else:
+        gemm_sums(r1 - r0, Ip, TB, dA + r0, 1, Gs, xh_pack, dw + r0 * ldw, ldw, db_ih + r0, work)
+        gemm_sums(r1 - r0, Hout, TB, dA + r0 + rec_shift, 1, Gs, xh_pack + rec_panels * TB,
+                  dw + r0 * ldw + Ip, ldw, db_hh + r0, work)
+
+
+def backward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
+             const floating[:, ::1] w_hh, const floating[:, ::1] w_hr,
+             const floating[:, ::1] peep, const int64_t[::1] lengths,
+             const floating[:, :, ::1] h, const floating[:, :, ::1] c,
+             const floating[:, :, ::1] gates, const floating[:, :, ::1] dy,
+             floating[:, ::1] dh, floating[:, ::1] dc, floating[:, :, ::1] dA,
+             floating[:, :, ::1] dhp, floating[:, :, ::1] dx, floating[:, ::1] dw_ih,
+             floating[:, ::1] dw_hh, floating[::1] db_ih, floating[::1] db_hh,
+             floating[:, ::1] work, floating[::1] scratch, int n_groups=1,
+             int n_product_threads=1):
+    """Back-propagate `cell` through T >= 1 steps of B >= 1 rows; buffers as in CONTRACT.md.
+
+    scratch (at least _info.backward_scratch_length(cell, T*B, I, Hout, H, P, itemsize,
+                        n_product_threads),) from its first 64-byte boundary on
+    n_groups            groups of batch rows of the walk (the forward's grouping, which the
+                        rows' order was arranged for), one OpenMP thread each; at most B
+    n_product_threads   OpenMP threads for the packing and the products after the walk
+    """
+    cdef Py_ssize_t T = gates.shape[0], B = gates.shape[1], I = x.shape[2]
+    cdef Py_ssize_t Hout = h.shape[2], H = w_hr.shape[1], P = w_hr.shape[0]
+    cdef Py_ssize_t G = gate_width(cell, H), Gs = gates.shape[2], TB = T * B
+    cdef bint has_dy = dy.shape[0] > 0
+    cdef bint gru = cell == GRU_LINEAR_BEFORE_RESET or cell == GRU_RESET_BEFORE
+    cdef Py_ssize_t group, item, r0, r1, r, j, n_fused
+    cdef Py_ssize_t NR = panel_width(&dA[0, 0, 0])
+    cdef Py_ssize_t Ip = padded_columns(&dA[0, 0, 0], I)
+    cdef Py_ssize_t Hp = padded_columns(&dA[0, 0, 0], Hout)
+    cdef Py_ssize_t xh_cols = Ip + Hp + (H if cell == GRU_RESET_BEFORE else 0)
+    cdef floating* w_ih_pack
+    cdef floating* w_hh_pack
+    cdef floating* w_n_pack
+    cdef floating* w_hr_pack
+    cdef floating* xh_pack
+    cdef floating* dw
+    cdef floating* buf
+    cdef const floating* peep_p = NULL
+    if (T < 1 or B < 1 or H < 1 or I < 1 or n_groups < 1 or n_groups > B
+            or n_product_threads < 1 or cell < 0 or cell > RNN_RELU
+            or Hout != (P if P else H) or (P and cell != LSTM)
+            or Gs != (H if cell > GRU_RESET_BEFORE else 4 * H)
+            or w_ih.shape[0] != G or w_ih.shape[1] != I
+            or w_hh.shape[0] != G or w_hh.shape[1] != Hout
+            or (peep.shape[0] != 0 and (cell != LSTM or peep.shape[0] != 3 or peep.shape[1] != H))
+            or lengths.shape[0] != B or x.shape[0] != T or x.shape[1] != B
+            or h.shape[0] != T + 1 or h.shape[1] != B
+            or (cell == LSTM and (c.shape[0] != T + 1 or c.shape[1] != B or c.shape[2] != H
+                                  or dc.shape[0] != B or dc.shape[1] != H))
+            or dh.shape[0] != B or dh.shape[1] != Hout
+            or dA.shape[0] != T or dA.shape[1] != B or dA.shape[2] != Gs
+            or (P and (dhp.shape[0] != T or dhp.shape[1] != B or dhp.shape[2] != P))
+            or dx.shape[0] != T or dx.shape[1] != B or dx.shape[2] != I
+            or dw_ih.shape[0] != G or dw_ih.shape[1] != I
+            or dw_hh.shape[0] != G or dw_hh.shape[1] != Hout
+            or db_ih.shape[0] != G or db_hh.shape[0] != G
+            or (has_dy and (dy.shape[0] != T or dy.shape[1] != B or dy.shape[2] != Hout))
+            or work.shape[0] != B or work.shape[1] != H
+            or scratch.shape[0] < backward_scratch(&dA[0, 0, 0], cell, TB, I, Hout, H, P,
+                                                   n_product_threads)):
+        raise ValueError("recurrent_backward: inconsistent buffer shapes")
+    for r in range(B):
+        if lengths[r] < 0 or lengths[r] > T:
+            raise ValueError("recurrent_backward: a length outside [0, T]")
+    for group in range(n_groups):
+        r0 = group * B // n_groups
+        r1 = (group + 1) * B // n_groups
+        for r in range(r0 + 1, r1):
+            if lengths[r] > lengths[r - 1]:
+                raise ValueError("recurrent_backward: lengths increase inside a group of rows")
+    if peep.shape[0]:
+        peep_p = &peep[0, 0]
+    w_ih_pack = aligned(&scratch[0])
+    w_hh_pack = w_ih_pack + packed_length(&dA[0, 0, 0], G, I)
+    w_n_pack = w_hh_pack + packed_length(&dA[0, 0, 0], G, Hout)
+    w_hr_pack = w_n_pack + packed_length(&dA[0, 0, 0], H, Hout)
+    xh_pack = w_hr_pack + packed_length(&dA[0, 0, 0], P, H)
+    dw = xh_pack + packed_length(&dA[0, 0, 0], TB, xh_cols)
+    buf = dw + G * (Ip + Hout)
+    n_fused = 2 * H if gru else G
+    with nogil:
+        pack_block(&w_ih[0, 0], G, I, w_ih_pack, n_product_threads)
+        if gru:   # the r, z block (2H, H) and the n block (H, H) apart
+            pack_block(&w_hh[0, 0], 2 * H, Hout, w_hh_pack, n_product_threads)
+            pack_block(&w_hh[0, 0] + 2 * H * Hout, H, Hout, w_n_pack, n_product_threads)
+        else:
+            pack_block(&w_hh[0, 0], G, Hout, w_hh_pack, n_product_threads)
+        if P:
+            pack_block(&w_hr[0, 0], P, H, w_hr_pack, 1)
+        for group in prange(n_groups, num_threads=n_groups, schedule="static"):
+            run_group(cell, w_hh_pack, w_n_pack, w_hr_pack, peep_p, &lengths[0], &h[0, 0, 0],
+                      &c[0, 0, 0] if cell == LSTM else NULL, &gates[0, 0, 0],
+                      &dy[0, 0, 0] if has_dy else NULL, &dh[0, 0],
+                      &dc[0, 0] if cell == LSTM else NULL, &dA[0, 0, 0],
+                      &dhp[0, 0, 0] if P else NULL, &work[0, 0], T, B, H, Hout, P, Gs,
+                      group * B // n_groups, (group + 1) * B // n_groups)
+        # [x | h_0 ... h_{T-1} | m] (TB, xh_cols) packed; dx = dA w_ih; by blocks of rows
+        for item in prange((TB + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
+                           num_threads=n_product_threads, schedule="static"):
+            r0 = item * ROWS_PER_ITEM
+            r1 = min(r0 + ROWS_PER_ITEM, TB)
+            pack(r1 - r0, I, &x[0, 0, 0] + r0 * I, I, 1, xh_pack + r0 * NR, TB * NR)
+            pack(r1 - r0, Hout, &h[0, 0, 0] + r0 * Hout, Hout, 1, xh_pack + Ip * TB + r0 * NR,
+                 TB * NR)
+            if cell == GRU_RESET_BEFORE:
+                pack(r1 - r0, H, &gates[0, 0, 0] + r0 * Gs + 3 * H, Gs, 1,
+                     xh_pack + (Ip + Hp) * TB + r0 * NR, TB * NR)
+            gemm(r1 - r0, I, G, &dA[0, 0, 0] + r0 * Gs, Gs, 1, w_ih_pack,
+                 &dx[0, 0, 0] + r0 * I, I, False)
+        # [dw_ih | dw_hh] and the bias gradients, by blocks of gate rows: one product where the
+        # input and recurrent sides share dA's columns and h_prev ...
+        for item in prange((n_fused + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
+                           num_threads=n_product_threads, schedule="static"):
+            r0 = item * ROWS_PER_ITEM
+            weight_rows(&dA[0, 0, 0], xh_pack, dw, &db_ih[0], &db_hh[0],
+                        buf + threadid() * copy_length(&dA[0, 0, 0]), r0,
+                        min(r0 + ROWS_PER_ITEM, n_fused), TB, Gs, Ip, Hout, -1, 0)
+        # ... and the GRU's n block apart: recurrent gradient dm (dA's slot 3), input h_prev
+        # or m = r * h_prev
+        if gru:
+            for item in prange((H + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
+                               num_threads=n_product_threads, schedule="static"):
+                r0 = 2 * H + item * ROWS_PER_ITEM
+                weight_rows(&dA[0, 0, 0], xh_pack, dw, &db_ih[0], &db_hh[0],
+                            buf + threadid() * copy_length(&dA[0, 0, 0]), r0,
+                            min(r0 + ROWS_PER_ITEM, 3 * H), TB, Gs, Ip, Hout, H,
+                            Ip + Hp if cell == GRU_RESET_BEFORE else Ip)
+        for r in prange(G, num_threads=n_product_threads, schedule="static"):
+            for j in range(I):
+                dw_ih[r, j] = dw[r * (Ip + Hout) + j]
+            for j in range(Hout):
+                dw_hh[r, j] = dw[r * (Ip + Hout) + Ip + j]

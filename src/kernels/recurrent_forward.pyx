@@ -1,0 +1,227 @@
+"""Cython forward driver for every cell: the one time loop (src/kernels/CONTRACT.md).
+
+Mirrors fastlstm.reference.sequence.sequence_forward (without reverse, which the Python layer
+turns into loop order) with the cells' pointwise math from _lstm_cell.pxd, _gru_cell.pxd and
+_rnn_cell.pxd. First the weights are packed into panels for _gemm.h's micro-kernel (in
+parallel, by panels). Then the rows of the batch, which never meet, are cut into one group per
+OpenMP thread and each thread runs the whole time loop on its group without the GIL and
+without waiting for the others: no barrier per step, so a thread that loses its core for a
+while (a loaded machine) delays only itself. Each chunk of steps starts with the input
+projection of the group's active rows at all its steps (one pass over the packed w_ih^T; with
+a single group, shared between the threads when it is large); then per step the recurrent
+product(s) and the cell's fused pointwise pass. Variable lengths: rows are sorted by length
+inside each group, so the active rows of a step are a prefix that only shrinks; finished
+rows cost nothing. No BLAS call, and nothing is allocated here.
+"""
+from cython cimport floating
+from libc.stdint cimport int64_t
+from cython.parallel cimport prange
+
+from ._gemm cimport aligned, gemm, gemm_groups, gemm_step, pack, packed_length, panel_width
+from ._gru_cell cimport gru_forward_rows, gru_new_rows, gru_reset_rows
+from ._layout cimport (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
+                       forward_scratch, gate_width)
+from ._lstm_cell cimport lstm_forward_rows
+from ._rnn_cell cimport rnn_forward_rows
+
+# With one group of rows, a chunk's input projection is shared between the threads when it
+# has at least this many multiply-adds (waking the other threads costs several microseconds).
+DEF SHARED_PROJECTION_MACS = 1 << 21
+# The weights are packed by all threads when they hold at least this many values.
+DEF SHARED_PACKING_VALUES = 1 << 16
+
+
+cdef inline Py_ssize_t active_rows(const int64_t* lengths, Py_ssize_t b0, Py_ssize_t n,
+                                   Py_ssize_t t) noexcept nogil:
+    """How many of the n rows from b0 (lengths never increasing) are still running at step t:
+    n on entry is an upper bound (the count at an earlier step)."""
+    while n > 0 and lengths[b0 + n - 1] <= t:
+        n -= 1
+    return n
+
+
+cdef void step(int cell, const floating* w_hh_pack, const floating* w_n_pack,
+               const floating* w_hr_pack, const floating* bias, const floating* peep,
+               floating* h, floating* c, floating* g, floating* work, Py_ssize_t t,
+               Py_ssize_t m, Py_ssize_t B, Py_ssize_t H, Py_ssize_t Hout, Py_ssize_t P,
+               bint keep_c, Py_ssize_t b0) noexcept nogil:
+    """Step t for the m active rows from b0: g (m, Gs) holds their x_t W_ih^T; h, c, work as in
+    forward (whole buffers)."""
+    cdef Py_ssize_t G = gate_width(cell, H)
+    cdef floating* h_prev = h + (t * B + b0) * Hout
+    cdef floating* h_next = h + ((t + 1) * B + b0) * Hout
+    cdef floating* rec = work + b0 * 3 * H
+    if cell == LSTM:
+        # g (m, 4H) += h_t (m, Hout) @ w_hh^T
+        gemm_step(t, m, G, Hout, h_prev, Hout, w_hh_pack, g, G, True)
+        lstm_forward_rows(g, bias, peep, c + ((t if keep_c else t % 2) * B + b0) * H,
+                          c + ((t + 1 if keep_c else (t + 1) % 2) * B + b0) * H,
+                          work + b0 * H if P else h_next, m, H)
+        if P:   # h_next (m, P) = (o * tanh(c)) (m, H) @ w_hr^T
+            gemm(m, P, H, work + b0 * H, H, 1, w_hr_pack, h_next, P, False)
+    elif cell == GRU_LINEAR_BEFORE_RESET:
+        gemm_step(t, m, G, H, h_prev, H, w_hh_pack, rec, 3 * H, False)
+        gru_forward_rows(g, rec, bias, bias + G, h_prev, h_next, m, H, H)
+    elif cell == GRU_RESET_BEFORE:
+        gemm_step(t, m, 2 * H, H, h_prev, H, w_hh_pack, rec, 3 * H, False)
+        gru_reset_rows(g, rec, bias, h_prev, m, H, H)
+        # rec[:, 2H:3H] = (r * h) (m, H) @ w_hn^T
+        gemm(m, H, H, g + 3 * H, 4 * H, 1, w_n_pack, rec + 2 * H, 3 * H, False)
+        gru_new_rows(g, rec, bias, h_prev, h_next, m, H, H)
+    else:
+        gemm_step(t, m, G, H, h_prev, H, w_hh_pack, g, G, True)
+        rnn_forward_rows(g, bias, h_next, cell == RNN_RELU, m, H)
+
+
+cdef void run_chunk(int cell, const floating* w_hh_pack, const floating* w_n_pack,
+                    const floating* w_hr_pack, const floating* bias, const floating* peep,
+                    const int64_t* lengths, floating* h, floating* c, floating* gates,
+                    floating* work, Py_ssize_t B, Py_ssize_t H, Py_ssize_t Hout, Py_ssize_t P,
+                    Py_ssize_t Gs, bint keep_c, Py_ssize_t t0, Py_ssize_t k, Py_ssize_t b0,
+                    Py_ssize_t b1) noexcept nogil:
+    """Steps t0 <= t < t0 + k for the rows b0 <= b < b1 that are still running; step t works in
+    gates[t - t0], which holds the input projection of its rows."""
+    cdef Py_ssize_t s, m = b1 - b0
+    for s in range(k):
+        m = active_rows(lengths, b0, m, t0 + s)
+        if m == 0:
+            return
+        step(cell, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, h, c, gates + (s * B + b0) * Gs,
+             work, t0 + s, m, B, H, Hout, P, keep_c, b0)
+
+
+cdef void project(const floating* x, const floating* w_ih_pack, const int64_t* lengths,
+                  floating* gates, Py_ssize_t B, Py_ssize_t I, Py_ssize_t G, Py_ssize_t Gs,
+                  Py_ssize_t t0, Py_ssize_t k, Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
+    """gates[s, b] (G of Gs columns) = x[t0 + s, b] @ w_ih^T for the rows b0 <= b < b1 still
+    running at step t0 + s, s < k: all steps in one pass over w_ih's panels when every row
+    runs through the chunk, else step by step on the running rows only."""
+    cdef Py_ssize_t s, m = b1 - b0
+    if lengths[b1 - 1] >= t0 + k:
+        gemm_groups(k, m, G, I, x + (t0 * B + b0) * I, I, B * I, w_ih_pack, gates + b0 * Gs,
+                    Gs, B * Gs)
+        return
+    for s in range(k):
+        m = active_rows(lengths, b0, m, t0 + s)
+        if m == 0:
+            return
+        gemm(m, G, I, x + ((t0 + s) * B + b0) * I, I, 1, w_ih_pack, gates + (s * B + b0) * Gs,
+             Gs, False)
+
+
+cdef void run_group(int cell, const floating* x, const floating* w_ih_pack,
+                    const floating* w_hh_pack, const floating* w_n_pack,
+                    const floating* w_hr_pack, const floating* bias, const floating* peep,
+                    const int64_t* lengths, floating* h, floating* c, floating* gates,
+                    floating* work, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+                    Py_ssize_t Hout, Py_ssize_t P, Py_ssize_t Gs, Py_ssize_t K, bint keep_c,
+                    Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
+    """The whole time loop for batch rows b0 <= b < b1, in chunks of K steps."""
+    cdef Py_ssize_t t0 = 0, k
+    while t0 < T and lengths[b0] > t0:
+        k = min(K, T - t0)
+        project(x, w_ih_pack, lengths, gates, B, I, gate_width(cell, H), Gs, t0, k, b0, b1)
+        run_chunk(cell, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, lengths, h, c, gates, work,
+                  B, H, Hout, P, Gs, keep_c, t0, k, b0, b1)
+        t0 += K
+
+
+cdef void pack_rows(const floating* w, Py_ssize_t rows, Py_ssize_t cols, floating* out,
+                    int n_threads) noexcept nogil:
+    """w (rows, cols) row-major -> w^T (cols, rows) packed into panels, a panel per work item."""
+    cdef Py_ssize_t p, NR = panel_width(out)
+    for p in prange((rows + NR - 1) // NR, num_threads=n_threads, schedule="static"):
+        pack(cols, min(NR, rows - p * NR), w + p * NR * cols, 1, cols, out + p * cols * NR,
+             cols * NR)
+
+
+def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
+            const floating[:, ::1] w_hh, const floating[:, ::1] w_hr,
+            const floating[:, ::1] bias, const floating[:, ::1] peep,
+            const int64_t[::1] lengths, floating[:, :, ::1] h, floating[:, :, ::1] c,
+            floating[:, :, ::1] gates, floating[:, ::1] work, floating[::1] scratch,
+            int n_threads=1):
+    """Run `cell` over T >= 1 steps of B >= 1 rows; buffers as in src/kernels/CONTRACT.md.
+
+    scratch (at least _info.forward_scratch_length(cell, I, Hout, H, P, itemsize),)  for the
+                        packed weights, from its first 64-byte boundary on
+    n_threads           OpenMP threads. With B >= 2 each takes a group of batch rows (at most
+                        B groups) for the whole time loop; with one group they share each
+                        chunk's input projection, and one of them runs the chunk's steps.
+    """
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2]
+    cdef Py_ssize_t Hout = h.shape[2], H = w_hr.shape[1], P = w_hr.shape[0]
+    cdef Py_ssize_t K = gates.shape[0], Gs = gates.shape[2]
+    cdef Py_ssize_t G = gate_width(cell, H)
+    cdef bint keep_c = c.shape[0] == T + 1
+    cdef Py_ssize_t n_groups = min(n_threads, B)
+    cdef Py_ssize_t group, t0, k, part, r0, r1, n_parts, packers
+    cdef floating* w_ih_pack
+    cdef floating* w_hh_pack
+    cdef floating* w_n_pack
+    cdef floating* w_hr_pack
+    cdef const floating* peep_p = NULL
+    cdef Py_ssize_t work_width = (3 * H if cell == GRU_LINEAR_BEFORE_RESET or cell == GRU_RESET_BEFORE
+                                  else (H if P else 0))
+    if (T < 1 or B < 1 or I < 1 or H < 1 or K < 1 or K > T or n_threads < 1 or cell < 0
+            or cell > RNN_RELU or Hout != (P if P else H)
+            or w_ih.shape[0] != G or w_ih.shape[1] != I
+            or w_hh.shape[0] != G or w_hh.shape[1] != Hout
+            or (P and cell != LSTM) or bias.shape[0] != 2 or bias.shape[1] != G
+            or (peep.shape[0] != 0 and (cell != LSTM or peep.shape[0] != 3 or peep.shape[1] != H))
+            or lengths.shape[0] != B or h.shape[0] != T + 1 or h.shape[1] != B
+            or (cell == LSTM and ((c.shape[0] != 2 and c.shape[0] != T + 1)
+                                  or c.shape[1] != B or c.shape[2] != H))
+            or gates.shape[1] != B or Gs != (H if cell > GRU_RESET_BEFORE else 4 * H)
+            or work.shape[0] != B or (work_width and work.shape[1] != work_width)
+            or scratch.shape[0] < forward_scratch(&gates[0, 0, 0], cell, I, Hout, H, P)):
+        raise ValueError("recurrent_forward: inconsistent buffer shapes")
+    for group in range(B):
+        if lengths[group] < 0 or lengths[group] > T:
+            raise ValueError("recurrent_forward: a length outside [0, T]")
+    for group in range(n_groups):  # lengths never increase inside a group
+        r0 = group * B // n_groups
+        r1 = (group + 1) * B // n_groups
+        for part in range(r0 + 1, r1):
+            if lengths[part] > lengths[part - 1]:
+                raise ValueError("recurrent_forward: lengths increase inside a group of rows")
+    if peep.shape[0]:
+        peep_p = &peep[0, 0]
+    w_ih_pack = aligned(&scratch[0])
+    w_hh_pack = w_ih_pack + packed_length(&gates[0, 0, 0], I, G)
+    w_n_pack = w_hh_pack + packed_length(&gates[0, 0, 0], Hout, G)
+    w_hr_pack = w_n_pack + packed_length(&gates[0, 0, 0], Hout, 2 * H)
+    packers = n_threads if (I + Hout) * G >= SHARED_PACKING_VALUES else 1
+    cdef floating* x0 = <floating*>&x[0, 0, 0]
+    with nogil:
+        pack_rows(&w_ih[0, 0], G, I, w_ih_pack, packers)
+        if cell == GRU_RESET_BEFORE:   # its r, z block and its n block apart
+            pack_rows(&w_hh[0, 0], 2 * H, Hout, w_hh_pack, packers)
+            pack_rows(&w_hh[0, 0] + 2 * H * Hout, H, Hout, w_n_pack, packers)
+        else:
+            pack_rows(&w_hh[0, 0], G, Hout, w_hh_pack, packers)
+        if P:
+            pack_rows(&w_hr[0, 0], P, H, w_hr_pack, 1)
+        if n_groups > 1:  # a group of batch rows per thread, each on its own to the end
+            for group in prange(n_groups, num_threads=n_groups, schedule="static"):
+                run_group(cell, x0, w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, &bias[0, 0],
+                          peep_p, &lengths[0], &h[0, 0, 0], &c[0, 0, 0] if cell == LSTM else NULL,
+                          &gates[0, 0, 0], &work[0, 0] if work.shape[1] else NULL,
+                          T, B, I, H, Hout, P, Gs, K, keep_c,
+                          group * B // n_groups, (group + 1) * B // n_groups)
+        else:  # one group: all threads project a chunk's input, then one thread runs its steps
+            t0 = 0
+            while t0 < T and lengths[0] > t0:
+                k = min(K, T - t0)
+                n_parts = n_threads if k * B * I * G >= SHARED_PROJECTION_MACS else 1
+                for part in prange(n_parts, num_threads=n_parts, schedule="static"):
+                    r0 = part * k * B // n_parts
+                    r1 = (part + 1) * k * B // n_parts
+                    # gates[0:k] (k*B, G of Gs) = x[t0:t0+k] (k*B, I) @ w_ih^T, by blocks of rows
+                    gemm(r1 - r0, G, I, x0 + (t0 * B + r0) * I, I, 1, w_ih_pack,
+                         &gates[0, 0, 0] + r0 * Gs, Gs, False)
+                run_chunk(cell, w_hh_pack, w_n_pack, w_hr_pack, &bias[0, 0], peep_p,
+                          &lengths[0], &h[0, 0, 0], &c[0, 0, 0] if cell == LSTM else NULL,
+                          &gates[0, 0, 0], &work[0, 0] if work.shape[1] else NULL,
+                          B, H, Hout, P, Gs, keep_c, t0, k, 0, B)
+                t0 += k
