@@ -95,7 +95,9 @@ class Tape:
 
     def __repr__(self):
         T, B, I = self.x.shape
-        return (f"<fastlstm.Tape {self.kind} T={T} B={B} I={I} H_out={self.h.shape[2]} "
+        H = self.w_hh.shape[0] // GATE_BLOCKS[self.kind]
+        P = f" P={self.w_hr.shape[0]}" if self.w_hr.shape[0] else ""
+        return (f"<fastlstm.Tape T={T} B={B} I={I} H={H}{P} cell={self.kind} "
                 f"dtype={self.dtype} backend={self.backend!r}>")
 
 

@@ -61,7 +61,6 @@ def check_weights(cell, x, w_ih, w_hh, b_ih, b_hh, I, w_hr=None, peepholes=None)
     """The weights of one layer -> (w_ih, w_hh, b_ih, b_hh, w_hr, peepholes, H, H_out)."""
     n = GATE_BLOCKS[cell]
     dtype = x.dtype
-    w_ih = as_float_array("w_ih", w_ih, dtype)
     w_hh = as_float_array("w_hh", w_hh, dtype)
     if w_hr is not None:
         w_hr = as_float_array("w_hr", w_hr, dtype)
@@ -75,6 +74,7 @@ def check_weights(cell, x, w_ih, w_hh, b_ih, b_hh, I, w_hr=None, peepholes=None)
             raise ValueError(f"w_hh: expected shape {what} with H >= 1, got {w_hh.shape}")
         H = P = w_hh.shape[1]
     rows = "H" if n == 1 else f"{n}*H"
+    w_ih = as_float_array("w_ih", w_ih, dtype)
     check_shape("w_ih", w_ih, (n * H, I), f"({rows}, I)")
     b_ih = optional_array("b_ih", b_ih, dtype, (n * H,), f"({rows},)")
     b_hh = optional_array("b_hh", b_hh, dtype, (n * H,), f"({rows},)")

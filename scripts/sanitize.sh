@@ -60,7 +60,7 @@ echo "building the Cython kernels with $san ..."
   tail -n 40 "$work/build.log"; echo "sanitize: build failed"; exit 2; }
 # The package imports its kernels as fastlstm._kernels (src/kernels in an installed tree).
 ln -s ../src/kernels "$src/fastlstm/_kernels"
-for so in "$src"/src/kernels/lstm_forward*.so "$src"/src/kernels/lstm_backward*.so; do
+for so in "$src"/src/kernels/recurrent_forward*.so "$src"/src/kernels/recurrent_backward*.so; do
   nm -D "$so" | grep __asan_report >/dev/null || { echo "sanitize: $so is not instrumented"; exit 2; }
 done
 
@@ -96,7 +96,7 @@ rm -f "$reports"/*
 
 # 5. The kernels under the sanitizers: check that the instrumented build is the one imported.
 run -c "
-import fastlstm, fastlstm._kernels.lstm_forward as k
+import fastlstm, fastlstm._kernels.recurrent_forward as k
 assert k.__file__.startswith('$src'), k.__file__
 assert 'cython' in fastlstm.available_backends()
 print('kernels:', k.__file__)"

@@ -184,47 +184,64 @@ def test_thread_count_does_not_change_results(backend, dtype, n):
 
 
 @pytest.mark.parametrize("n_threads", [2, 3])
+@pytest.mark.parametrize("cell", [0, 1, 2, 3, 4])
 @pytest.mark.parametrize("T, B, I, H", [(4, 7, 5, 13), (64, 1, 128, 64)])
-def test_cython_kernels_threads_match_one_thread(dtype, n_threads, T, B, I, H):
-    """The Cython kernels give each OpenMP thread a group of batch rows (7 rows: groups of 3
+def test_cython_kernels_threads_match_one_thread(dtype, n_threads, cell, T, B, I, H):
+    """The Cython drivers give each OpenMP thread a group of batch rows (7 rows: groups of 3
     and 4, or 2, 2 and 3), or with a single row share the packing and the input projection
     between threads (64 x 1 x 128 x 64 is large enough for both), and share the products after
     the backward walk by blocks of rows; every output element is the same sum in the same
     order however the work is split, so the results equal the single-threaded run bit for
-    bit, forward and backward. A scratch array one value short is refused."""
+    bit, forward and backward, for every cell (CONTRACT.md's codes). A scratch array one value
+    short is refused."""
     if "cython" not in fastlstm.available_backends():
         pytest.skip("cython backend not built")
     from fastlstm._kernels._info import backward_scratch_length, forward_scratch_length
-    from fastlstm._kernels.lstm_backward import lstm_backward
-    from fastlstm._kernels.lstm_forward import lstm_forward
+    from fastlstm._kernels.recurrent_backward import backward
+    from fastlstm._kernels.recurrent_forward import forward
 
     rng = np.random.default_rng(5)
+    G = {0: 4, 1: 3, 2: 3}.get(cell, 1) * H
+    Gs = H if cell > 2 else 4 * H
     x = rng.standard_normal((T, B, I)).astype(dtype)
-    w_ih = (rng.standard_normal((4 * H, I)) * 0.3).astype(dtype)
-    w_hh = (rng.standard_normal((4 * H, H)) * 0.3).astype(dtype)
-    bias = rng.standard_normal(4 * H).astype(dtype)
+    w_ih = (rng.standard_normal((G, I)) * 0.3).astype(dtype)
+    w_hh = (rng.standard_normal((G, H)) * 0.3).astype(dtype)
+    w_hr = np.zeros((0, H), dtype)
+    peep = (rng.standard_normal((3, H)) * 0.3).astype(dtype) if cell == 0 else np.zeros((0, H), dtype)
+    bias = rng.standard_normal((2, G)).astype(dtype)
     dy = rng.standard_normal((T, B, H)).astype(dtype)
     h0 = rng.standard_normal((B, H)).astype(dtype)
+    lengths = np.full(B, T, np.int64)
+    itemsize = np.dtype(dtype).itemsize
     results = []
     for n in (1, n_threads):
         h = np.zeros((T + 1, B, H), dtype)
-        c = np.zeros((T + 1, B, H), dtype)
+        c = np.zeros((T + 1, B, H) if cell == 0 else (0, B, H), dtype)
         h[0] = h0
-        gates = np.empty((T, B, 4 * H), dtype)
-        itemsize = np.dtype(dtype).itemsize
-        lstm_forward(x, w_ih, w_hh, bias, h, c, gates,
-                     np.empty(forward_scratch_length(I, H, itemsize), dtype), n)
-        dh, dc = np.zeros((B, H), dtype), np.ones((B, H), dtype)
-        grads = [np.empty((T, B, 4 * H), dtype), np.empty((T, B, I), dtype),
-                 np.empty((4 * H, I), dtype), np.empty((4 * H, H), dtype), np.empty(4 * H, dtype)]
-        scratch = np.empty(backward_scratch_length(T * B, I, H, itemsize, n), dtype)
-        lstm_backward(x, w_ih, w_hh, h, c, gates, dy, dh, dc, *grads, scratch, min(n, B), n)
+        gates = np.empty((T, B, Gs), dtype)
+        work = np.empty((B, 3 * H if cell in (1, 2) else 0), dtype)
+        forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work,
+                np.empty(forward_scratch_length(cell, I, H, H, 0, itemsize), dtype), n)
+        dh, dc = np.zeros((B, H), dtype), np.ones((B, H if cell == 0 else 0), dtype)
+        grads = [np.empty((T, B, Gs), dtype), np.zeros((0, B, 0), dtype),
+                 np.empty((T, B, I), dtype), np.empty((G, I), dtype), np.empty((G, H), dtype),
+                 np.empty(G, dtype), np.empty(G, dtype)]
+        scratch = np.empty(backward_scratch_length(cell, T * B, I, H, H, 0, itemsize, n), dtype)
+        backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, *grads,
+                 np.empty((B, H), dtype), scratch, min(n, B), n)
         results.append([h, c, gates, dh, dc] + grads)
     for single, threaded in zip(*results):
         np.testing.assert_array_equal(threaded, single)
-    short = np.empty(forward_scratch_length(I, H, itemsize) - 1, dtype)
+    short = np.empty(forward_scratch_length(cell, I, H, H, 0, itemsize) - 1, dtype)
     with pytest.raises(ValueError, match="inconsistent buffer shapes"):
-        lstm_forward(x, w_ih, w_hh, bias, h, c, gates, short, 1)
-    short = np.empty(backward_scratch_length(T * B, I, H, itemsize, 1) - 1, dtype)
+        forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, short, 1)
+    short = np.empty(backward_scratch_length(cell, T * B, I, H, H, 0, itemsize, 1) - 1, dtype)
     with pytest.raises(ValueError, match="inconsistent buffer shapes"):
-        lstm_backward(x, w_ih, w_hh, h, c, gates, dy, dh, dc, *grads, short, 1, 1)
+        backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, *grads,
+                 np.empty((B, H), dtype), short, 1, 1)
+    unsorted = lengths.copy()
+    if B > 1:
+        unsorted[0] = T - 1   # longer rows after shorter ones in one group: refused
+        with pytest.raises(ValueError, match="lengths increase"):
+            forward(cell, x, w_ih, w_hh, w_hr, bias, peep, unsorted, h, c, gates, work,
+                    np.empty(forward_scratch_length(cell, I, H, H, 0, itemsize), dtype), 1)

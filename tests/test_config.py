@@ -51,14 +51,23 @@ def test_kernel_scratch_lengths():
         assert panel * itemsize == (4 if vector == 64 else 2) * vector
         I, H = 5, 13
         padded = -(-4 * H // panel) * panel
-        assert _info.forward_scratch_length(I, H, itemsize) == (I + H) * padded + 64 // itemsize
-        one = _info.backward_scratch_length(7, I, H, itemsize, 1)
-        assert _info.backward_scratch_length(7, I, H, itemsize, 2) > one
-        assert _info.backward_scratch_length(70, I, H, itemsize, 1) > one
-        with pytest.raises(ValueError, match="must be >= 1"):
-            _info.forward_scratch_length(0, H, itemsize)
-        with pytest.raises(ValueError, match="must be >= 1"):
-            _info.backward_scratch_length(7, I, H, itemsize, 0)
+        lstm = _info.forward_scratch_length(0, I, H, H, 0, itemsize)
+        # w_ih^T and w_hh^T packed (plus room for a split w_hh), and 64 bytes to align
+        assert lstm >= (I + H) * padded + 64 // itemsize
+        assert _info.forward_scratch_length(0, I, 3, H, 3, itemsize) > _info.forward_scratch_length(
+            0, I, 3, H, 0, itemsize)                                   # + w_hr^T packed
+        assert _info.forward_scratch_length(3, I, H, H, 0, itemsize) < lstm   # RNN: G = H
+        one = _info.backward_scratch_length(0, 7, I, H, H, 0, itemsize, 1)
+        assert _info.backward_scratch_length(0, 7, I, H, H, 0, itemsize, 2) > one
+        assert _info.backward_scratch_length(0, 70, I, H, H, 0, itemsize, 1) > one
+        assert _info.backward_scratch_length(2, 7, I, H, H, 0, itemsize, 1) > \
+            _info.backward_scratch_length(1, 7, I, H, H, 0, itemsize, 1)  # + packed m = r * h
+        with pytest.raises(ValueError, match="needs"):
+            _info.forward_scratch_length(0, 0, H, H, 0, itemsize)
+        with pytest.raises(ValueError, match="needs"):
+            _info.forward_scratch_length(5, I, H, H, 0, itemsize)
+        with pytest.raises(ValueError, match="needs"):
+            _info.backward_scratch_length(0, 7, I, H, H, 0, itemsize, 0)
 
 
 def test_show_config_rejects_unknown_mode():

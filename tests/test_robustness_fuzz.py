@@ -172,6 +172,7 @@ def kernel_calls():
         def __init__(self, kernel):
             self._kernel = kernel
             self.name = kernel.name
+            self.groups = kernel.groups
 
         def forward(self, *args):
             calls.append("forward")
