@@ -50,11 +50,10 @@ def check_lengths(lengths, T, B, unbatched):
         arr = arr.reshape(1)
     if arr.shape != expected:
         raise ValueError(f"lengths: expected shape (B,) = {expected}, got {arr.shape}")
-    arr = arr.astype(np.int64)
-    if arr.size and (arr.min() < 0 or arr.max() > T):
+    if arr.size and (arr.min() < 0 or arr.max() > T):   # before any conversion
         bad = arr[(arr < 0) | (arr > T)][0]
         raise ValueError(f"lengths: each length must be in [0, T] = [0, {T}], got {bad}")
-    return arr
+    return arr.astype(np.int64)
 
 
 def check_weights(cell, x, w_ih, w_hh, b_ih, b_hh, I, w_hr=None, peepholes=None):
