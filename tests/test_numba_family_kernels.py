@@ -1,0 +1,289 @@
+"""The Numba kernels of every cell (src/kernels/numba_recurrent_forward.py,
+numba_recurrent_backward.py, numba_cells.py), called directly with the buffers of
+src/kernels/CONTRACT.md, against fastlstm.reference.sequence_forward / sequence_backward
+(reverse=False, the same lengths) computed in float64.
+
+Loop-order data, lengths never increasing over the batch (the Numba kernels run it as one
+group), zeros and T among them. Every cell code (LSTM plain, with peepholes, with projection,
+with both; GRU codes 1 and 2; RNN tanh and relu) in training (K = T gates, T+1 c slots; then
+the backward) and in inference (2-slot c, K < T gates scratch), float32 and float64. The grid
+is small: Numba compiles one forward and one backward per dtype, which is most of the time.
+"""
+import numpy as np
+import pytest
+
+from conftest import assert_close
+from fastlstm._kernels import numba_recurrent_backward as nb_bwd
+from fastlstm._kernels import numba_recurrent_forward as nb_fwd
+from fastlstm.reference import sequence_backward, sequence_forward
+
+TOL = {np.float32: 1e-4, np.float64: 1e-10}
+
+# (name, reference cell, code, options, peepholes, projection P)
+CELLS = [
+    ("lstm", "lstm", 0, {}, False, 0),
+    ("lstm-peep", "lstm", 0, {}, True, 0),
+    ("lstm-proj", "lstm", 0, {}, False, 3),
+    ("lstm-peep-proj", "lstm", 0, {}, True, 2),
+    ("gru-linear-before-reset", "gru", 1, {"linear_before_reset": True}, False, 0),
+    ("gru-reset-before", "gru", 2, {"linear_before_reset": False}, False, 0),
+    ("rnn-tanh", "rnn", 3, {"nonlinearity": "tanh"}, False, 0),
+    ("rnn-relu", "rnn", 4, {"nonlinearity": "relu"}, False, 0),
+]
+
+# (T, B, I, H, lengths (never increasing), K of the inference run)
+SHAPES = {
+    "ragged": (5, 4, 3, 5, [5, 3, 1, 0], 2),        # zeros and T; H not a multiple of 8
+    "short": (6, 3, 7, 3, [4, 4, 0], 4),            # no row runs to T: the loop ends early
+    "all-T": (3, 2, 2, 9, [3, 3], 1),
+    "T1-B1": (1, 1, 4, 2, [1], 1),
+    "empty": (2, 1, 3, 4, [0], 1),                  # no row runs at all
+    "long": (40, 3, 2, 3, [40, 17, 0], 6),          # longer: chunks, rows ending mid-chunk
+}
+
+
+def gate_widths(code, H):
+    """(G, Gs) of CONTRACT.md's table."""
+    return {0: (4 * H, 4 * H), 1: (3 * H, 4 * H), 2: (3 * H, 4 * H)}.get(code, (H, H))
+
+
+def make_case(cell, shape, dtype, seed=0):
+    """Random parameters, states and output gradients: float64 arrays holding values exact in
+    `dtype` (so the reference sees exactly the kernel's inputs)."""
+    name, ref_cell, code, options, peep, P = cell
+    T, B, I, H, lengths, K = SHAPES[shape]
+    rng = np.random.default_rng([seed, code, P, int(peep), T, B, I, H,
+                                 np.dtype(dtype).itemsize])
+    G, _ = gate_widths(code, H)
+    Hout = P if P else H
+    k = 1 / np.sqrt(H)
+
+    def r(*s, scale=1.0):
+        return (scale * rng.standard_normal(s)).astype(dtype).astype(np.float64)
+
+    def u(*s):
+        return rng.uniform(-k, k, s).astype(dtype).astype(np.float64)
+
+    params = dict(w_ih=u(G, I), w_hh=u(G, Hout), b_ih=u(G), b_hh=u(G))
+    if P:
+        params["w_hr"] = u(P, H)
+    if peep:
+        params["peepholes"] = u(3, H)
+    lengths = np.array(lengths, dtype=np.int64)
+    valid = (np.arange(T)[:, None] < lengths)[:, :, None]
+    state0 = (r(B, Hout),) + ((r(B, H),) if ref_cell == "lstm" else ())
+    d_state = (r(B, Hout),) + ((r(B, H),) if ref_cell == "lstm" else ())
+    return dict(cell=cell, T=T, B=B, I=I, H=H, P=P, G=G, K=K, Hout=Hout, dtype=dtype,
+                lengths=lengths, valid=valid, params=params, options=options,
+                x=np.where(valid, r(T, B, I), 0), dy=np.where(valid, r(T, B, Hout), 0),
+                state0=state0, d_state=d_state)
+
+
+def kernel_params(case):
+    """w_ih, w_hh, w_hr, bias (folded as CONTRACT.md says), peep in the kernel's dtype."""
+    p, dt, H, code = case["params"], case["dtype"], case["H"], case["cell"][2]
+    bias = np.zeros((2, case["G"]))
+    if code == 1:   # GRU linear before reset: b_hn stays on the recurrent side
+        bias[0, :2 * H] = p["b_ih"][:2 * H] + p["b_hh"][:2 * H]
+        bias[0, 2 * H:] = p["b_ih"][2 * H:]
+        bias[1, 2 * H:] = p["b_hh"][2 * H:]
+    else:
+        bias[0] = p["b_ih"] + p["b_hh"]
+    w_hr = p.get("w_hr", np.zeros((0, H)))
+    peep = p.get("peepholes", np.zeros((0, H)))
+    return tuple(np.ascontiguousarray(a, dtype=dt)
+                 for a in (p["w_ih"], p["w_hh"], w_hr, bias, peep))
+
+
+def run_forward(case, training, fill=0.0, fill_x=None):
+    """The forward kernel on fresh buffers; `fill` goes where the contract promises zeros
+    (padding of h, gates, c; of x too unless fill_x is given) to show that the kernel neither
+    reads nor writes there."""
+    T, B, H, Hout, dt = (case[k] for k in ("T", "B", "H", "Hout", "dtype"))
+    code = case["cell"][2]
+    G, Gs = gate_widths(code, H)
+    valid = case["valid"]
+    w_ih, w_hh, w_hr, bias, peep = kernel_params(case)
+    x = np.where(valid, case["x"], fill if fill_x is None else fill_x).astype(dt)
+    K = T if training else case["K"]
+    h = np.full((T + 1, B, Hout), fill, dt)
+    h[0] = case["state0"][0]
+    if code == 0:
+        c = np.full((T + 1 if training else 2, B, H), fill, dt)
+        c[0] = case["state0"][1]
+    else:
+        c = np.zeros((0, B, H), dt)
+    gates = np.full((K, B, Gs), fill if training else np.nan, dt)
+    W = 3 * H if code in (1, 2) else (H if case["P"] else 0)
+    work = np.full((B, W), np.nan, dt)
+    nb_fwd.forward(code, x, w_ih, w_hh, w_hr, bias, peep, case["lengths"], h, c, gates, work)
+    return dict(x=x, w_ih=w_ih, w_hh=w_hh, w_hr=w_hr, peep=peep, h=h, c=c, gates=gates)
+
+
+def reference(case):
+    """The reference's y, final state, tape and gradients in float64."""
+    name, ref_cell, code, options, peep, P = case["cell"]
+    y, state_n, tape = sequence_forward(ref_cell, case["params"], case["x"], case["state0"],
+                                        case["lengths"], reverse=False, **options)
+    grads = sequence_backward(tape, case["dy"], case["d_state"])
+    return y, state_n, tape, grads
+
+
+def masked(a, valid):
+    return np.where(valid, a, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("cell", CELLS, ids=[c[0] for c in CELLS])
+def test_training_forward_and_backward(cell, shape, dtype):
+    case = make_case(cell, shape, dtype)
+    tol = TOL[dtype]
+    T, B, H, P, Hout, G = (case[k] for k in ("T", "B", "H", "P", "Hout", "G"))
+    code = cell[2]
+    valid, lengths = case["valid"], case["lengths"]
+    y, state_n, tape, grads = reference(case)
+    out = run_forward(case, training=True)
+    h, c, gates = out["h"], out["c"], out["gates"]
+
+    # forward: h[s+1] is y[s] (zeros past each row's length), gates and c of the valid steps
+    assert_close(h[0], case["state0"][0], 0, "h[0]")
+    assert_close(h[1:], y, tol, "h")
+    assert_close(gates, masked(tape.gates, valid), tol, "gates")
+    assert_close(h[lengths, np.arange(B)], state_n[0], tol, "h_n")
+    if code == 0:
+        c_ref = np.stack([s[1] for s in tape.states[1:]])
+        assert_close(c[1:], masked(c_ref, valid), tol, "c")
+        assert_close(c[lengths, np.arange(B)], state_n[1], tol, "c_n")
+
+    # backward on the kernel's own tape, buffers as CONTRACT.md says; dA and dhp start as NaN
+    # to show that the kernel writes all of them (zeros past each row's length)
+    dt = dtype
+    dy = case["dy"].astype(dt)
+    dh = case["d_state"][0].astype(dt)
+    dc = case["d_state"][1].astype(dt) if code == 0 else np.zeros((0, H), dt)
+    _, Gs = gate_widths(code, H)
+    dA = np.full((T, B, Gs), np.nan, dt)
+    dhp = np.full((T, B, P), np.nan, dt) if P else np.zeros((0, B, 0), dt)
+    dx = np.full((T, B, case["I"]), np.nan, dt)
+    dw_ih = np.full((G, case["I"]), np.nan, dt)
+    dw_hh = np.full((G, Hout), np.nan, dt)
+    db_ih = np.full(G, np.nan, dt)
+    db_hh = np.full(G, np.nan, dt)
+    work = np.full((B, H), np.nan, dt)
+    nb_bwd.backward(code, out["x"], out["w_ih"], out["w_hh"], out["w_hr"], out["peep"], lengths,
+                    h, c, gates, dy, dh, dc, dA, dhp, dx, dw_ih, dw_hh, db_ih, db_hh, work)
+
+    assert not np.any(masked(dA, ~valid)), "dA is not zero past each row's length"
+    assert_close(dx, grads["x"], tol, "dx")
+    assert_close(dw_ih, grads["w_ih"], tol, "dw_ih")
+    assert_close(dw_hh, grads["w_hh"], tol, "dw_hh")
+    assert_close(db_ih, grads["b_ih"], tol, "db_ih")
+    assert_close(db_hh, grads["b_hh"], tol, "db_hh")
+    assert_close(dh, grads["h0"], tol, "dh_0")
+    if code == 0:
+        assert_close(dc, grads["c0"], tol, "dc_0")
+        c64, dA64 = c.astype(np.float64), dA.astype(np.float64)
+        if P:   # the Python layer's products: dW_hr = dhp^T (o * tanh(c))
+            assert not np.any(masked(dhp, ~valid)), "dhp is not zero past each row's length"
+            o_tc = gates[..., 3 * H:].astype(np.float64) * np.tanh(c64[1:])
+            dw_hr = dhp.astype(np.float64).reshape(-1, P).T @ o_tc.reshape(-1, H)
+            assert_close(dw_hr, grads["w_hr"], tol, "dw_hr")
+        if cell[4]:   # peepholes: dp_i, dp_f against c_{t-1}, dp_o against c_t
+            dp = np.stack([(dA64[..., :H] * c64[:-1]).sum((0, 1)),
+                           (dA64[..., H:2 * H] * c64[:-1]).sum((0, 1)),
+                           (dA64[..., 3 * H:] * c64[1:]).sum((0, 1))])
+            assert_close(dp, grads["peepholes"], tol, "d peepholes")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("shape", ["ragged", "short", "T1-B1"])
+@pytest.mark.parametrize("cell", CELLS, ids=[c[0] for c in CELLS])
+def test_inference_two_slot_c_and_chunked_gates(cell, shape, dtype):
+    """K < T gates scratch and 2-slot c: h as in training, row b's final c in
+    c[lengths[b] % 2]; the padding (here NaN instead of zeros) is never read or written."""
+    case = make_case(cell, shape, dtype, seed=1)
+    tol = TOL[dtype]
+    B, code, valid, lengths = case["B"], cell[2], case["valid"], case["lengths"]
+    y, state_n, tape, _ = reference(case)
+    out = run_forward(case, training=False, fill=np.nan)
+    h = out["h"]
+    assert_close(h[1:][np.broadcast_to(valid, h[1:].shape)],
+                 y[np.broadcast_to(valid, y.shape)], tol, "h (valid steps)")
+    assert np.isnan(h[1:][~np.broadcast_to(valid, h[1:].shape)]).all(), "padding of h touched"
+    assert_close(h[lengths, np.arange(B)], state_n[0], tol, "h_n")
+    if code == 0:
+        assert_close(out["c"][lengths % 2, np.arange(B)], state_n[1], tol, "c_n")
+
+
+@pytest.mark.parametrize("cell", CELLS[:1] + CELLS[4:6], ids=["lstm", "gru1", "gru2"])
+def test_training_padding_untouched(cell):
+    """In training the kernel writes gates, h, c only at valid steps: NaN where the contract
+    promises zeros (padding of h, c, gates) stays NaN, the padding of x (here 1, so that its
+    projection would show in the padding of gates) is not read, and the valid values are
+    unchanged."""
+    case = make_case(cell, "ragged", np.float64, seed=2)
+    code, valid = cell[2], case["valid"]
+    clean = run_forward(case, training=True)
+    dirty = run_forward(case, training=True, fill=np.nan, fill_x=1.0)
+    pad = ~np.broadcast_to(valid, clean["gates"].shape)
+    assert np.isnan(dirty["gates"][pad]).all(), "padding of gates touched"
+    assert_close(np.where(pad, 0, dirty["gates"]), clean["gates"], 0, "gates")
+    hpad = ~np.broadcast_to(valid, clean["h"][1:].shape)
+    assert np.isnan(dirty["h"][1:][hpad]).all(), "padding of h touched"
+    assert_close(np.where(hpad, 0, dirty["h"][1:]), clean["h"][1:], 0, "h")
+    if code == 0:
+        cpad = ~np.broadcast_to(valid, clean["c"][1:].shape)
+        assert np.isnan(dirty["c"][1:][cpad]).all(), "padding of c touched"
+
+
+def test_rejects_inconsistent_buffers():
+    case = make_case(CELLS[0], "ragged", np.float64)
+    out = run_forward(case, training=True)
+    args = (0, out["x"], out["w_ih"], out["w_hh"], out["w_hr"], kernel_params(case)[3],
+            out["peep"], case["lengths"], out["h"], out["c"], out["gates"],
+            np.zeros((case["B"], 0)))
+    with pytest.raises(ValueError, match="inconsistent buffer shapes"):
+        nb_fwd.forward(1, *args[1:])                          # LSTM buffers for a GRU
+    with pytest.raises(ValueError, match="lengths increase"):
+        nb_fwd.forward(*args[:7], case["lengths"][::-1].copy(), *args[8:])
+    with pytest.raises(TypeError):
+        nb_fwd.forward(*args[:1], out["x"].astype(np.float32), *args[2:])
+
+
+def test_no_allocation_in_the_time_loop():
+    """Numba's allocation count per call does not grow with T: the argument wrappers and one
+    small array before the loops, nothing per step (NRT statistics)."""
+    from numba.core.runtime import _nrt_python, rtsys
+    if not hasattr(_nrt_python, "memsys_enable_stats"):
+        pytest.skip("this Numba cannot switch its allocation statistics on")
+    was_enabled = _nrt_python.memsys_stats_enabled()
+    _nrt_python.memsys_enable_stats()
+    try:
+        counts = []
+        for shape in ("ragged", "long"):
+            for cell in CELLS:
+                case = make_case(cell, shape, np.float64)
+                per_call = []
+                for _ in range(2):   # the first call may compile
+                    before = rtsys.get_allocation_stats()
+                    out = run_forward(case, training=True)
+                    mid = rtsys.get_allocation_stats()
+                    T, B, H, P = case["T"], case["B"], case["H"], case["P"]
+                    dt, Gs = np.float64, gate_widths(cell[2], H)[1]
+                    dc = (np.ones((B, H)) if cell[2] == 0 else np.zeros((0, H)))
+                    nb_bwd.backward(cell[2], out["x"], out["w_ih"], out["w_hh"], out["w_hr"],
+                                    out["peep"], case["lengths"], out["h"], out["c"],
+                                    out["gates"], np.zeros((0, B, case["Hout"])),
+                                    np.ones((B, case["Hout"])), dc, np.empty((T, B, Gs)),
+                                    np.empty((T, B, P)) if P else np.zeros((0, B, 0), dt),
+                                    np.empty(out["x"].shape), np.empty(out["w_ih"].shape),
+                                    np.empty(out["w_hh"].shape), np.empty(case["G"]),
+                                    np.empty(case["G"]), np.empty((B, H)))
+                    after = rtsys.get_allocation_stats()
+                    per_call.append((mid.alloc - before.alloc, after.alloc - mid.alloc))
+                counts.append(per_call[-1])
+        assert len(set(counts)) == 1, f"allocations per (forward, backward) call: {counts}"
+    finally:
+        if not was_enabled:
+            _nrt_python.memsys_disable_stats()
