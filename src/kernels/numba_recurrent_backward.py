@@ -10,7 +10,8 @@ for the gate gradients and the product(s) that carry the gradient to h_{s-1}. Ro
 run at step s get zeros in dA (and dhp). After the walk, the input, weight and bias gradients
 are products over all T*B rows at once (padded rows are zeros): dx = dA_in W_ih,
 dw_ih = dA_in^T x, dw_hh = dA_rec^T h_prev (the GRU's n block: dm, against m for code 2).
-Nothing is allocated in the walk.
+Nothing is allocated in the walk. As in the forward driver, the step is written inside the
+walk (one level of calls less for Numba to re-optimise).
 """
 from ._jit import jit
 from .numba_cells import (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
@@ -20,42 +21,9 @@ from .numba_recurrent_forward import check_buffers, check_lengths, gemm, gemm_co
 
 
 @jit
-def _step_back(cell, w_hh, w_hr, peep, h, c, g, dh, dc, dA_t, dhp, work, t, nb, one, zero):
-    """Step t for the nb running rows: dh (B, Hout) holds the whole gradient reaching h_t on
-    entry and the one reaching h_{t-1} on return (rows < nb); g = gates[t], dA_t = dA[t]
-    (B, Gs); w_hh (G, Hout), w_hr (P, H) as 'A' views; h, c, dhp, work the whole buffers."""
-    P, H = w_hr.shape
-    Hout = dh.shape[1]
-    if cell == LSTM:
-        if P > 0:
-            for b in range(nb):
-                for j in range(Hout):
-                    dhp[t, b, j] = dh[b, j]
-            # the gradient reaching o * tanh(c_t) (nb, H) = dh (nb, P) @ W_hr
-            gemm(dh[:nb, :], w_hr, work[:nb, :H], one, zero)
-            lstm_backward_rows(g, peep, c[t], c[t + 1], work, dc, dA_t, nb)
-        else:
-            lstm_backward_rows(g, peep, c[t], c[t + 1], dh, dc, dA_t, nb)
-        gemm(dA_t[:nb, :], w_hh, dh[:nb, :], one, zero)               # dh = dA W_hh
-    elif cell == GRU_LINEAR_BEFORE_RESET or cell == GRU_RESET_BEFORE:
-        linear_before_reset = cell == GRU_LINEAR_BEFORE_RESET
-        gru_backward_rows(g, h[t], dh, dA_t, linear_before_reset, nb)  # dh = dh * z
-        if linear_before_reset:
-            # dh += dm @ W_hn (then [da_r, da_z] @ W_hh[:2H], below)
-            gemm(dA_t[:nb, 3 * H:4 * H], w_hh[2 * H:3 * H, :], dh[:nb, :], one, one)
-        else:
-            # work = da_n @ W_hn: the gradient of m = r * h; then da_r, and dh += dm * r
-            gemm(dA_t[:nb, 2 * H:3 * H], w_hh[2 * H:3 * H, :], work[:nb, :H], one, zero)
-            gru_reset_backward_rows(g, h[t], work, dh, dA_t, nb)
-        gemm(dA_t[:nb, :2 * H], w_hh[:2 * H, :], dh[:nb, :], one, one)
-    else:
-        rnn_backward_rows(g, dh, dA_t, cell == RNN_RELU, nb)
-        gemm(dA_t[:nb, :], w_hh, dh[:nb, :], one, zero)               # dh = dA W_hh
-
-
-@jit
 def _backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp, dx,
               dw_ih, dw_hh, db_ih, db_hh, work):
+    """`backward` once its buffers' dtypes and memory are checked; checks the shapes."""
     T, B, Gs = gates.shape
     I = x.shape[2]
     Hout = h.shape[2]
@@ -63,6 +31,7 @@ def _backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc,
     G = gate_width(cell, H)
     has_dy = dy.shape[0] > 0
     gru = cell == GRU_LINEAR_BEFORE_RESET or cell == GRU_RESET_BEFORE
+    linear_before_reset = cell == GRU_LINEAR_BEFORE_RESET
     if (T < 1 or B < 1 or H < 1 or I < 1 or cell < LSTM or cell > RNN_RELU
             or Hout != (P if P > 0 else H) or (P > 0 and cell != LSTM)
             or Gs != (H if cell > GRU_RESET_BEFORE else 4 * H)
@@ -105,8 +74,34 @@ def _backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc,
             for b in range(nb):
                 for j in range(Hout):
                     dh[b, j] += dy[t, b, j]
-        _step_back(cell, w_hh_a, w_hr_a, peep, h, c, gates[t], dh, dc, dA[t], dhp, work, t, nb,
-                   one, zero)
+        # the cell's pointwise pass and the product(s) to h_{t-1}: dh (rows < nb) holds the
+        # whole gradient reaching h_t, then the one reaching h_{t-1}
+        g = gates[t]
+        dA_t = dA[t]
+        if cell == LSTM:
+            if P > 0:
+                for b in range(nb):
+                    for j in range(Hout):
+                        dhp[t, b, j] = dh[b, j]
+                # the gradient reaching o * tanh(c_t) (nb, H) = dh (nb, P) @ W_hr
+                gemm(dh[:nb, :], w_hr_a, work[:nb, :H], one, zero)
+                lstm_backward_rows(g, peep, c[t], c[t + 1], work, dc, dA_t, nb)
+            else:
+                lstm_backward_rows(g, peep, c[t], c[t + 1], dh, dc, dA_t, nb)
+            gemm(dA_t[:nb, :], w_hh_a, dh[:nb, :], one, zero)             # dh = dA W_hh
+        elif gru:
+            gru_backward_rows(g, h[t], dh, dA_t, linear_before_reset, nb)  # dh = dh * z
+            if linear_before_reset:
+                # dh += dm @ W_hn (and [da_r, da_z] @ W_hh[:2H] below)
+                gemm(dA_t[:nb, 3 * H:4 * H], w_hh_a[2 * H:3 * H, :], dh[:nb, :], one, one)
+            else:
+                # work = da_n @ W_hn: the gradient of m = r * h; then da_r, and dh += dm * r
+                gemm(dA_t[:nb, 2 * H:3 * H], w_hh_a[2 * H:3 * H, :], work[:nb, :H], one, zero)
+                gru_reset_backward_rows(g, h[t], work, dh, dA_t, nb)
+            gemm(dA_t[:nb, :2 * H], w_hh_a[:2 * H, :], dh[:nb, :], one, one)
+        else:
+            rnn_backward_rows(g, dh, dA_t, cell == RNN_RELU, nb)
+            gemm(dA_t[:nb, :], w_hh_a, dh[:nb, :], one, zero)             # dh = dA W_hh
     # the products over all steps; dA_in = dA[..., :G]; dA_rec = dA_in, except for the GRU's
     # n block: dm (slot 3), whose input is h_prev (code 1) or m (gates slot 3, code 2)
     TB = T * B

@@ -16,9 +16,19 @@ blocks, gates rows of width Gs > G: np.dot would copy such views, or refuse them
 accumulate (the LSTM's and RNN's recurrent product goes straight into gates, as in the Cython
 driver). Transposed weights are views (w[:, :].T), read transposed by BLAS: no copy. The code
 refers to the symbol by name, so it caches like np.dot.
+
+Compile time: one compiled kernel per dtype serves every cell (cell is an int; absent parts
+are empty arrays); `gemm` takes 'A'-layout views only, so it is compiled once per dtype; the
+step is written inside the time loop rather than as a function of its own, because Numba
+re-optimises the code of every callee at each level of calls it is linked into.
 """
 import numpy as np
 from numba import types
+
+try:  # what np.dot checks before its first BLAS call: SciPy's BLAS is there, of Numba's width
+    from numba.np.linalg import ensure_blas as _ensure_blas
+except ImportError:  # pragma: no cover  (a Numba without it: numba_xxgemm checks for SciPy)
+    _ensure_blas = None
 
 from ._jit import jit
 from .numba_cells import (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
@@ -34,6 +44,8 @@ _xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
     types.voidptr, types.intp))
 
 _N, _T, _S, _D = ord("n"), ord("t"), ord("s"), ord("d")
+if _ensure_blas is not None:
+    _ensure_blas()
 
 
 @jit
@@ -87,7 +99,7 @@ def gemm(a, b, c, alpha, beta):
     trans_a, lda = _operand(a, it)
     trans_b, ldb = _operand(b, it)
     trans_c, ldc = _operand(c, it)
-    if trans_c and m > 1:
+    if trans_c:
         raise ValueError("gemm: c must have unit stride along its rows")
     status = _xxgemm(np.int8(_S if it == 4 else _D), np.int8(_T if trans_b else _N),
                      np.int8(_T if trans_a else _N), n, m, k, alpha.ctypes, b.ctypes, ldb,
@@ -117,37 +129,8 @@ def check_lengths(lengths, T):
 
 
 @jit
-def _step(cell, w_hh_t, w_hr_t, bias, peep, h, c, g, work, t, nb, keep_c, one, zero):
-    """Step t for the nb active rows: g (B, Gs) holds their x_t W_ih^T in [0, G);
-    w_hh_t (Hout, G), w_hr_t (H, P): transposed views; h, c, work the whole buffers."""
-    H, P = w_hr_t.shape
-    G = w_hh_t.shape[1]
-    h_prev = h[t, :nb, :]
-    if cell == LSTM:
-        gemm(h_prev, w_hh_t, g[:nb, :], one, one)                     # g += h W_hh^T
-        c_prev = c[t] if keep_c else c[t % 2]
-        c_next = c[t + 1] if keep_c else c[(t + 1) % 2]
-        if P > 0:
-            lstm_forward_rows(g, bias[0], peep, c_prev, c_next, work, nb)
-            gemm(work[:nb, :H], w_hr_t, h[t + 1, :nb, :], one, zero)  # h = (o tanh c) W_hr^T
-        else:
-            lstm_forward_rows(g, bias[0], peep, c_prev, c_next, h[t + 1], nb)
-    elif cell == GRU_LINEAR_BEFORE_RESET:
-        gemm(h_prev, w_hh_t, work[:nb, :G], one, zero)                # rec = h W_hh^T
-        gru_forward_rows(g, work, bias[0], bias[1], h[t], h[t + 1], nb)
-    elif cell == GRU_RESET_BEFORE:
-        gemm(h_prev, w_hh_t[:, :2 * H], work[:nb, :2 * H], one, zero)  # h [W_hr; W_hz]^T
-        gru_reset_rows(g, work, bias[0], h[t], nb)
-        # rec[:, 2H:3H] = m (= r * h, gates slot 3) @ W_hn^T
-        gemm(g[:nb, 3 * H:4 * H], w_hh_t[:, 2 * H:3 * H], work[:nb, 2 * H:3 * H], one, zero)
-        gru_new_rows(g, work, bias[0], h[t], h[t + 1], nb)
-    else:
-        gemm(h_prev, w_hh_t, g[:nb, :], one, one)                     # g += h W_hh^T
-        rnn_forward_rows(g, bias[0], h[t + 1], cell == RNN_RELU, nb)
-
-
-@jit
 def _forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work):
+    """`forward` once its buffers' dtypes and memory are checked; checks the shapes."""
     T, B, I = x.shape
     Hout = h.shape[2]
     P, H = w_hr.shape
@@ -191,14 +174,37 @@ def _forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work):
             if nb == 0:
                 break
             gemm(x[t0 + s, :nb, :], w_ih_t, gates[s, :nb, :G], one, zero)
-        # the steps
+        # the steps: the recurrent product(s) of the active rows, the cell's pointwise pass
         nb = B
         for s in range(k):
-            nb = active_rows(lengths, nb, t0 + s)
+            t = t0 + s
+            nb = active_rows(lengths, nb, t)
             if nb == 0:
                 break
-            _step(cell, w_hh_t, w_hr_t, bias, peep, h, c, gates[s], work, t0 + s, nb, keep_c,
-                  one, zero)
+            g = gates[s]
+            h_prev = h[t, :nb, :]
+            if cell == LSTM:
+                gemm(h_prev, w_hh_t, g[:nb, :], one, one)                 # g += h W_hh^T
+                c_prev = c[t] if keep_c else c[t % 2]
+                c_next = c[t + 1] if keep_c else c[(t + 1) % 2]
+                if P > 0:   # h = (o * tanh(c)) W_hr^T
+                    lstm_forward_rows(g, bias[0], peep, c_prev, c_next, work, nb)
+                    gemm(work[:nb, :H], w_hr_t, h[t + 1, :nb, :], one, zero)
+                else:
+                    lstm_forward_rows(g, bias[0], peep, c_prev, c_next, h[t + 1], nb)
+            elif cell == GRU_LINEAR_BEFORE_RESET:
+                gemm(h_prev, w_hh_t, work[:nb, :G], one, zero)            # rec = h W_hh^T
+                gru_forward_rows(g, work, bias[0], bias[1], h[t], h[t + 1], nb)
+            elif cell == GRU_RESET_BEFORE:
+                gemm(h_prev, w_hh_t[:, :2 * H], work[:nb, :2 * H], one, zero)  # h W_h{r,z}^T
+                gru_reset_rows(g, work, bias[0], h[t], nb)
+                # rec[:, 2H:3H] = m (= r * h, gates slot 3) @ W_hn^T
+                gemm(g[:nb, 3 * H:4 * H], w_hh_t[:, 2 * H:3 * H], work[:nb, 2 * H:3 * H], one,
+                     zero)
+                gru_new_rows(g, work, bias[0], h[t], h[t + 1], nb)
+            else:
+                gemm(h_prev, w_hh_t, g[:nb, :], one, one)                 # g += h W_hh^T
+                rnn_forward_rows(g, bias[0], h[t + 1], cell == RNN_RELU, nb)
         t0 += k
 
 
@@ -206,7 +212,7 @@ def check_buffers(name, arrays, outputs, lengths):
     """The buffers' dtypes and memory, which the compiled kernels rely on (shapes are checked
     inside them): one float dtype (float32 or float64), C-contiguous, outputs writeable;
     lengths int64. Raises TypeError or ValueError naming the kernel."""
-    dtype = arrays[0].dtype
+    dtype = getattr(arrays[0], "dtype", None)
     if dtype != np.float32 and dtype != np.float64:
         raise TypeError(f"{name}: float32 or float64 buffers expected, got {dtype}")
     for a in arrays:
