@@ -1,16 +1,19 @@
-"""pytest-benchmark suite of fastlstm against its peers (torch, onnxruntime).
+"""pytest-benchmark suite of fastlstm against its peers (torch, onnxruntime): every case of
+`python -m fastlstm bench` (each cell at each shape, and the variable-length LSTM cases).
 
 Run from the repository root (pyproject's testpaths is tests/, so bench/ runs only when named):
 
     pytest bench/ --benchmark-only                      # the full grid
-    pytest bench/ --benchmark-only --lstm-quick         # smoke: the smallest shape only
+    pytest bench/ --benchmark-only --bench-quick        # smoke: the smallest shape only
     FASTLSTM_BENCH_QUICK=1 pytest bench/ --benchmark-only
-    pytest bench/ --benchmark-only --lstm-shapes 100x1x32x64,50x64x256x512 --lstm-threads 1
-    pytest bench/ --benchmark-only -k "100x1x32x64 and inference"
+    pytest bench/ --benchmark-only --bench-shapes 100x1x32x64,50x64x256x512 --bench-threads 1
+    pytest bench/ --benchmark-only --bench-cells gru -k "inference"
 
-Options (or environment variables): --lstm-shapes (FASTLSTM_BENCH_SHAPES), --lstm-quick
-(FASTLSTM_BENCH_QUICK=1), --lstm-threads (FASTLSTM_BENCH_THREADS, default 2),
---lstm-min-time (FASTLSTM_BENCH_MIN_TIME, default 0.3 s: the rounds are chosen so that one
+Options (or environment variables): --bench-shapes (FASTLSTM_BENCH_SHAPES), --bench-cells
+(FASTLSTM_BENCH_CELLS, default lstm,gru,rnn), --bench-lengths-shapes
+(FASTLSTM_BENCH_LENGTHS_SHAPES; "none" for no variable-length case), --bench-quick
+(FASTLSTM_BENCH_QUICK=1), --bench-threads (FASTLSTM_BENCH_THREADS, default 2),
+--bench-min-time (FASTLSTM_BENCH_MIN_TIME, default 0.3 s: the rounds are chosen so that one
 benchmark takes about this long, and at least 5).
 """
 import os
@@ -19,22 +22,34 @@ import pytest
 
 from fastlstm import _bench, _peers
 
-_QUICK_SHAPE = min(_bench.DEFAULT_SHAPES, key=lambda s: _bench.lstm_flops(s, "inference"))
+_QUICK_SHAPE = min(_bench.DEFAULT_SHAPES, key=lambda s: _bench.flops(s, "inference"))
+
+
+def _shape_list(text):
+    if text.strip().lower() == "none":
+        return []
+    return [_bench.parse_shape(s) for s in text.split(",") if s.strip()]
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("fastlstm bench")
-    group.addoption("--lstm-shapes", default=os.environ.get("FASTLSTM_BENCH_SHAPES"),
+    env = os.environ.get
+    group.addoption("--bench-shapes", default=env("FASTLSTM_BENCH_SHAPES"),
                     help="comma-separated TxBxIxH shapes (default: the bench grid)")
-    group.addoption("--lstm-quick", action="store_true",
-                    default=os.environ.get("FASTLSTM_BENCH_QUICK", "") not in ("", "0"),
-                    help=f"only the smallest shape, {_bench.shape_label(_QUICK_SHAPE)}")
-    group.addoption("--lstm-threads", type=int,
-                    default=int(os.environ.get("FASTLSTM_BENCH_THREADS", _bench.DEFAULT_THREADS)),
+    group.addoption("--bench-cells", default=env("FASTLSTM_BENCH_CELLS", ",".join(_peers.CELLS)),
+                    help="comma-separated cells (default: all of " + ",".join(_peers.CELLS) + ")")
+    group.addoption("--bench-lengths-shapes", default=env("FASTLSTM_BENCH_LENGTHS_SHAPES"),
+                    help="comma-separated shapes of the variable-length LSTM cases, or 'none' "
+                         "(default: " + ",".join(map(_bench.shape_label,
+                                                     _bench.DEFAULT_LENGTHS_SHAPES)) + ")")
+    group.addoption("--bench-quick", action="store_true",
+                    default=env("FASTLSTM_BENCH_QUICK", "") not in ("", "0"),
+                    help=f"only the LSTM at the smallest shape, {_bench.shape_label(_QUICK_SHAPE)}")
+    group.addoption("--bench-threads", type=int,
+                    default=int(env("FASTLSTM_BENCH_THREADS", _bench.DEFAULT_THREADS)),
                     help="threads for every contender (default 2)")
-    group.addoption("--lstm-min-time", type=float,
-                    default=float(os.environ.get("FASTLSTM_BENCH_MIN_TIME",
-                                                 _bench.DEFAULT_MIN_TIME)),
+    group.addoption("--bench-min-time", type=float,
+                    default=float(env("FASTLSTM_BENCH_MIN_TIME", _bench.DEFAULT_MIN_TIME)),
                     help="target seconds of timed rounds per benchmark (default 0.3)")
 
 
@@ -51,45 +66,51 @@ def pytest_configure(config):
         config.addinivalue_line("filterwarnings", line)
 
 
-def _shapes(config):
-    text = config.getoption("--lstm-shapes", default=None)
-    if config.getoption("--lstm-quick", default=False):
-        return [_QUICK_SHAPE]
-    if text:
-        return [_bench.parse_shape(s) for s in text.split(",") if s.strip()]
-    return list(_bench.DEFAULT_SHAPES)
+def _cases(config):
+    """The cases to run (fastlstm._bench.Case), from the options."""
+    if config.getoption("--bench-quick", default=False):
+        return [_bench.Case("lstm", _QUICK_SHAPE)]
+    text = config.getoption("--bench-shapes", default=None)
+    shapes = _shape_list(text) if text else list(_bench.DEFAULT_SHAPES)
+    cells = [c.strip() for c in config.getoption("--bench-cells").split(",") if c.strip()]
+    for cell in cells:
+        if cell not in _peers.CELLS:
+            raise pytest.UsageError(f"--bench-cells: unknown cell {cell!r}; choose from "
+                                    + ", ".join(_peers.CELLS))
+    text = config.getoption("--bench-lengths-shapes", default=None)
+    lengths_shapes = _shape_list(text) if text else list(_bench.DEFAULT_LENGTHS_SHAPES)
+    return _bench.make_cases(shapes, cells, lengths_shapes)
 
 
 def pytest_generate_tests(metafunc):
-    """Parametrize `lstm_case` over shape x mode x contender (every contender we know; the
-    test skips the ones not installed here and onnxruntime's training)."""
-    if "lstm_case" in metafunc.fixturenames:
+    """Parametrize `bench_case` over case x mode x contender (every contender we know; the test
+    skips the ones not installed here and onnxruntime's training)."""
+    if "bench_case" in metafunc.fixturenames:
         cases, ids = [], []
-        for shape in _shapes(metafunc.config):
+        for case in _cases(metafunc.config):
             for mode in _peers.MODES:
                 for name in _peers.CONTENDERS:
-                    cases.append((shape, mode, name))
-                    ids.append(f"{_bench.shape_label(shape)}-{mode}-{name}")
-        metafunc.parametrize("lstm_case", cases, ids=ids)
+                    cases.append((case, mode, name))
+                    ids.append(f"{case.kind}-{_bench.shape_label(case.shape)}-{mode}-{name}")
+        metafunc.parametrize("bench_case", cases, ids=ids)
 
 
 @pytest.fixture(scope="session")
-def lstm_settings(pytestconfig):
+def bench_settings(pytestconfig):
     """{"threads": int, "min_time": float} from the options above."""
-    return {"threads": pytestconfig.getoption("--lstm-threads", default=_bench.DEFAULT_THREADS),
-            "min_time": pytestconfig.getoption("--lstm-min-time",
-                                               default=_bench.DEFAULT_MIN_TIME)}
+    return {"threads": pytestconfig.getoption("--bench-threads"),
+            "min_time": pytestconfig.getoption("--bench-min-time")}
 
 
 @pytest.fixture(scope="session")
-def lstm_problems():
-    """Session cache: shape (T, B, I, H) -> (Problem, Reference); each built once."""
+def bench_problems():
+    """Session cache: Case -> (Problem, Reference); each built once."""
     cache = {}
 
-    def get(shape):
-        if shape not in cache:
-            problem = _peers.make_problem(*shape)
-            cache[shape] = (problem, _peers.reference(problem))
-        return cache[shape]
+    def get(case):
+        if case not in cache:
+            problem = case.problem()
+            cache[case] = (problem, _peers.reference(problem))
+        return cache[case]
 
     return get

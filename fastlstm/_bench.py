@@ -1,9 +1,12 @@
 """`python -m fastlstm bench`: time fastlstm's backends against torch and onnxruntime.
 
-For each shape (T, B, I, H) and mode ("inference": one forward pass; "training": forward with a
-tape + backward with every gradient), every contender of fastlstm._peers runs the same float32
-LSTM. Before anything is timed, each contender's y and gradients are checked against
-fastlstm's NumPy reference (relative error 1e-4); a mismatch stops the run with an error.
+A case is a cell (LSTM, PyTorch's GRU, tanh RNN) at a shape (T, B, I, H), fully padded, plus
+the variable-length cases: an LSTM whose B sequences have lengths drawn uniformly from
+[T/10, T] (fastlstm's `lengths=`, torch's packed sequences, ONNX `sequence_lens`). For each
+case and mode ("inference": one forward pass; "training": forward with a tape + backward with
+every gradient), every contender of fastlstm._peers runs the same float32 network. Before
+anything is timed, each contender's y and gradients are checked against fastlstm's NumPy
+reference (relative error 1e-4); a mismatch stops the run with an error.
 
 Timing: each callable is warmed up (JIT compilation, caches), then repeated until both
 --min-time seconds and --repeats calls are reached; the table reports the median.
@@ -12,11 +15,14 @@ Output: a header (machine, versions, threads, git commit, date, the float32 matr
 of this machine measured at the start of the run) and one table, with for every shape x mode x
 contender: median ms, GFLOP/s, percent of the matrix-product rate, the check's max relative
 error, and for fastlstm's backends the speed ratio against each peer (time(peer) /
-time(backend): > 1 means fastlstm is faster). --json FILE writes all of it, --plot FILE.png a
-bar chart.
+time(backend): > 1 means fastlstm is faster). A variable-length case also reports each
+fastlstm backend's time with lengths over its time on the same batch fully padded (the padded
+LSTM case of the same shape in the same run), beside sum(lengths) / (T*B). --json FILE writes
+all of it, --plot FILE.png a bar chart.
 
     python -m fastlstm bench
     python -m fastlstm bench --shapes 100x1x32x64 100x16x128x256 --threads 1 --json out.json
+    python -m fastlstm bench --cells gru --lengths-shapes
 """
 import argparse
 import datetime
@@ -27,7 +33,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -38,12 +44,15 @@ from . import _peers
 #: the default grid of shapes (T, B, I, H)
 DEFAULT_SHAPES = ((100, 1, 32, 64), (100, 1, 128, 128), (100, 16, 128, 256),
                   (50, 64, 256, 512), (200, 32, 64, 128))
+#: the shapes of the variable-length LSTM cases (lengths uniform in [T/10, T])
+DEFAULT_LENGTHS_SHAPES = ((200, 32, 64, 128),)
 DEFAULT_THREADS = 2
 DEFAULT_MIN_TIME = 0.3
 DEFAULT_REPEATS = 5
 DEFAULT_WARMUP = 1
 DEFAULT_PEAK_SIZE = 2048
-FLOPS_CONVENTION = ("inference = 2*T*B*4H*(I+H) flops (the matrix products of the forward pass); "
+FLOPS_CONVENTION = ("inference = 2*T*B*G*H*(I+H) flops (the matrix products of the forward pass; "
+                    "G = 4 LSTM, 3 GRU, 1 RNN; sum(lengths) in place of T*B with lengths); "
                     "training = 3x that (forward + backward ~ 2x forward)")
 
 
@@ -69,11 +78,45 @@ def shape_label(shape: Sequence[int]) -> str:
     return "x".join(str(int(n)) for n in shape)
 
 
-def lstm_flops(shape: Sequence[int], mode: str) -> float:
-    """Matrix-product flops of one call: 2*T*B*4H*(I+H) for inference, 3x that for training."""
+def flops(shape: Sequence[int], mode: str, cell: str = "lstm",
+          rows: Optional[int] = None) -> float:
+    """Matrix-product flops of one call: 2*rows*G*H*(I+H) for inference (rows = T*B, or
+    sum(lengths) when given; G the cell's gate blocks), 3x that for training."""
     T, B, I, H = shape
-    forward = 2.0 * T * B * 4 * H * (I + H)
+    rows = T * B if rows is None else rows
+    forward = 2.0 * rows * _peers.GATES[cell] * H * (I + H)
     return forward if mode == "inference" else 3.0 * forward
+
+
+@dataclass(frozen=True)
+class Case:
+    """What one group of rows runs: a cell at a shape (T, B, I, H), with random lengths or
+    fully padded."""
+
+    cell: str
+    shape: Tuple[int, int, int, int]
+    lengths: bool = False
+
+    @property
+    def kind(self) -> str:
+        """'lstm', 'gru', 'rnn', or 'lstm+len' (etc.) for a variable-length case."""
+        return self.cell + ("+len" if self.lengths else "")
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {shape_label(self.shape)}"
+
+    def problem(self) -> "_peers.Problem":
+        return _peers.make_problem(*self.shape, cell=self.cell, lengths=self.lengths)
+
+
+def make_cases(shapes: Sequence[Sequence[int]] = DEFAULT_SHAPES,
+               cells: Sequence[str] = _peers.CELLS,
+               lengths_shapes: Sequence[Sequence[int]] = DEFAULT_LENGTHS_SHAPES) -> List[Case]:
+    """Every cell at every shape (cell by cell), then the variable-length LSTM cases."""
+    cases = [Case(cell, tuple(int(n) for n in s)) for cell in cells for s in shapes]
+    cases += [Case("lstm", tuple(int(n) for n in s), True) for s in lengths_shapes]
+    return cases
 
 
 @dataclass
@@ -235,9 +278,11 @@ class Progress:
 
 @dataclass
 class Row:
-    """One table row: one shape x mode x contender."""
+    """One table row: one case x mode x contender. work_fraction: sum(lengths) / (T*B) (1 when
+    fully padded); vs_padded: for a fastlstm backend with lengths, time(lengths) / time(the
+    same backend on the padded case), when that case ran."""
 
-    shape: Tuple[int, int, int, int]
+    case: Case
     mode: str
     contender: str
     family: str
@@ -247,6 +292,12 @@ class Row:
     flops: float
     matmul_gflops: float
     speedup: Dict[str, float] = field(default_factory=dict)
+    work_fraction: float = 1.0
+    vs_padded: Optional[float] = None
+
+    @property
+    def shape(self) -> Tuple[int, int, int, int]:
+        return self.case.shape
 
     @property
     def gflops(self) -> float:
@@ -258,7 +309,9 @@ class Row:
 
     def as_dict(self) -> Dict[str, object]:
         T, B, I, H = self.shape
-        return {"shape": shape_label(self.shape), "T": T, "B": B, "I": I, "H": H,
+        return {"cell": self.case.cell, "lengths": self.case.lengths,
+                "shape": shape_label(self.shape), "T": T, "B": B, "I": I, "H": H,
+                "work_fraction": self.work_fraction, "vs_padded": self.vs_padded,
                 "mode": self.mode, "contender": self.contender, "family": self.family,
                 "version": self.version, "median_s": self.timing.median,
                 "min_s": self.timing.best, "repeats": len(self.timing.times),
@@ -273,16 +326,20 @@ def run_benchmark(shapes: Sequence[Sequence[int]] = DEFAULT_SHAPES,
                   repeats: int = DEFAULT_REPEATS, warmup: int = DEFAULT_WARMUP,
                   peak_size: int = DEFAULT_PEAK_SIZE,
                   builders: Optional[Dict[str, Callable]] = None,
-                  progress: Optional[Progress] = None) -> Dict[str, object]:
-    """Check, then time, every contender on every shape and mode.
+                  progress: Optional[Progress] = None,
+                  cells: Sequence[str] = _peers.CELLS,
+                  lengths_shapes: Sequence[Sequence[int]] = DEFAULT_LENGTHS_SHAPES,
+                  ) -> Dict[str, object]:
+    """Check, then time, every contender on every case (make_cases(shapes, cells,
+    lengths_shapes)) and mode.
 
     shapes: (T, B, I, H) tuples. contenders: names (default: _peers.available_contenders()).
     builders: {name: builder(problem, threads) -> Contender} (default _peers.CONTENDERS; a test
     can pass a deliberately wrong one). Raises _peers.MismatchError before any timing when a
     contender disagrees with the NumPy reference.
 
-    Returns {"meta": {...}, "rows": [Row, ...]}: the rows in table order (shape, mode,
-    fastlstm backends then peers), speedup filled for fastlstm's rows.
+    Returns {"meta": {...}, "rows": [Row, ...]}: the rows in table order (case, mode,
+    fastlstm backends then peers), speedup (and vs_padded) filled for fastlstm's rows.
     """
     builders = dict(_peers.CONTENDERS if builders is None else builders)
     load_start = _load_average()
@@ -290,46 +347,49 @@ def run_benchmark(shapes: Sequence[Sequence[int]] = DEFAULT_SHAPES,
     names = list(_peers.available_contenders() if contenders is None else contenders)
     modes = [m for m in _peers.MODES if m in modes]
     progress = progress or Progress(enabled=False)
-    shapes = [tuple(int(n) for n in s) for s in shapes]
+    cases = make_cases(shapes, cells, lengths_shapes)
 
     # 1. build and check everything (this also compiles the JIT kernels)
-    built = []  # (shape, problem, {name: (contender, errors)})
-    for k, shape in enumerate(shapes):
-        problem = _peers.make_problem(*shape)
-        progress.update(f"[check {k + 1}/{len(shapes)}] {shape_label(shape)} reference")
+    built = []  # (case, problem, {name: (contender, errors)})
+    for k, case in enumerate(cases):
+        problem = case.problem()
+        progress.update(f"[check {k + 1}/{len(cases)}] {case.label} reference")
         ref = _peers.reference(problem)
         per_name = {}
         for name in names:
-            progress.update(f"[check {k + 1}/{len(shapes)}] {shape_label(shape)} {name}")
+            progress.update(f"[check {k + 1}/{len(cases)}] {case.label} {name}")
             contender = builders[name](problem, threads)
             with _peers.threads_limited(threads):
                 errors = _peers.check_contender(contender, ref, modes)
             per_name[name] = (contender, errors)
-        built.append((shape, problem, per_name))
+        built.append((case, problem, per_name))
 
     # 2. time: the matrix-product rate first, then every callable, under the same thread limit
-    jobs = [(shape, mode, name) for shape, _, per_name in built for mode in modes
+    jobs = [(case, mode, name) for case, _, per_name in built for mode in modes
             for name in names if per_name[name][0].can(mode)]
     rows: List[Row] = []
     with _peers.threads_limited(threads):
         progress.update(f"[time 0/{len(jobs)}] float32 matmul {peak_size}x{peak_size}")
         peak = matmul_rate(peak_size, min_time, repeats)
-        for shape, problem, per_name in built:
+        for case, problem, per_name in built:
+            T, B = case.shape[:2]
             for mode in modes:
                 group = []
                 for name in names:
                     contender, errors = per_name[name]
                     if not contender.can(mode):
                         continue
-                    progress.update(f"[time {len(rows) + 1}/{len(jobs)}] {shape_label(shape)} "
+                    progress.update(f"[time {len(rows) + 1}/{len(jobs)}] {case.label} "
                                     f"{mode} {name}")
                     timing = measure(contender.callable_for(mode), min_time, repeats, warmup)
                     err_keys = ["y"] if mode == "inference" else [k for k in errors if k != "y"]
-                    row = Row(shape=shape, mode=mode, contender=name, family=contender.family,
+                    row = Row(case=case, mode=mode, contender=name, family=contender.family,
                               version=contender.version, timing=timing,
                               max_rel_error=max((errors[k] for k in err_keys if k in errors),
                                                 default=0.0),
-                              flops=lstm_flops(shape, mode), matmul_gflops=peak["gflops"])
+                              flops=flops(case.shape, mode, case.cell, problem.work_rows),
+                              matmul_gflops=peak["gflops"],
+                              work_fraction=problem.work_rows / (T * B))
                     group.append(row)
                     rows.append(row)
                 peers = [r for r in group if r.family != "fastlstm"]
@@ -337,6 +397,7 @@ def run_benchmark(shapes: Sequence[Sequence[int]] = DEFAULT_SHAPES,
                     if r.family == "fastlstm":
                         r.speedup = {p.contender: p.timing.median / r.timing.median
                                      for p in peers}
+    _compare_with_padded(rows)
     progress.done()
 
     meta = {
@@ -352,6 +413,10 @@ def run_benchmark(shapes: Sequence[Sequence[int]] = DEFAULT_SHAPES,
         "contenders": names,
         "modes": modes,
         "shapes": [shape_label(s) for s in shapes],
+        "cells": list(cells),
+        "lengths_shapes": [shape_label(s) for s in lengths_shapes],
+        "lengths_rule": "lengths uniform in [max(1, T // 10), T] (fastlstm._peers.random_lengths)",
+        "cases": [c.label for c in cases],
         "min_time_s": min_time, "min_repeats": repeats, "warmup_calls": max(1, warmup),
         "flops_convention": FLOPS_CONVENTION,
         "tolerance": _peers.RTOL,
@@ -360,6 +425,17 @@ def run_benchmark(shapes: Sequence[Sequence[int]] = DEFAULT_SHAPES,
         "other_processes_cpus": other_load.cpus(),
     }
     return {"meta": meta, "rows": rows}
+
+
+def _compare_with_padded(rows: List[Row]):
+    """Fill vs_padded of each fastlstm row with lengths: its median time over the median time of
+    the same backend, mode, cell and shape fully padded (when that row is in `rows`)."""
+    padded = {(r.case.cell, r.shape, r.mode, r.contender): r for r in rows
+              if not r.case.lengths}
+    for r in rows:
+        twin = padded.get((r.case.cell, r.shape, r.mode, r.contender))
+        if r.case.lengths and r.family == "fastlstm" and twin is not None:
+            r.vs_padded = r.timing.median / twin.timing.median
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,12 +480,12 @@ def format_report(result: Dict[str, object], skipped: Optional[Dict[str, str]] =
     for name, why in (skipped or {}).items():
         lines.append(f"skipped:  {name} ({why})")
     vs_cols = [f"vs {_peers.SHORT_NAMES.get(p, p)}" for p in peers]
-    head = (f"{'shape TxBxIxH':<16} {'mode':<9} {'contender':<11} {'median ms':>10} "
+    head = (f"{'cell':<8} {'shape TxBxIxH':<16} {'mode':<9} {'contender':<11} {'median ms':>10} "
             f"{'GFLOP/s':>8} {'% mm':>6} {'max err':>8}" + "".join(f" {c:>9}" for c in vs_cols))
     lines += ["", head, "-" * len(head)]
     previous = None
     for r in rows:
-        key = (r.shape, r.mode)
+        key = (r.case, r.mode)
         if previous is not None and key != previous:
             lines.append("")
         previous = key
@@ -422,10 +498,27 @@ def format_report(result: Dict[str, object], skipped: Optional[Dict[str, str]] =
             else:
                 cells.append("n/a")
         lines.append(
-            f"{shape_label(r.shape):<16} {r.mode:<9} {r.contender:<11} "
+            f"{r.case.kind:<8} {shape_label(r.shape):<16} {r.mode:<9} {r.contender:<11} "
             f"{r.timing.median * 1e3:10.3f} {r.gflops:8.2f} {r.pct_matmul:5.1f}% "
             f"{r.max_rel_error:8.1e}" + "".join(f" {c:>9}" for c in cells).rstrip())
+    lines += _lengths_summary(rows)
     return "\n".join(lines)
+
+
+def _lengths_summary(rows: Sequence[Row]) -> List[str]:
+    """Lines saying, for each variable-length case, sum(lengths) / (T*B) and each fastlstm
+    backend's time with lengths / time fully padded (the vs_padded of its rows)."""
+    lines = []
+    for r in rows:
+        if r.vs_padded is None:
+            continue
+        if not lines:
+            lines = ["", "variable lengths: time with lengths / time of the same backend on the "
+                         "fully padded case (same run), against the work sum(lengths) / (T*B)"]
+        lines.append(f"  {r.case.label} {r.mode:<9} {r.contender:<7} "
+                     f"time ratio {r.vs_padded:.3f}, work {r.work_fraction:.3f}: "
+                     f"{r.vs_padded / r.work_fraction:.2f}x the work ratio")
+    return lines
 
 
 def to_json(result: Dict[str, object], skipped: Optional[Dict[str, str]] = None) -> Dict:
@@ -443,24 +536,24 @@ def plot(result: Dict[str, object], path: str):
 
     meta, rows = result["meta"], result["rows"]
     modes, names = meta["modes"], meta["contenders"]
-    shapes = meta["shapes"]
+    shapes = list(dict.fromkeys(r.case.label for r in rows))  # the cases, in table order
     fig, axes = plt.subplots(len(modes), 1, figsize=(max(6, 1.6 * len(shapes) + 2),
                                                      3.6 * len(modes)), squeeze=False)
     width = 0.8 / max(1, len(names))
     for ax, mode in zip(axes[:, 0], modes):
         for j, name in enumerate(names):
-            vals = {shape_label(r.shape): r.gflops for r in rows
+            vals = {r.case.label: r.gflops for r in rows
                     if r.mode == mode and r.contender == name}
             xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(shapes))]
             ax.bar(xs, [vals.get(s, 0.0) for s in shapes], width, label=name)
         ax.axhline(meta["matmul"]["gflops"], color="k", ls="--", lw=0.8)
         ax.set_xticks(range(len(shapes)))
-        ax.set_xticklabels(shapes)
+        ax.set_xticklabels(shapes, rotation=30, ha="right", fontsize=7)
         ax.set_ylabel("GFLOP/s")
         ax.set_title(f"{mode}; dashed: float32 matmul {meta['matmul']['gflops']:.0f} GFLOP/s; "
                      f"{meta['threads']} thread(s)", fontsize=9)
         ax.legend(fontsize=8, ncol=len(names))
-    axes[-1, 0].set_xlabel("shape TxBxIxH")
+    axes[-1, 0].set_xlabel("cell and shape TxBxIxH")
     fig.suptitle(f"fastlstm bench: {meta['machine']['cpu']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -479,15 +572,24 @@ def _split_list(values: Sequence[str]) -> List[str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m fastlstm bench",
-        description="Time fastlstm's backends against torch.nn.LSTM and onnxruntime's LSTM on "
-                    "the same float32 weights and inputs, after checking every contender "
-                    "against fastlstm's NumPy reference.",
+        description="Time fastlstm's backends against torch.nn.LSTM / GRU / RNN and "
+                    "onnxruntime's LSTM / GRU / RNN operators on the same float32 weights and "
+                    "inputs (padded batches, and LSTM batches with lengths), after checking "
+                    "every contender against fastlstm's NumPy reference.",
         epilog="Example: python -m fastlstm bench --shapes 100x1x32x64,100x16x128x256 "
                "--threads 1 --json bench.json")
     parser.add_argument("--shapes", nargs="+", metavar="TxBxIxH",
                         default=[shape_label(s) for s in DEFAULT_SHAPES],
                         help="shapes, space- or comma-separated (default: "
                              + " ".join(shape_label(s) for s in DEFAULT_SHAPES) + ")")
+    parser.add_argument("--cells", nargs="+", default=list(_peers.CELLS),
+                        help="cells to run at every shape, any of " + ", ".join(_peers.CELLS)
+                             + " (default: all)")
+    parser.add_argument("--lengths-shapes", nargs="*", metavar="TxBxIxH",
+                        default=[shape_label(s) for s in DEFAULT_LENGTHS_SHAPES],
+                        help="shapes of the variable-length LSTM cases, lengths uniform in "
+                             "[T/10, T]; give none to skip them (default: "
+                             + " ".join(shape_label(s) for s in DEFAULT_LENGTHS_SHAPES) + ")")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                         help="threads for everyone: BLAS/OpenMP pools (threadpoolctl), "
                              "torch.set_num_threads, onnxruntime intra-op (default %(default)s)")
@@ -521,8 +623,13 @@ def main(argv=None) -> int:
 
     try:
         shapes = [parse_shape(s) for s in _split_list(args.shapes)]
+        lengths_shapes = [parse_shape(s) for s in _split_list(args.lengths_shapes)]
     except ValueError as exc:
         parser.error(str(exc))
+    cells = _split_list(args.cells)
+    for c in cells:
+        if c not in _peers.CELLS:
+            parser.error(f"--cells: unknown cell {c!r}; choose from {', '.join(_peers.CELLS)}")
     modes = _split_list(args.modes)
     for m in modes:
         if m not in _peers.MODES:
@@ -564,7 +671,8 @@ def main(argv=None) -> int:
         result = run_benchmark(shapes, modes, contenders, threads=args.threads,
                                min_time=args.min_time, repeats=args.repeats,
                                warmup=args.warmup, peak_size=args.peak_size,
-                               progress=Progress(enabled=not args.no_progress))
+                               progress=Progress(enabled=not args.no_progress),
+                               cells=cells, lengths_shapes=lengths_shapes)
     except _peers.MismatchError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return 1

@@ -12,16 +12,27 @@ from fastlstm import _bench, _peers
 
 def test_bench_smoke(tmp_path, capsys, monkeypatch):
     out = tmp_path / "bench.json"
-    rc = _bench.main(["--shapes", "5x2x3x4", "--min-time", "0.01", "--repeats", "3",
-                      "--peak-size", "128", "--threads", "1", "--no-progress",
-                      "--json", str(out)])
+    rc = _bench.main(["--shapes", "12x5x3x4", "--lengths-shapes", "12x5x3x4", "--min-time",
+                      "0.01", "--repeats", "3", "--peak-size", "128", "--threads", "1",
+                      "--no-progress", "--json", str(out)])
     assert rc == 0
-    assert "fastlstm bench" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "fastlstm bench" in text and "variable lengths:" in text
     data = json.loads(out.read_text())
     rows = data["rows"]
     got = {(r["contender"], r["mode"]) for r in rows}
     for backend in fastlstm.available_backends():
         assert {(backend, "inference"), (backend, "training")} <= got
+        for kind in ("lstm", "gru", "rnn", "lstm+len"):  # every cell, and the lengths case
+            cell, lengths = kind.split("+")[0], kind.endswith("+len")
+            assert [r for r in rows if r["contender"] == backend and r["cell"] == cell
+                    and r["lengths"] == lengths and r["mode"] == "training"], kind
+    for r in rows:  # lengths rows count only the work of sum(lengths) rows
+        if r["lengths"]:
+            assert 0 < r["work_fraction"] < 1
+            assert (r["vs_padded"] is not None) == (r["family"] == "fastlstm")
+        else:
+            assert r["work_fraction"] == 1 and r["vs_padded"] is None
     assert all(r["median_s"] > 0 and r["gflops"] > 0 and r["max_rel_error"] <= _peers.RTOL
                for r in rows)
     assert data["meta"]["matmul"]["gflops"] > 0
@@ -42,6 +53,18 @@ def test_bench_smoke(tmp_path, capsys, monkeypatch):
     for name in ["numpy"] + installed_peers:
         with pytest.raises(_peers.MismatchError, match=name):
             _peers.check_contender(_peers.build(name, swapped), ref)
+    # the same for the GRU (ONNX's z, r, h fed where PyTorch's r, z, n is expected), with lengths
+    problem = _peers.make_problem(6, 3, 3, 4, cell="gru", lengths=True)
+    ref = _peers.reference(problem)
+    swapped = dataclasses.replace(
+        problem, **{k: _peers.torch_to_onnx_gates(getattr(problem, k), "gru")
+                    for k in ("w_ih", "w_hh", "b_ih", "b_hh")})
+    for name in ["numpy"] + installed_peers:
+        assert _peers.check_contender(_peers.build(name, problem), ref)["y"] <= _peers.RTOL
+        with pytest.raises(_peers.MismatchError, match=name):
+            _peers.check_contender(_peers.build(name, swapped), ref)
+    problem = _peers.make_problem(5, 2, 3, 4)
+    ref = _peers.reference(problem)
     # only a gradient wrong: training is checked too
     good = _peers.build("numpy", problem)
     bad_grad = dataclasses.replace(

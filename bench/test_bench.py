@@ -1,10 +1,10 @@
-"""Benchmarks: every contender of fastlstm._peers on every shape x mode, grouped by shape and
+"""Benchmarks: every contender of fastlstm._peers on every case x mode, grouped by case and
 mode so that pytest-benchmark's table puts the contenders side by side.
 
 Each benchmark first checks the contender's y (and gradients, for training) against fastlstm's
 NumPy reference (float32, relative error 1e-4): a mismatch fails the test. The callable is
 then warmed up (JIT compilation) and timed with benchmark.pedantic under the thread limit.
-See bench/conftest.py for the options (--lstm-quick for a smoke run).
+See bench/conftest.py for the options (--bench-quick for a smoke run).
 """
 import math
 import time
@@ -16,10 +16,10 @@ from fastlstm import _bench, _peers
 MIN_ROUNDS = 5
 
 
-def test_lstm(benchmark, lstm_case, lstm_problems, lstm_settings):
-    shape, mode, name = lstm_case
-    problem, ref = lstm_problems(shape)
-    threads = lstm_settings["threads"]
+def test_contender(benchmark, bench_case, bench_problems, bench_settings):
+    case, mode, name = bench_case
+    problem, ref = bench_problems(case)
+    threads = bench_settings["threads"]
     try:
         contender = _peers.build(name, problem, threads)
     except _peers.PeerUnavailable as exc:
@@ -33,9 +33,11 @@ def test_lstm(benchmark, lstm_case, lstm_problems, lstm_settings):
         t0 = time.perf_counter()
         fn()
         once = max(time.perf_counter() - t0, 1e-7)
-        rounds = max(MIN_ROUNDS, min(10_000, math.ceil(lstm_settings["min_time"] / once)))
-        benchmark.group = f"{_bench.shape_label(shape)} {mode}"
+        rounds = max(MIN_ROUNDS, min(10_000, math.ceil(bench_settings["min_time"] / once)))
+        benchmark.group = f"{case.label} {mode}"
         benchmark.extra_info.update(
-            contender=name, version=contender.version, threads=threads,
-            gflop=_bench.lstm_flops(shape, mode) / 1e9, max_rel_error=max(errors.values()))
+            cell=case.cell, lengths=case.lengths, contender=name, version=contender.version,
+            threads=threads, cpu=_bench.cpu_model(),
+            gflop=_bench.flops(case.shape, mode, case.cell, problem.work_rows) / 1e9,
+            max_rel_error=max(errors.values()))
         benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
