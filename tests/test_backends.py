@@ -193,7 +193,7 @@ def test_cython_kernels_threads_match_one_thread(dtype, n_threads, cell, T, B, I
     the backward walk by blocks of rows; every output element is the same sum in the same
     order however the work is split, so the results equal the single-threaded run bit for
     bit, forward and backward, for every cell (CONTRACT.md's codes). A scratch array one value
-    short is refused."""
+    short is refused, and so are lengths past T or increasing inside a group (both drivers)."""
     if "cython" not in fastlstm.available_backends():
         pytest.skip("cython backend not built")
     from fastlstm._kernels._info import backward_scratch_length, forward_scratch_length
@@ -245,3 +245,14 @@ def test_cython_kernels_threads_match_one_thread(dtype, n_threads, cell, T, B, I
         with pytest.raises(ValueError, match="lengths increase"):
             forward(cell, x, w_ih, w_hh, w_hr, bias, peep, unsorted, h, c, gates, work,
                     np.empty(forward_scratch_length(cell, I, H, H, 0, itemsize), dtype), 1)
+        with pytest.raises(ValueError, match="recurrent_backward: lengths increase"):
+            backward(cell, x, w_ih, w_hh, w_hr, peep, unsorted, h, c, gates, dy, dh, dc, *grads,
+                     np.empty((B, H), dtype), scratch, 1, 1)
+    too_long = lengths.copy()
+    too_long[-1] = T + 1   # a length past T: refused by both drivers
+    with pytest.raises(ValueError, match="recurrent_forward: a length outside"):
+        forward(cell, x, w_ih, w_hh, w_hr, bias, peep, too_long, h, c, gates, work,
+                np.empty(forward_scratch_length(cell, I, H, H, 0, itemsize), dtype), 1)
+    with pytest.raises(ValueError, match="recurrent_backward: a length outside"):
+        backward(cell, x, w_ih, w_hh, w_hr, peep, too_long, h, c, gates, dy, dh, dc, *grads,
+                 np.empty((B, H), dtype), scratch, 1, 1)

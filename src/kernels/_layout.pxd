@@ -2,6 +2,7 @@
 # matrices from, for a cell and its sizes. The drivers and _info.pyx (which tells the Python
 # layer the lengths) share these definitions.
 from cython cimport floating
+from libc.stdint cimport int64_t
 
 from ._gemm cimport copy_length, packed_length, panel_width
 
@@ -63,3 +64,19 @@ cdef inline Py_ssize_t backward_scratch(floating* dtype_of, int cell, Py_ssize_t
             + packed_length(dtype_of, TB, xh_columns(dtype_of, cell, I, Hout, H))
             + G * (padded_columns(dtype_of, I) + Hout) + threads * copy_length(dtype_of)
             + 64 // sizeof(floating))
+
+
+cdef inline const char* lengths_problem(const int64_t[::1] lengths, Py_ssize_t T,
+                                        Py_ssize_t n_groups) noexcept:
+    """NULL when every length is in [0, T] and the lengths never increase inside each of the
+    n_groups groups of rows (group g: rows g*B//n_groups to (g+1)*B//n_groups), as
+    CONTRACT.md asks; else what is wrong, for the driver's ValueError."""
+    cdef Py_ssize_t B = lengths.shape[0], g, r
+    for r in range(B):
+        if lengths[r] < 0 or lengths[r] > T:
+            return "a length outside [0, T]"
+    for g in range(n_groups):
+        for r in range(g * B // n_groups + 1, (g + 1) * B // n_groups):
+            if lengths[r] > lengths[r - 1]:
+                return "lengths increase inside a group of rows"
+    return NULL

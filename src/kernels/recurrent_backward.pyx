@@ -21,7 +21,7 @@ from ._gemm cimport (aligned, copy_length, gemm, gemm_step, gemm_sums, pack, pac
                      panel_width)
 from ._gru_cell cimport gru_backward_rows, gru_reset_backward_rows
 from ._layout cimport (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
-                       backward_scratch, gate_width, padded_columns)
+                       backward_scratch, gate_width, lengths_problem, padded_columns)
 from ._lstm_cell cimport lstm_backward_rows
 from ._rnn_cell cimport rnn_backward_rows
 
@@ -147,6 +147,7 @@ def backward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef bint has_dy = dy.shape[0] > 0
     cdef bint gru = cell == GRU_LINEAR_BEFORE_RESET or cell == GRU_RESET_BEFORE
     cdef Py_ssize_t group, item, r0, r1, r, j, n_fused
+    cdef const char* problem
     cdef Py_ssize_t NR = panel_width(&dA[0, 0, 0])
     cdef Py_ssize_t Ip = padded_columns(&dA[0, 0, 0], I)
     cdef Py_ssize_t Hp = padded_columns(&dA[0, 0, 0], Hout)
@@ -182,15 +183,9 @@ def backward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             or scratch.shape[0] < backward_scratch(&dA[0, 0, 0], cell, TB, I, Hout, H, P,
                                                    n_product_threads)):
         raise ValueError("recurrent_backward: inconsistent buffer shapes")
-    for r in range(B):
-        if lengths[r] < 0 or lengths[r] > T:
-            raise ValueError("recurrent_backward: a length outside [0, T]")
-    for group in range(n_groups):
-        r0 = group * B // n_groups
-        r1 = (group + 1) * B // n_groups
-        for r in range(r0 + 1, r1):
-            if lengths[r] > lengths[r - 1]:
-                raise ValueError("recurrent_backward: lengths increase inside a group of rows")
+    problem = lengths_problem(lengths, T, n_groups)
+    if problem != NULL:
+        raise ValueError("recurrent_backward: " + problem.decode())
     if peep.shape[0]:
         peep_p = &peep[0, 0]
     w_ih_pack = aligned(&scratch[0])

@@ -20,7 +20,7 @@ from cython.parallel cimport prange
 from ._gemm cimport aligned, gemm, gemm_groups, gemm_step, pack, packed_length, panel_width
 from ._gru_cell cimport gru_forward_rows, gru_new_rows, gru_reset_rows
 from ._layout cimport (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
-                       forward_scratch, gate_width)
+                       forward_scratch, gate_width, lengths_problem)
 from ._lstm_cell cimport lstm_forward_rows
 from ._rnn_cell cimport rnn_forward_rows
 
@@ -156,6 +156,7 @@ def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef bint keep_c = c.shape[0] == T + 1
     cdef Py_ssize_t n_groups = min(n_threads, B)
     cdef Py_ssize_t group, t0, k, part, r0, r1, n_parts, packers
+    cdef const char* problem
     cdef floating* w_ih_pack
     cdef floating* w_hh_pack
     cdef floating* w_n_pack
@@ -176,15 +177,9 @@ def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             or work.shape[0] != B or (work_width and work.shape[1] != work_width)
             or scratch.shape[0] < forward_scratch(&gates[0, 0, 0], cell, I, Hout, H, P)):
         raise ValueError("recurrent_forward: inconsistent buffer shapes")
-    for group in range(B):
-        if lengths[group] < 0 or lengths[group] > T:
-            raise ValueError("recurrent_forward: a length outside [0, T]")
-    for group in range(n_groups):  # lengths never increase inside a group
-        r0 = group * B // n_groups
-        r1 = (group + 1) * B // n_groups
-        for part in range(r0 + 1, r1):
-            if lengths[part] > lengths[part - 1]:
-                raise ValueError("recurrent_forward: lengths increase inside a group of rows")
+    problem = lengths_problem(lengths, T, n_groups)
+    if problem != NULL:
+        raise ValueError("recurrent_forward: " + problem.decode())
     if peep.shape[0]:
         peep_p = &peep[0, 0]
     w_ih_pack = aligned(&scratch[0])
