@@ -19,6 +19,7 @@
 #define FASTLSTM_GEMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #if defined(__AVX512F__)
@@ -38,6 +39,17 @@
  * fl_pack builds in a loop; other compilers pack with plain loops. */
 #if defined(__GNUC__) && !defined(__clang__)
 #  define FL_HAVE_SHUFFLE 1
+#endif
+
+/* Keep a vector in a register. Without this, GCC folds the panel loads of a block of 3 to 5
+ * rows into memory operands of its multiply-adds, loading each panel vector once per row; on
+ * CPUs that do two vector loads per cycle (AMD Zen 3) the loads then set the pace: a 4-row
+ * block ran at 2/3 of the rate of a 6-row one (scripts/microkernel_rate.c, M=4 against M=6).
+ * fl_block applies it to those blocks only; the full and the 1-2 row blocks compile as before. */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#  define FL_IN_REGISTER(v) __asm__("" : "+x"(v))
+#else
+#  define FL_IN_REGISTER(v) ((void)0)
 #endif
 
 #define FL_T float

@@ -4,6 +4,7 @@
 # `gemm` on the packed form at every step, from inside its OpenMP region: no BLAS call, so no
 # second thread pool.
 from cython cimport floating
+from libc.stdint cimport int64_t
 
 cdef extern from "_gemm.h" nogil:
     Py_ssize_t fl_panel_width_f()
@@ -23,10 +24,12 @@ cdef extern from "_gemm.h" nogil:
     Py_ssize_t fl_copy_length_f()
     Py_ssize_t fl_copy_length_d()
     void fl_gemm_sums_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
-                        Py_ssize_t ars, Py_ssize_t acs, const float* packed, float* c,
+                        Py_ssize_t ars, Py_ssize_t acs, const int64_t* kmap,
+                        const float* packed, float* c,
                         Py_ssize_t ldc, float* row_sums, float* work)
     void fl_gemm_sums_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a,
-                        Py_ssize_t ars, Py_ssize_t acs, const double* packed, double* c,
+                        Py_ssize_t ars, Py_ssize_t acs, const int64_t* kmap,
+                        const double* packed, double* c,
                         Py_ssize_t ldc, double* row_sums, double* work)
     void fl_gemm_groups_f(Py_ssize_t groups, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                           const float* a, Py_ssize_t ars, Py_ssize_t a_gs, const float* packed,
@@ -103,16 +106,17 @@ cdef inline Py_ssize_t copy_length(floating* dtype_of) noexcept nogil:
 
 
 cdef inline void gemm_sums(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
-                           Py_ssize_t ars, Py_ssize_t acs, const floating* packed,
-                           floating* c, Py_ssize_t ldc, floating* row_sums,
-                           floating* work) noexcept nogil:
+                           Py_ssize_t ars, Py_ssize_t acs, const int64_t* kmap,
+                           const floating* packed, floating* c, Py_ssize_t ldc,
+                           floating* row_sums, floating* work) noexcept nogil:
     """C (m, n) = A (m, k) @ B (k, n) as `gemm` does, and row_sums (m,) = the sums of A's rows,
     from the same read of A; `work` (copy_length values, the caller's own) holds copies of
-    blocks of an A stored along its columns."""
+    blocks of an A stored along its columns. kmap: NULL, or k column indices of A (step q of
+    k reads A's column kmap[q]), so that A's empty columns can be skipped."""
     if floating is float:
-        fl_gemm_sums_f(m, n, k, a, ars, acs, packed, c, ldc, row_sums, work)
+        fl_gemm_sums_f(m, n, k, a, ars, acs, kmap, packed, c, ldc, row_sums, work)
     else:
-        fl_gemm_sums_d(m, n, k, a, ars, acs, packed, c, ldc, row_sums, work)
+        fl_gemm_sums_d(m, n, k, a, ars, acs, kmap, packed, c, ldc, row_sums, work)
 
 
 cdef inline void gemm_groups(Py_ssize_t groups, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,

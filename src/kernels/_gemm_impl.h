@@ -124,7 +124,10 @@ FL_NAME(fl_block)(const int mr, ptrdiff_t k, const FL_T* a, ptrdiff_t ars, ptrdi
     for (ptrdiff_t q = 0; q < k; q++) {
         FL_VEC bv[FL_NV];
 #pragma GCC unroll 8
-        for (int v = 0; v < FL_NV; v++) bv[v] = *(const FL_UVEC*)(panel + q * FL_NR + v * FL_LANES);
+        for (int v = 0; v < FL_NV; v++) {
+            bv[v] = *(const FL_UVEC*)(panel + q * FL_NR + v * FL_LANES);
+            if (mr > 2 && mr < FL_MR) FL_IN_REGISTER(bv[v]);
+        }
 #pragma GCC unroll 8
         for (int r = 0; r < FL_MR; r++) {
             if (r < mr) {
@@ -227,25 +230,27 @@ static inline ptrdiff_t FL_NAME(fl_copy_length)(void) { return FL_MC * FL_KCA; }
  * pass), where reading it in place would touch a new cache line, often a new page, at every
  * step of k: blocks of FL_MC rows x FL_KCA steps are first copied into `abuf`
  * (fl_copy_length() values, step after step, each step's FL_MC values together) that the blocks
- * then read in order. Each row of A is also summed into row_sums (along all of k, in order).
- * C is overwritten. */
+ * then read in order. Step q of k reads A's column kmap[q] (q itself when kmap is NULL), so a
+ * product can skip columns of A that hold nothing (padded steps). Each row of A is also summed
+ * into row_sums (along all of k, in order). C is overwritten. */
 static void FL_NAME(fl_gemm_copy_a)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const FL_T* a,
-                                    ptrdiff_t ars, ptrdiff_t acs, const FL_T* packed, FL_T* c,
-                                    ptrdiff_t ldc, FL_T* row_sums, FL_T* abuf)
+                                    ptrdiff_t ars, ptrdiff_t acs, const int64_t* kmap,
+                                    const FL_T* packed, FL_T* c, ptrdiff_t ldc, FL_T* row_sums,
+                                    FL_T* abuf)
 {
     for (ptrdiff_t q0 = 0; q0 < k; q0 += FL_KCA) {
         ptrdiff_t kc = k - q0 < FL_KCA ? k - q0 : FL_KCA;
         int load_c = q0 > 0;
         for (ptrdiff_t r0 = 0; r0 < m; r0 += FL_MC) {
             ptrdiff_t mc = m - r0 < FL_MC ? m - r0 : FL_MC;
-            const FL_T* src = a + r0 * ars + q0 * acs;
-            /* abuf[q * MC + i] = A[r0 + i, q0 + q] */
-            if (ars == 1) {
-                for (ptrdiff_t q = 0; q < kc; q++)
-                    for (ptrdiff_t i = 0; i < mc; i++) abuf[q * FL_MC + i] = src[i + q * acs];
-            } else {
-                for (ptrdiff_t q = 0; q < kc; q++)
-                    for (ptrdiff_t i = 0; i < mc; i++) abuf[q * FL_MC + i] = src[i * ars + q * acs];
+            /* abuf[q * MC + i] = A[r0 + i, column of step q0 + q] */
+            for (ptrdiff_t q = 0; q < kc; q++) {
+                ptrdiff_t col = kmap ? (ptrdiff_t)kmap[q0 + q] : q0 + q;
+                const FL_T* src = a + r0 * ars + col * acs;
+                if (ars == 1)
+                    for (ptrdiff_t i = 0; i < mc; i++) abuf[q * FL_MC + i] = src[i];
+                else
+                    for (ptrdiff_t i = 0; i < mc; i++) abuf[q * FL_MC + i] = src[i * ars];
             }
             FL_T* sums = row_sums + r0;
             if (q0 == 0)
@@ -284,16 +289,18 @@ static __attribute__((unused)) void FL_NAME(fl_gemm)(ptrdiff_t m, ptrdiff_t n, p
 /* C (m, n) = A (m, k) @ B (k, n) as in fl_gemm, and row_sums (m,) = the sums of A's rows
  * (each along k, in order): for the backward pass, where A = dA^T gives the weight gradients
  * and the bias gradient in one read of dA. An A stored along its columns (acs != 1) is read
- * through copies of its blocks in `work` (fl_copy_length() values, this caller's own). */
+ * through copies of its blocks in `work` (fl_copy_length() values, this caller's own). With a
+ * kmap (k indices), step q of k is A's column kmap[q] (see fl_gemm_copy_a). */
 static __attribute__((unused)) void FL_NAME(fl_gemm_sums)(ptrdiff_t m, ptrdiff_t n,
                                                           ptrdiff_t k, const FL_T* a,
                                                           ptrdiff_t ars, ptrdiff_t acs,
+                                                          const int64_t* kmap,
                                                           const FL_T* packed, FL_T* c,
                                                           ptrdiff_t ldc, FL_T* row_sums,
                                                           FL_T* work)
 {
-    if (k > 0 && acs != 1 && m > FL_MR) {
-        FL_NAME(fl_gemm_copy_a)(m, n, k, a, ars, acs, packed, c, ldc, row_sums, work);
+    if (k > 0 && (kmap || (acs != 1 && m > FL_MR))) {
+        FL_NAME(fl_gemm_copy_a)(m, n, k, a, ars, acs, kmap, packed, c, ldc, row_sums, work);
         return;
     }
     FL_NAME(fl_gemm)(m, n, k, a, ars, acs, packed, c, ldc, 0);

@@ -57,13 +57,14 @@ cdef inline Py_ssize_t backward_scratch(floating* dtype_of, int cell, Py_ssize_t
     """Values of scratch the backward driver needs with `threads` product threads: w_ih (G, I)
     packed, w_hh (G, Hout) packed (and its n block apart for the GRU), w_hr (P, H) packed,
     [x | h_prev | m] (TB rows) packed, [dw_ih | dw_hh] (G, Ip + Hout), a gemm_sums work buffer
-    per thread, and 64 bytes spare."""
+    per thread, the map of the TB rows that hold data (TB int64 values, on an 8-byte
+    boundary), and 64 bytes spare."""
     cdef Py_ssize_t G = gate_width(cell, H)
     return (packed_length(dtype_of, G, I) + packed_length(dtype_of, G, Hout)
             + packed_length(dtype_of, H, Hout) + packed_length(dtype_of, P, H)
             + packed_length(dtype_of, TB, xh_columns(dtype_of, cell, I, Hout, H))
             + G * (padded_columns(dtype_of, I) + Hout) + threads * copy_length(dtype_of)
-            + 64 // sizeof(floating))
+            + (TB * 8 + 8) // sizeof(floating) + 64 // sizeof(floating))
 
 
 cdef inline const char* lengths_problem(const int64_t[::1] lengths, Py_ssize_t T,

@@ -7,7 +7,8 @@ barriers: per step the cell's pointwise pass for the gate gradients and the prod
 carry the gradient to h_{t-1}, with the weights packed for _gemm.h's micro-kernel first. A row
 joins the walk at its last valid step (rows are sorted by length inside each group, so the
 running rows are a prefix that grows as t goes down). After the walk the input, weight and
-bias gradients are large products over all steps at once, shared out by blocks of rows:
+bias gradients are large products over all steps at once, over the rows that hold data only
+(padded steps cost nothing there either), shared out by blocks of rows:
 dx = dA w_ih, and [dw_ih | dw_hh] = dA^T [x | h_prev] with the bias gradients as the column
 sums of dA from the same read (the GRU's n block apart: its recurrent gradient is dm, and the
 reset-before GRU's recurrent input is m = r * h_prev). No BLAS call; nothing is allocated.
@@ -103,24 +104,67 @@ cdef void pack_block(const floating* w, Py_ssize_t rows, Py_ssize_t cols, floati
         pack(r1 - r0, cols, w + r0 * cols, cols, 1, out + r0 * NR, rows * NR)
 
 
-cdef void weight_rows(const floating* dA, const floating* xh_pack, floating* dw,
-                      floating* db_ih, floating* db_hh, floating* work, Py_ssize_t r0,
-                      Py_ssize_t r1, Py_ssize_t TB, Py_ssize_t Gs, Py_ssize_t Ip,
+cdef void weight_rows(const floating* dA, const int64_t* kmap, const floating* xh_pack,
+                      floating* dw, floating* db_ih, floating* db_hh, floating* work,
+                      Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t K, Py_ssize_t Gs, Py_ssize_t Ip,
                       Py_ssize_t Hout, Py_ssize_t rec_shift, Py_ssize_t rec_panels) noexcept nogil:
-    """Rows r0 <= r < r1 of [dw_ih | dw_hh] (ldw = Ip + Hout) and of db_ih, db_hh.
-    rec_shift < 0: one product dA[:, r0:r1]^T [x | h_prev]; else the input side from dA's
-    columns r and the recurrent side from columns r + rec_shift, against the packed block that
-    starts rec_panels columns into xh_pack."""
+    """Rows r0 <= r < r1 of [dw_ih | dw_hh] (ldw = Ip + Hout) and of db_ih, db_hh, summed over
+    the K rows of dA that kmap names (all of them, in order, when kmap is NULL) and the K
+    packed rows of xh_pack. rec_shift < 0: one product dA[:, r0:r1]^T [x | h_prev]; else the
+    input side from dA's columns r and the recurrent side from columns r + rec_shift, against
+    the packed block that starts rec_panels columns into xh_pack."""
     cdef Py_ssize_t ldw = Ip + Hout, r
     if rec_shift < 0:
-        gemm_sums(r1 - r0, ldw, TB, dA + r0, 1, Gs, xh_pack, dw + r0 * ldw, ldw, db_ih + r0,
-                  work)
+        gemm_sums(r1 - r0, ldw, K, dA + r0, 1, Gs, kmap, xh_pack, dw + r0 * ldw, ldw,
+                  db_ih + r0, work)
         for r in range(r0, r1):
             db_hh[r] = db_ih[r]
     else:
-        gemm_sums(r1 - r0, Ip, TB, dA + r0, 1, Gs, xh_pack, dw + r0 * ldw, ldw, db_ih + r0, work)
-        gemm_sums(r1 - r0, Hout, TB, dA + r0 + rec_shift, 1, Gs, xh_pack + rec_panels * TB,
+        gemm_sums(r1 - r0, Ip, K, dA + r0, 1, Gs, kmap, xh_pack, dw + r0 * ldw, ldw,
+                  db_ih + r0, work)
+        gemm_sums(r1 - r0, Hout, K, dA + r0 + rec_shift, 1, Gs, kmap, xh_pack + rec_panels * K,
                   dw + r0 * ldw + Ip, ldw, db_hh + r0, work)
+
+
+cdef Py_ssize_t map_rows(const int64_t* lengths, Py_ssize_t T, Py_ssize_t B,
+                         Py_ssize_t n_groups, int64_t* kmap) noexcept nogil:
+    """kmap[j] = t*B + b for the rows (t, b) with t < lengths[b], in order of t then b (each
+    group's running rows are a prefix of it); returns their count K."""
+    cdef Py_ssize_t t, g, b, j = 0
+    for t in range(T):
+        for g in range(n_groups):
+            b = g * B // n_groups
+            while b < (g + 1) * B // n_groups and lengths[b] > t:
+                kmap[j] = t * B + b
+                j += 1
+                b += 1
+    return j
+
+
+cdef void pack_and_dx(int cell, const floating* x, const floating* h, const floating* gates,
+                      const floating* dA, const floating* w_ih_pack, floating* dx,
+                      floating* xh_pack, const int64_t* kmap, Py_ssize_t j0, Py_ssize_t j1,
+                      Py_ssize_t K, Py_ssize_t I, Py_ssize_t Hout, Py_ssize_t H, Py_ssize_t G,
+                      Py_ssize_t Gs, Py_ssize_t Ip, Py_ssize_t Hp) noexcept nogil:
+    """For the mapped rows j0 <= j < j1 (rows j themselves when kmap is NULL): pack
+    [x | h_prev | m] into row j of xh_pack (K rows), and dx = dA w_ih; by runs of rows that
+    lie next to each other."""
+    cdef Py_ssize_t j = j0, e, r, n
+    cdef Py_ssize_t NR = panel_width(xh_pack)
+    while j < j1:
+        e = j1
+        if kmap != NULL:
+            e = j + 1
+            while e < j1 and kmap[e] == kmap[e - 1] + 1:
+                e += 1
+        r = kmap[j] if kmap != NULL else j
+        n = e - j
+        pack(n, I, x + r * I, I, 1, xh_pack + j * NR, K * NR)
+        pack(n, Hout, h + r * Hout, Hout, 1, xh_pack + Ip * K + j * NR, K * NR)
+        if cell == GRU_RESET_BEFORE:
+            pack(n, H, gates + r * Gs + 3 * H, Gs, 1, xh_pack + (Ip + Hp) * K + j * NR, K * NR)
+        gemm(n, I, G, dA + r * Gs, Gs, 1, w_ih_pack, dx + r * I, I, False)
+        j = e
 
 
 def backward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
@@ -146,7 +190,8 @@ def backward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef Py_ssize_t G = gate_width(cell, H), Gs = gates.shape[2], TB = T * B
     cdef bint has_dy = dy.shape[0] > 0
     cdef bint gru = cell == GRU_LINEAR_BEFORE_RESET or cell == GRU_RESET_BEFORE
-    cdef Py_ssize_t group, item, r0, r1, r, j, n_fused
+    cdef Py_ssize_t group, item, r0, r1, r, j, n_fused, K, t
+    cdef int64_t* kmap
     cdef const char* problem
     cdef Py_ssize_t NR = panel_width(&dA[0, 0, 0])
     cdef Py_ssize_t Ip = padded_columns(&dA[0, 0, 0], I)
@@ -195,6 +240,8 @@ def backward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     xh_pack = w_hr_pack + packed_length(&dA[0, 0, 0], P, H)
     dw = xh_pack + packed_length(&dA[0, 0, 0], TB, xh_cols)
     buf = dw + G * (Ip + Hout)
+    kmap = <int64_t*>((<size_t>(buf + n_product_threads * copy_length(&dA[0, 0, 0])) + 7)
+                      & ~(<size_t>7))
     n_fused = 2 * H if gru else G
     with nogil:
         pack_block(&w_ih[0, 0], G, I, w_ih_pack, n_product_threads)
@@ -212,36 +259,40 @@ def backward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                       &dc[0, 0] if cell == LSTM else NULL, &dA[0, 0, 0],
                       &dhp[0, 0, 0] if P else NULL, &work[0, 0], T, B, H, Hout, P, Gs,
                       group * B // n_groups, (group + 1) * B // n_groups)
-        # [x | h_0 ... h_{T-1} | m] (TB, xh_cols) packed; dx = dA w_ih; by blocks of rows
-        for item in prange((TB + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
+        # The products below sum over the K rows that hold data (t < length), which kmap
+        # lists (NULL when that is every row); dx is zero on the others.
+        K = map_rows(&lengths[0], T, B, n_groups, kmap)
+        if K < TB:
+            for t in range(T):
+                for r in range(B):
+                    if lengths[r] <= t:
+                        memset(&dx[t, r, 0], 0, I * sizeof(floating))
+        else:
+            kmap = NULL
+        # [x | h_prev | m] (K, xh_cols) packed; dx = dA w_ih; by blocks of rows
+        for item in prange((K + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
                            num_threads=n_product_threads, schedule="static"):
             r0 = item * ROWS_PER_ITEM
-            r1 = min(r0 + ROWS_PER_ITEM, TB)
-            pack(r1 - r0, I, &x[0, 0, 0] + r0 * I, I, 1, xh_pack + r0 * NR, TB * NR)
-            pack(r1 - r0, Hout, &h[0, 0, 0] + r0 * Hout, Hout, 1, xh_pack + Ip * TB + r0 * NR,
-                 TB * NR)
-            if cell == GRU_RESET_BEFORE:
-                pack(r1 - r0, H, &gates[0, 0, 0] + r0 * Gs + 3 * H, Gs, 1,
-                     xh_pack + (Ip + Hp) * TB + r0 * NR, TB * NR)
-            gemm(r1 - r0, I, G, &dA[0, 0, 0] + r0 * Gs, Gs, 1, w_ih_pack,
-                 &dx[0, 0, 0] + r0 * I, I, False)
+            pack_and_dx(cell, &x[0, 0, 0], &h[0, 0, 0], &gates[0, 0, 0], &dA[0, 0, 0],
+                        w_ih_pack, &dx[0, 0, 0], xh_pack, kmap, r0, min(r0 + ROWS_PER_ITEM, K),
+                        K, I, Hout, H, G, Gs, Ip, Hp)
         # [dw_ih | dw_hh] and the bias gradients, by blocks of gate rows: one product where the
         # input and recurrent sides share dA's columns and h_prev ...
         for item in prange((n_fused + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
                            num_threads=n_product_threads, schedule="static"):
             r0 = item * ROWS_PER_ITEM
-            weight_rows(&dA[0, 0, 0], xh_pack, dw, &db_ih[0], &db_hh[0],
+            weight_rows(&dA[0, 0, 0], kmap, xh_pack, dw, &db_ih[0], &db_hh[0],
                         buf + threadid() * copy_length(&dA[0, 0, 0]), r0,
-                        min(r0 + ROWS_PER_ITEM, n_fused), TB, Gs, Ip, Hout, -1, 0)
+                        min(r0 + ROWS_PER_ITEM, n_fused), K, Gs, Ip, Hout, -1, 0)
         # ... and the GRU's n block apart: recurrent gradient dm (dA's slot 3), input h_prev
         # or m = r * h_prev
         if gru:
             for item in prange((H + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
                                num_threads=n_product_threads, schedule="static"):
                 r0 = 2 * H + item * ROWS_PER_ITEM
-                weight_rows(&dA[0, 0, 0], xh_pack, dw, &db_ih[0], &db_hh[0],
+                weight_rows(&dA[0, 0, 0], kmap, xh_pack, dw, &db_ih[0], &db_hh[0],
                             buf + threadid() * copy_length(&dA[0, 0, 0]), r0,
-                            min(r0 + ROWS_PER_ITEM, 3 * H), TB, Gs, Ip, Hout, H,
+                            min(r0 + ROWS_PER_ITEM, 3 * H), K, Gs, Ip, Hout, H,
                             Ip + Hp if cell == GRU_RESET_BEFORE else Ip)
         for r in prange(G, num_threads=n_product_threads, schedule="static"):
             for j in range(I):

@@ -94,19 +94,18 @@ cdef void project(const floating* x, const floating* w_ih_pack, const int64_t* l
                   floating* gates, Py_ssize_t B, Py_ssize_t I, Py_ssize_t G, Py_ssize_t Gs,
                   Py_ssize_t t0, Py_ssize_t k, Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
     """gates[s, b] (G of Gs columns) = x[t0 + s, b] @ w_ih^T for the rows b0 <= b < b1 still
-    running at step t0 + s, s < k: all steps in one pass over w_ih's panels when every row
-    runs through the chunk, else step by step on the running rows only."""
-    cdef Py_ssize_t s, m = b1 - b0
-    if lengths[b1 - 1] >= t0 + k:
-        gemm_groups(k, m, G, I, x + (t0 * B + b0) * I, I, B * I, w_ih_pack, gates + b0 * Gs,
-                    Gs, B * Gs)
-        return
-    for s in range(k):
+    running at step t0 + s, s < k: one pass over w_ih's panels for each run of steps with the
+    same running rows (one run when every row lasts through the chunk; with lengths, a run
+    ends where a row does)."""
+    cdef Py_ssize_t s = 0, end, m = b1 - b0
+    while s < k:
         m = active_rows(lengths, b0, m, t0 + s)
         if m == 0:
             return
-        gemm(m, G, I, x + ((t0 + s) * B + b0) * I, I, 1, w_ih_pack, gates + (s * B + b0) * Gs,
-             Gs, False)
+        end = min(k, lengths[b0 + m - 1] - t0)   # the shortest running row's last step + 1
+        gemm_groups(end - s, m, G, I, x + ((t0 + s) * B + b0) * I, I, B * I, w_ih_pack,
+                    gates + (s * B + b0) * Gs, Gs, B * Gs)
+        s = end
 
 
 cdef void run_group(int cell, const floating* x, const floating* w_ih_pack,
