@@ -9,15 +9,19 @@
   whatever the problem's dtype (the yardstick for float32 backends too).
 - `backend` fixture / `BACKEND_PARAMS`: every backend name fastlstm knows; the ones that do not
   load here are skipped (so a missing backend shows as a skip, never as a silent pass).
+- `kernel_calls`: a context manager that records every kernel call the public API makes (the
+  error tests check that no kernel runs before an argument error).
 """
+import contextlib
 from dataclasses import dataclass, replace
 from typing import Optional
+from unittest import mock
 
 import numpy as np
 import pytest
 
 import fastlstm
-from fastlstm import reference
+from fastlstm import _api, reference
 
 #: every backend fastlstm knows (fastlstm._backends.BACKEND_NAMES); not all need to load here
 ALL_BACKENDS = ("cython", "numba", "numpy")
@@ -251,6 +255,50 @@ def check_against_reference(p: Problem, backend, layout="time_major", args=None,
     assert_close(h_inf, h_n, tol, "inference h_n vs training h_n")
     assert_close(c_inf, c_n, tol, "inference c_n vs training c_n")
     return ref, tape
+
+
+# --------------------------------------------------------------------------------------------
+# kernel calls
+
+
+@contextlib.contextmanager
+def kernel_calls():
+    """Records every kernel call (forward or backward) that fastlstm's API makes.
+
+    Yields a list that gets "forward" or "backward" appended at each kernel call made inside the
+    `with` block. The backend that fastlstm._api.get_backend returns is wrapped: its name and
+    groups(n_threads, B) are passed on unchanged, forward / backward are recorded, then run.
+    Any other attribute is deliberately absent, so a new kernel entry point fails loudly here
+    instead of running unrecorded.
+
+    A context manager rather than a pytest fixture: the hypothesis tests need a fresh record
+    for every example (a function-scoped fixture is shared by all examples of a test), and
+    helpers call it outside any test's signature.
+    """
+    calls = []
+    real_get_backend = _api.get_backend
+
+    class Recorder:
+        def __init__(self, kernel):
+            self._kernel = kernel
+            self.name = kernel.name
+
+        def groups(self, n_threads, B):
+            return self._kernel.groups(n_threads, B)
+
+        def forward(self, *args):
+            calls.append("forward")
+            return self._kernel.forward(*args)
+
+        def backward(self, *args):
+            calls.append("backward")
+            return self._kernel.backward(*args)
+
+    def recording_get_backend(name="auto"):
+        return Recorder(real_get_backend(name))
+
+    with mock.patch.object(_api, "get_backend", recording_get_backend):
+        yield calls
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,48 +7,17 @@ a wrong w_hr, a w_hh that does not fit w_hr, wrong peepholes, an unknown nonline
 non-bool reverse / linear_before_reset. Backward: dc_n for a GRU / RNN tape, a wrong-shaped dy
 for a GRU tape.
 """
-import contextlib
 import re
-from unittest import mock
 
 import numpy as np
 import pytest
 
 import fastlstm
-from fastlstm import _api
 
+from conftest import kernel_calls
 from family_helpers import api_args, make_family_problem
 
 T, B, I, H, P = 5, 3, 2, 4, 3
-
-
-@contextlib.contextmanager
-def kernel_calls():
-    """Records every kernel call (forward or backward) that fastlstm's API makes."""
-    calls = []
-    real_get_backend = _api.get_backend
-
-    class Recorder:
-        def __init__(self, kernel):
-            self._kernel = kernel
-            self.name = kernel.name
-
-        def groups(self, n_threads, B):
-            return self._kernel.groups(n_threads, B)
-
-        def forward(self, *args):
-            calls.append("forward")
-            return self._kernel.forward(*args)
-
-        def backward(self, *args):
-            calls.append("backward")
-            return self._kernel.backward(*args)
-
-    def recording_get_backend(name="auto"):
-        return Recorder(real_get_backend(name))
-
-    with mock.patch.object(_api, "get_backend", recording_get_backend):
-        yield calls
 
 
 def _call(name, arrays, backend, **kwargs):
