@@ -173,7 +173,10 @@ def _run(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr, peepholes, lengths, reve
     peep = np.zeros((0, H), dtype) if peepholes is None else np.ascontiguousarray(peepholes)
     bias = _fold_biases(cell, b_ih, b_hh, G, dtype)
 
-    alloc = np.zeros if order.padded else np.empty   # padded entries stay zero (CONTRACT.md)
+    # With a tape, padded entries stay zero (CONTRACT.md: the backward and the peephole and
+    # projection gradients read whole arrays); without one nothing reads them (scatter
+    # writes zeros past each length), so they need not be cleared.
+    alloc = np.zeros if order.padded and return_tape else np.empty
     h = alloc((T + 1, B, H_out), dtype=dtype)
     h[0] = 0 if h0 is None else order.rows_to_loop(h0.reshape(B, H_out))
     if cell == LSTM:

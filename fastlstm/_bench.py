@@ -16,8 +16,8 @@ of this machine measured at the start of the run) and one table, with for every 
 contender: median ms, GFLOP/s, percent of the matrix-product rate, the check's max relative
 error, and for fastlstm's backends the speed ratio against each peer (time(peer) /
 time(backend): > 1 means fastlstm is faster). A variable-length case also reports each
-fastlstm backend's time with lengths over its time on the same batch fully padded (the padded
-LSTM case of the same shape in the same run), beside sum(lengths) / (T*B). --json FILE writes
+fastlstm backend's time with lengths over its time on the same batch fully padded (the two
+timed in alternation, measure_pair), beside sum(lengths) / (T*B). --json FILE writes
 all of it, --plot FILE.png a bar chart.
 
     python -m fastlstm bench
@@ -25,6 +25,7 @@ all of it, --plot FILE.png a bar chart.
     python -m fastlstm bench --cells gru --lengths-shapes
 """
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -148,6 +149,26 @@ def measure(fn: Callable[[], object], min_time: float = DEFAULT_MIN_TIME,
         fn()
         times.append(clock() - t0)
     return Timing(times)
+
+
+def measure_pair(fn_a: Callable[[], object], fn_b: Callable[[], object],
+                 min_time: float = DEFAULT_MIN_TIME, repeats: int = DEFAULT_REPEATS,
+                 warmup: int = DEFAULT_WARMUP) -> Tuple[Timing, Timing]:
+    """measure() for two callables at once, their calls alternating (a, b, a, b, ...), so that
+    a shared machine's slow spells fall on both: their ratio is then far steadier than that
+    of two separate measurements."""
+    for _ in range(max(1, int(warmup))):
+        fn_a()
+        fn_b()
+    times_a, times_b = [], []
+    clock = time.perf_counter
+    start = clock()
+    while len(times_a) < repeats or clock() - start < min_time:
+        for fn, times in ((fn_a, times_a), (fn_b, times_b)):
+            t0 = clock()
+            fn()
+            times.append(clock() - t0)
+    return Timing(times_a), Timing(times_b)
 
 
 def matmul_rate(size: int = DEFAULT_PEAK_SIZE, min_time: float = DEFAULT_MIN_TIME,
@@ -280,7 +301,8 @@ class Progress:
 class Row:
     """One table row: one case x mode x contender. work_fraction: sum(lengths) / (T*B) (1 when
     fully padded); vs_padded: for a fastlstm backend with lengths, time(lengths) / time(the
-    same backend on the padded case), when that case ran."""
+    same backend on the same batch fully padded), from calls of the two that alternate
+    (measure_pair; `timing` is then the lengths half)."""
 
     case: Case
     mode: str
@@ -348,6 +370,13 @@ def run_benchmark(shapes: Sequence[Sequence[int]] = DEFAULT_SHAPES,
     modes = [m for m in _peers.MODES if m in modes]
     progress = progress or Progress(enabled=False)
     cases = make_cases(shapes, cells, lengths_shapes)
+    padded_refs = {}
+
+    def padded_ref(padded):
+        key = (padded.cell, padded.shape)
+        if key not in padded_refs:
+            padded_refs[key] = _peers.reference(padded)
+        return padded_refs[key]
 
     # 1. build and check everything (this also compiles the JIT kernels)
     built = []  # (case, problem, {name: (contender, errors)})
@@ -361,7 +390,14 @@ def run_benchmark(shapes: Sequence[Sequence[int]] = DEFAULT_SHAPES,
             contender = builders[name](problem, threads)
             with _peers.threads_limited(threads):
                 errors = _peers.check_contender(contender, ref, modes)
-            per_name[name] = (contender, errors)
+            twin = None
+            if case.lengths and contender.family == "fastlstm":
+                # the same batch fully padded, timed against it (measure_pair)
+                padded = dataclasses.replace(problem, lengths=None)
+                twin = builders[name](padded, threads)
+                with _peers.threads_limited(threads):
+                    _peers.check_contender(twin, padded_ref(padded), modes)
+            per_name[name] = (contender, errors, twin)
         built.append((case, problem, per_name))
 
     # 2. time: the matrix-product rate first, then every callable, under the same thread limit
@@ -376,12 +412,19 @@ def run_benchmark(shapes: Sequence[Sequence[int]] = DEFAULT_SHAPES,
             for mode in modes:
                 group = []
                 for name in names:
-                    contender, errors = per_name[name]
+                    contender, errors = per_name[name][:2]
                     if not contender.can(mode):
                         continue
                     progress.update(f"[time {len(rows) + 1}/{len(jobs)}] {case.label} "
                                     f"{mode} {name}")
-                    timing = measure(contender.callable_for(mode), min_time, repeats, warmup)
+                    padded_timing = None
+                    if case.lengths and contender.family == "fastlstm":
+                        timing, padded_timing = measure_pair(
+                            contender.callable_for(mode),
+                            per_name[name][2].callable_for(mode), min_time, repeats, warmup)
+                    else:
+                        timing = measure(contender.callable_for(mode), min_time, repeats,
+                                         warmup)
                     err_keys = ["y"] if mode == "inference" else [k for k in errors if k != "y"]
                     row = Row(case=case, mode=mode, contender=name, family=contender.family,
                               version=contender.version, timing=timing,
@@ -390,6 +433,8 @@ def run_benchmark(shapes: Sequence[Sequence[int]] = DEFAULT_SHAPES,
                               flops=flops(case.shape, mode, case.cell, problem.work_rows),
                               matmul_gflops=peak["gflops"],
                               work_fraction=problem.work_rows / (T * B))
+                    if padded_timing is not None:
+                        row.vs_padded = timing.median / padded_timing.median
                     group.append(row)
                     rows.append(row)
                 peers = [r for r in group if r.family != "fastlstm"]
@@ -397,7 +442,6 @@ def run_benchmark(shapes: Sequence[Sequence[int]] = DEFAULT_SHAPES,
                     if r.family == "fastlstm":
                         r.speedup = {p.contender: p.timing.median / r.timing.median
                                      for p in peers}
-    _compare_with_padded(rows)
     progress.done()
 
     meta = {
@@ -425,17 +469,6 @@ def run_benchmark(shapes: Sequence[Sequence[int]] = DEFAULT_SHAPES,
         "other_processes_cpus": other_load.cpus(),
     }
     return {"meta": meta, "rows": rows}
-
-
-def _compare_with_padded(rows: List[Row]):
-    """Fill vs_padded of each fastlstm row with lengths: its median time over the median time of
-    the same backend, mode, cell and shape fully padded (when that row is in `rows`)."""
-    padded = {(r.case.cell, r.shape, r.mode, r.contender): r for r in rows
-              if not r.case.lengths}
-    for r in rows:
-        twin = padded.get((r.case.cell, r.shape, r.mode, r.contender))
-        if r.case.lengths and r.family == "fastlstm" and twin is not None:
-            r.vs_padded = r.timing.median / twin.timing.median
 
 
 # ---------------------------------------------------------------------------------------------
@@ -514,7 +547,8 @@ def _lengths_summary(rows: Sequence[Row]) -> List[str]:
             continue
         if not lines:
             lines = ["", "variable lengths: time with lengths / time of the same backend on the "
-                         "fully padded case (same run), against the work sum(lengths) / (T*B)"]
+                         "same batch fully padded (calls alternating), against the work "
+                         "sum(lengths) / (T*B)"]
         lines.append(f"  {r.case.label} {r.mode:<9} {r.contender:<7} "
                      f"time ratio {r.vs_padded:.3f}, work {r.work_fraction:.3f}: "
                      f"{r.vs_padded / r.work_fraction:.2f}x the work ratio")

@@ -33,13 +33,9 @@ class LoopOrder:
     def identity(self):
         return not self.padded and not self.reverse and self.perm is None
 
-    def _time_index(self):
-        """(t, valid): t (T, B) the caller step that loop step s of loop row k reads."""
-        s = np.arange(self.T)[:, None]
-        L = self.lengths[None, :]
-        valid = s < L
-        t = np.where(valid, L - 1 - s if self.reverse else s, 0)
-        return t, valid
+    def _valid(self):
+        """(T, B) bool: loop step s of loop row k holds data (s < its length)."""
+        return np.arange(self.T)[:, None] < self.lengths[None, :]
 
     def gather(self, a):
         """a (T, B, n) in time order -> a new (T, B, n) C-contiguous array in loop order, zeros
@@ -48,9 +44,13 @@ class LoopOrder:
             return np.ascontiguousarray(a)
         if not self.padded and self.perm is None:   # reverse of full rows: a flip in time
             return np.ascontiguousarray(a[::-1])
-        t, valid = self._time_index()
-        perm = np.arange(a.shape[1]) if self.perm is None else self.perm
-        out = a[t, perm[None, :]]
+        valid = self._valid()
+        if self.reverse:
+            t = np.where(valid, self.lengths[None, :] - 1 - np.arange(self.T)[:, None], 0)
+            perm = np.arange(a.shape[1]) if self.perm is None else self.perm
+            out = a[t, perm[None, :]]
+        else:   # the rows permuted, steps in place: one take along the batch axis
+            out = np.take(a, self.perm, axis=1)
         out[~valid] = 0
         return out
 
@@ -61,10 +61,16 @@ class LoopOrder:
             return a
         if not self.padded and self.perm is None:
             return np.ascontiguousarray(a[::-1])
-        t, valid = self._time_index()
-        perm = np.arange(a.shape[1]) if self.perm is None else self.perm
-        out = np.zeros_like(a)
-        out[t[valid], np.broadcast_to(perm, t.shape)[valid]] = a[valid]
+        if self.reverse:
+            valid = self._valid()
+            t = np.where(valid, self.lengths[None, :] - 1 - np.arange(self.T)[:, None], 0)
+            perm = np.arange(a.shape[1]) if self.perm is None else self.perm
+            out = np.zeros_like(a)
+            out[t[valid], np.broadcast_to(perm, t.shape)[valid]] = a[valid]
+            return out
+        inverse = np.argsort(self.perm)          # caller row r is loop row inverse[r]
+        out = np.take(a, inverse, axis=1)
+        out[~self._valid()[:, inverse]] = 0
         return out
 
     def rows_to_loop(self, a):
