@@ -129,16 +129,19 @@ def _kernel_threads(T, B, I, G, H_out):
 
 def _fold_biases(cell, b_ih, b_hh, G, dtype):
     """bias (2, G) as CONTRACT.md folds it for `cell` (a new array: the kernels only read it)."""
-    bias = np.zeros((2, G), dtype=dtype)
-    if b_ih is not None:
-        bias[0] += b_ih
-    if b_hh is not None:
-        if cell == GRU_LINEAR_BEFORE_RESET:   # b_hn stays inside r * (h W_hn^T + b_hn)
-            H = G // 3
-            bias[0, :2 * H] += b_hh[:2 * H]
-            bias[1, 2 * H:] = b_hh[2 * H:]
-        else:
-            bias[0] += b_hh
+    bias = np.empty((2, G), dtype=dtype)
+    bias[1] = 0
+    if b_ih is None and b_hh is None:
+        bias[0] = 0
+    elif b_hh is None or b_ih is None:
+        bias[0] = b_ih if b_hh is None else b_hh
+    else:
+        np.add(b_ih, b_hh, out=bias[0])
+    if b_hh is not None and cell == GRU_LINEAR_BEFORE_RESET:
+        # b_hn stays inside r * (h W_hn^T + b_hn)
+        H = G // 3
+        bias[0, 2 * H:] = 0 if b_ih is None else b_ih[2 * H:]
+        bias[1, 2 * H:] = b_hh[2 * H:]
     return bias
 
 
@@ -193,12 +196,18 @@ def _run(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr, peepholes, lengths, reve
                        gates, work, n_threads)
 
     # final states: row k's state after its last valid step
-    rows = np.arange(B)
-    h_n = order.rows_from_loop(h[order.lengths, rows])
     c_n = None
+    if order.identity:   # every row ends at step T
+        h_n = h[T].copy()
+        if cell == LSTM:
+            c_n = c[T if return_tape else T % 2].copy()
+    else:
+        rows = np.arange(B)
+        h_n = order.rows_from_loop(h[order.lengths, rows])
+        if cell == LSTM:
+            c_n = order.rows_from_loop(c[order.lengths if return_tape else order.lengths % 2,
+                                         rows])
     if cell == LSTM:
-        c_slot = order.lengths if return_tape else order.lengths % 2
-        c_n = order.rows_from_loop(c[c_slot, rows])
         c_n = c_n.reshape((H,) if unbatched else (B, H))
     h_n = h_n.reshape((H_out,) if unbatched else (B, H_out))
     y_tm = order.scatter(h[1:])
@@ -311,10 +320,10 @@ def backward(tape, dy=None, dh_n=None, dc_n=None):
                else order.gather(_to_time_major(dy, tape.batch_first, tape.unbatched)))
     # private C-ordered copies in loop order: the kernels update them in place
     dh = (np.zeros((B, H_out), dtype) if dh_n is None
-          else order.rows_to_loop(np.asarray(dh_n).reshape(B, H_out)))
+          else np.array(order.rows_to_loop(np.asarray(dh_n).reshape(B, H_out)), order="C"))
     dc = np.zeros((B, H if is_lstm else 0), dtype)
     if dc_n is not None:
-        dc = order.rows_to_loop(np.asarray(dc_n).reshape(B, H))
+        dc = np.array(order.rows_to_loop(np.asarray(dc_n).reshape(B, H)), order="C")
     G = tape.w_ih.shape[0]
     Gs = tape.gates.shape[2]
     P = tape.w_hr.shape[0]

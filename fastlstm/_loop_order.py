@@ -74,8 +74,8 @@ class LoopOrder:
         return out
 
     def rows_to_loop(self, a):
-        """(B, n) caller rows -> loop rows (a new array)."""
-        return np.array(a if self.perm is None else a[self.perm], order="C")
+        """(B, n) caller rows -> loop rows (a new array, or `a` itself when no row moves)."""
+        return a if self.perm is None else a[self.perm]
 
     def rows_from_loop(self, a):
         """(B, n) loop rows -> caller rows (a new array)."""
@@ -94,7 +94,9 @@ def arrange(T, B, lengths, reverse, n_groups):
     group gets a fair share of the work and its lengths never increase.
     """
     if lengths is None or np.all(lengths == T):
-        return LoopOrder(T, None, np.full(B, T, np.int64), reverse, padded=False)
+        full = np.empty(B, np.int64)
+        full.fill(T)
+        return LoopOrder(T, None, full, reverse, padded=False)
     order = np.argsort(-lengths, kind="stable")
     bounds = [g * B // n_groups for g in range(n_groups + 1)]
     slots = [list(range(bounds[g], bounds[g + 1])) for g in range(n_groups)]
