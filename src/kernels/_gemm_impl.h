@@ -176,43 +176,112 @@ static void FL_NAME(fl_block_any)(int mr, ptrdiff_t nc, ptrdiff_t k, const FL_T*
     }
 }
 
+/* One or two rows of C against FL_WIDE / mr whole panels at once: C[0:mr, panels' columns]
+ * (+)= A[0:mr, 0:k] @ those panels (panel p at panel + p * pstride). A single row against one
+ * panel is a chain of NV dependent multiply-adds per step of k, so it waits on the latency of
+ * each one; over several panels the chains interleave. Each element of C is still one running
+ * sum over k in order: the same arithmetic as fl_block. */
+#define FL_WIDE 4
+static inline __attribute__((always_inline)) void
+FL_NAME(fl_block_wide)(const int mr, ptrdiff_t k, const FL_T* a, ptrdiff_t ars, ptrdiff_t acs,
+                       const FL_T* panel, ptrdiff_t pstride, FL_T* c, ptrdiff_t ldc, int load_c)
+{
+    const int pw = FL_WIDE / mr;
+    FL_VEC acc[2][FL_WIDE][FL_NV];
+#pragma GCC unroll 8
+    for (int r = 0; r < 2; r++)
+#pragma GCC unroll 8
+        for (int p = 0; p < FL_WIDE; p++)
+#pragma GCC unroll 8
+            for (int v = 0; v < FL_NV; v++)
+                if (r < mr && p < pw)
+                    acc[r][p][v] = load_c ? (FL_VEC)*(const FL_UVEC*)(c + r * ldc + p * FL_NR
+                                                                       + v * FL_LANES)
+                                          : (FL_VEC){0};
+    for (ptrdiff_t q = 0; q < k; q++) {
+        FL_T s0 = a[q * acs];
+        FL_T s1 = mr > 1 ? a[ars + q * acs] : 0;
+#pragma GCC unroll 8
+        for (int p = 0; p < FL_WIDE; p++) {
+#pragma GCC unroll 8
+            for (int v = 0; v < FL_NV; v++) {
+                if (p < pw) {
+                    FL_VEC bv = *(const FL_UVEC*)(panel + p * pstride + q * FL_NR + v * FL_LANES);
+                    if (mr > 1) FL_IN_REGISTER(bv);
+                    acc[0][p][v] += s0 * bv;
+                    if (mr > 1) acc[1][p][v] += s1 * bv;
+                }
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < 2; r++)
+#pragma GCC unroll 8
+        for (int p = 0; p < FL_WIDE; p++)
+#pragma GCC unroll 8
+            for (int v = 0; v < FL_NV; v++)
+                if (r < mr && p < pw)
+                    *(FL_UVEC*)(c + r * ldc + p * FL_NR + v * FL_LANES) = acc[r][p][v];
+}
+
 /* C (m, n) (+)= A (m, k) @ B (k, n) for rows of A that run along k (acs == 1, or any A
  * small enough to sit in cache): the blocks read A in place. The rows may come in `groups`
  * of m each, group g's at a + g*a_gs and c + g*c_gs (so one pass over each panel serves the
  * rows of several steps). With `backwards`, the panels are visited last to first. Neither
- * changes the arithmetic. */
+ * changes the arithmetic. One or two rows (m <= 2) go through FL_WIDE / m whole panels at a
+ * time (fl_block_wide); the panels form spans of that many, visited as the panels are. */
 static void FL_NAME(fl_gemm_direct)(ptrdiff_t groups, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                                     const FL_T* a, ptrdiff_t ars, ptrdiff_t acs,
                                     ptrdiff_t a_gs, const FL_T* packed, FL_T* c, ptrdiff_t ldc,
                                     ptrdiff_t c_gs, int accumulate, int backwards)
 {
     ptrdiff_t panels = (n + FL_NR - 1) / FL_NR;
-    /* For a short k (at most two passes of FL_KC), panel after panel, each through all of k:
-     * the panel's results stay in L1 meanwhile. For a long k, pass after pass of FL_KC steps,
-     * each through all panels: the rows of A of one pass stay in L1 meanwhile. */
+    ptrdiff_t pw = m == 1 ? FL_WIDE : (m == 2 ? FL_WIDE / 2 : 1);   /* panels per span */
+    ptrdiff_t spans = (panels + pw - 1) / pw;
+    ptrdiff_t pstride = k * FL_NR;
+    /* For a short k (at most two passes of FL_KC), span after span, each through all of k:
+     * the span's results stay in L1 meanwhile. For a long k, pass after pass of FL_KC steps,
+     * each through all spans: the rows of A of one pass stay in L1 meanwhile. */
     int panel_outer = k <= 2 * FL_KC;
-    ptrdiff_t outer = panel_outer ? panels : (k + FL_KC - 1) / FL_KC;
-    ptrdiff_t inner = panel_outer ? (k + FL_KC - 1) / FL_KC : panels;
+    ptrdiff_t outer = panel_outer ? spans : (k + FL_KC - 1) / FL_KC;
+    ptrdiff_t inner = panel_outer ? (k + FL_KC - 1) / FL_KC : spans;
     for (ptrdiff_t o = 0; o < outer; o++) {
         for (ptrdiff_t i = 0; i < inner; i++) {
-            ptrdiff_t p = panel_outer ? o : i, q0 = (panel_outer ? i : o) * FL_KC;
-            ptrdiff_t j0 = (backwards ? panels - 1 - p : p) * FL_NR;
-            ptrdiff_t nc = n - j0 < FL_NR ? n - j0 : FL_NR;
+            ptrdiff_t sp = panel_outer ? o : i, q0 = (panel_outer ? i : o) * FL_KC;
+            ptrdiff_t p0 = (backwards ? spans - 1 - sp : sp) * pw;
+            ptrdiff_t p1 = p0 + pw < panels ? p0 + pw : panels;
             ptrdiff_t kc = k - q0 < FL_KC ? k - q0 : FL_KC;
             int load_c = accumulate || q0 > 0;
-            const FL_T* panel = packed + j0 / FL_NR * k * FL_NR + q0 * FL_NR;
+            int whole = pw > 1 && p1 - p0 == pw && p1 * FL_NR <= n;
             for (ptrdiff_t g = 0; g < groups; g++) {
-                const FL_T* ag = a + g * a_gs;
+                const FL_T* ag = a + g * a_gs + q0 * acs;
                 FL_T* cg = c + g * c_gs;
-                ptrdiff_t r = 0;
-                while (r < m) {
-                    ptrdiff_t left = m - r;
-                    /* 7 ... 9 rows: two blocks of about half each, not a full and a thin one */
-                    int mr = left > FL_MR && left < 10 ? (int)(left + 1) / 2
-                                                       : (int)(left < FL_MR ? left : FL_MR);
-                    FL_NAME(fl_block_any)(mr, nc, kc, ag + r * ars + q0 * acs, ars, acs, panel,
-                                          cg + r * ldc + j0, ldc, load_c);
-                    r += mr;
+                if (whole) {
+                    const FL_T* panel = packed + p0 * pstride + q0 * FL_NR;
+                    if (m == 1)
+                        FL_NAME(fl_block_wide)(1, kc, ag, ars, acs, panel, pstride,
+                                               cg + p0 * FL_NR, ldc, load_c);
+                    else
+                        FL_NAME(fl_block_wide)(2, kc, ag, ars, acs, panel, pstride,
+                                               cg + p0 * FL_NR, ldc, load_c);
+                    continue;
+                }
+                for (ptrdiff_t pp = 0; pp < p1 - p0; pp++) {
+                    ptrdiff_t p = backwards ? p1 - 1 - pp : p0 + pp;
+                    ptrdiff_t j0 = p * FL_NR;
+                    ptrdiff_t nc = n - j0 < FL_NR ? n - j0 : FL_NR;
+                    const FL_T* panel = packed + p * pstride + q0 * FL_NR;
+                    ptrdiff_t r = 0;
+                    while (r < m) {
+                        ptrdiff_t left = m - r;
+                        /* 7 ... 9 rows: two blocks of about half each, not a full and a thin
+                         * one */
+                        int mr = left > FL_MR && left < 10 ? (int)(left + 1) / 2
+                                                           : (int)(left < FL_MR ? left : FL_MR);
+                        FL_NAME(fl_block_any)(mr, nc, kc, ag + r * ars, ars, acs, panel,
+                                              cg + r * ldc + j0, ldc, load_c);
+                        r += mr;
+                    }
                 }
             }
         }
@@ -354,3 +423,4 @@ static __attribute__((unused)) void FL_NAME(fl_gemm_backwards)(ptrdiff_t m, ptrd
 #undef FL_NR
 #undef FL_MC
 #undef FL_KCA
+#undef FL_WIDE
