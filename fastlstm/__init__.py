@@ -6,6 +6,8 @@ identical to torch.nn.LSTM / GRU / RNN.
     y, h_n = fastlstm.rnn_forward(x, w_ih, w_hh, b_ih, b_hh, h0, nonlinearity="tanh")
     y, ..., tape = fastlstm.forward(..., return_tape=True)   # any of the three
     grads = fastlstm.backward(tape, dy, dh_n, dc_n)
+    m = fastlstm.LSTM(input_size, hidden_size, num_layers=2, bidirectional=True)  # GRU, RNN
+    y, (h_n, c_n) = m(x)                                  # stacks as torch.nn (fastlstm.layers)
 
 Backends: a NumPy reference (fastlstm.reference), Cython and Numba kernels (fastlstm._kernels).
 """
@@ -14,6 +16,7 @@ from ._backends import available_backends
 from ._config import show_config
 from ._threads import threads
 from ._version import __version__
+from .layers import GRU, LSTM, RNN
 
 __all__ = ["forward", "gru_forward", "rnn_forward", "backward", "available_backends",
-           "show_config", "threads", "Gradients", "Tape", "__version__"]
+           "show_config", "threads", "Gradients", "Tape", "LSTM", "GRU", "RNN", "__version__"]

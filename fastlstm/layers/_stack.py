@@ -1,0 +1,123 @@
+"""Forward and backward through a stack of layers and directions (torch.nn semantics, SPEC.md
+section 7), calling the single-layer functions once per layer and direction.
+
+Shapes, time-major inside (the caller's layout is restored by the modules):
+    x (T, B, I); y (T, B, D * H_out), the directions concatenated on the last axis, forward
+    first; h0, h_n (L * D, B, H_out) and c0, c_n (L * D, B, H), index layer * D + direction.
+Layer l > 0 reads layer l - 1's y, times the dropout mask of layer l - 1 when one was drawn.
+"""
+import numpy as np
+
+from .. import _api
+from ._params import direction_suffixes
+
+
+class StackTape:
+    """What StackBase.backward needs from one forward call (made with return_tape=True).
+
+    tapes[l][d]: the single-layer fastlstm.Tape of layer l, direction d; masks[l]: the
+    inverted-dropout mask (T, B, D * H_out) applied to layer l's output (None: no dropout);
+    plus the caller's layout (batch_first, unbatched) and the shapes of x and the states.
+    """
+
+    __slots__ = ("kind", "tapes", "masks", "batch_first", "unbatched", "x_shape", "T", "B",
+                 "H", "H_out", "num_layers", "D", "dtype")
+
+    def __init__(self, **fields):
+        for name in self.__slots__:
+            setattr(self, name, fields[name])
+
+    def __repr__(self):
+        return (f"<fastlstm.layers tape {self.kind} layers={self.num_layers} D={self.D} "
+                f"T={self.T} B={self.B} dtype={self.dtype}>")
+
+
+def _layer_params(params, layer, sfx, bias, proj):
+    get = params.get
+    return dict(w_ih=params[f"weight_ih_l{layer}{sfx}"], w_hh=params[f"weight_hh_l{layer}{sfx}"],
+                b_ih=get(f"bias_ih_l{layer}{sfx}") if bias else None,
+                b_hh=get(f"bias_hh_l{layer}{sfx}") if bias else None,
+                w_hr=get(f"weight_hr_l{layer}{sfx}") if proj else None)
+
+
+def stack_forward(cfg, params, x, h0, c0, lengths, dropout_rng, return_tape):
+    """x (T, B, I); h0 (L*D, B, H_out) or None; c0 (L*D, B, H) or None (LSTM).
+
+    cfg: the module (kind, num_layers, bidirectional, bias, proj_size, hidden_size, dropout,
+    training, backend, and the cell options). dropout_rng: the Generator that draws dropout
+    masks, or None for no dropout. Returns y (T, B, D*H_out), h_n, c_n (None unless LSTM), and
+    the list of per-layer tapes and masks (None without return_tape).
+    """
+    kind, L = cfg.kind, cfg.num_layers
+    sfxs = direction_suffixes(cfg.bidirectional)
+    D = len(sfxs)
+    T, B, _ = x.shape
+    H_out = cfg.proj_size or cfg.hidden_size
+    dtype = x.dtype
+    h_n = np.empty((L * D, B, H_out), dtype=dtype)
+    c_n = np.empty((L * D, B, cfg.hidden_size), dtype=dtype) if kind == "lstm" else None
+    tapes, masks = [], []
+    inp = x
+    for layer in range(L):
+        outs, layer_tapes = [], []
+        for d, sfx in enumerate(sfxs):
+            idx = layer * D + d
+            p = _layer_params(params, layer, sfx, cfg.bias, cfg.proj_size > 0)
+            common = dict(lengths=lengths, reverse=d == 1, backend=cfg.backend,
+                          return_tape=return_tape)
+            hi = None if h0 is None else h0[idx]
+            if kind == "lstm":
+                res = _api.forward(inp, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], hi,
+                                   None if c0 is None else c0[idx], w_hr=p["w_hr"], **common)
+                y_d, (h_n[idx], c_n[idx]) = res[:2]
+            elif kind == "gru":
+                res = _api.gru_forward(inp, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], hi,
+                                       linear_before_reset=cfg.linear_before_reset, **common)
+                y_d, h_n[idx] = res[:2]
+            else:
+                res = _api.rnn_forward(inp, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], hi,
+                                       nonlinearity=cfg.nonlinearity, **common)
+                y_d, h_n[idx] = res[:2]
+            outs.append(y_d)
+            layer_tapes.append(res[-1] if return_tape else None)
+        y = outs[0] if D == 1 else np.concatenate(outs, axis=2)
+        mask = None
+        if dropout_rng is not None and layer < L - 1:
+            keep = 1.0 - cfg.dropout
+            mask = (dropout_rng.random(y.shape) < keep).astype(dtype) / dtype.type(keep)
+            y = y * mask
+        tapes.append(layer_tapes)
+        masks.append(mask)
+        inp = y
+    return inp, h_n, c_n, (tapes, masks)
+
+
+def stack_backward(tape, dy, dh_n, dc_n):
+    """dy (T, B, D*H_out) or None; dh_n (L*D, B, H_out) or None; dc_n (L*D, B, H) or None.
+
+    Returns dx (T, B, I), dh0 (L*D, B, H_out), dc0 (L*D, B, H) (None unless LSTM) and the
+    list over layers and directions of fastlstm.Gradients (layer-major, direction inner).
+    """
+    L, D, H_out = tape.num_layers, tape.D, tape.H_out
+    dtype, B = tape.dtype, tape.B
+    dh0 = np.empty((L * D, B, H_out), dtype=dtype)
+    dc0 = np.empty((L * D, B, tape.H), dtype=dtype) if tape.kind == "lstm" else None
+    grads = [None] * (L * D)
+    d_out = dy   # the gradient with respect to layer `layer`'s output (after its dropout)
+    for layer in reversed(range(L)):
+        if d_out is not None and tape.masks[layer] is not None:
+            d_out = d_out * tape.masks[layer]
+        d_in = None
+        for d in range(D):
+            idx = layer * D + d
+            dy_d = None if d_out is None else d_out[..., d * H_out:(d + 1) * H_out]
+            g = _api.backward(tape.tapes[layer][d], dy_d,
+                              None if dh_n is None else dh_n[idx],
+                              None if dc_n is None or tape.kind != "lstm" else dc_n[idx])
+            grads[idx] = g
+            dh0[idx] = g.h0
+            if dc0 is not None:
+                dc0[idx] = g.c0
+            d_in = g.x if d_in is None else d_in + g.x
+        d_out = d_in
+    return d_out, dh0, dc0, grads
