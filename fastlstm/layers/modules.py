@@ -126,6 +126,14 @@ class _StackBase:
         """The parameter arrays (the module's own, not copies), in state_dict order."""
         return list(self._params.values())
 
+    def stream(self, batch_size=1):
+        """A Stream (fastlstm.layers.stream): step-by-step inference from a private copy of
+        the current weights, the state held between calls. Bidirectional stacks cannot
+        stream (ValueError)."""
+        from .stream import Stream
+
+        return Stream(self, batch_size)
+
     def train(self, mode=True):
         """Training mode (the default): dropout between layers when dropout > 0."""
         self.training = check_flag("mode", mode)

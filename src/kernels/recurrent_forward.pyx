@@ -15,6 +15,7 @@ rows cost nothing. No BLAS call, and nothing is allocated here.
 """
 from cython cimport floating
 from libc.stdint cimport int64_t
+from libc.string cimport memcpy
 from cython.parallel cimport prange
 
 from ._gemm cimport aligned, gemm, gemm_groups, gemm_step, pack, packed_length, panel_width
@@ -139,7 +140,7 @@ def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             const floating[:, ::1] bias, const floating[:, ::1] peep,
             const int64_t[::1] lengths, floating[:, :, ::1] h, floating[:, :, ::1] c,
             floating[:, :, ::1] gates, floating[:, ::1] work, floating[::1] scratch,
-            int n_threads=1):
+            int n_threads=1, bint pack_weights=True):
     """Run `cell` over T >= 1 steps of B >= 1 rows; buffers as in src/kernels/CONTRACT.md.
 
     scratch (at least _info.forward_scratch_length(cell, I, Hout, H, P, itemsize),)  for the
@@ -147,6 +148,8 @@ def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     n_threads           OpenMP threads. With B >= 2 each takes a group of batch rows (at most
                         B groups) for the whole time loop; with one group they share each
                         chunk's input projection, and one of them runs the chunk's steps.
+    pack_weights        False: scratch already holds these weights packed by an earlier call
+                        with the same cell and sizes (a stream's steps), so packing is skipped.
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2]
     cdef Py_ssize_t Hout = h.shape[2], H = w_hr.shape[1], P = w_hr.shape[0]
@@ -188,14 +191,15 @@ def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     packers = n_threads if (I + Hout) * G >= SHARED_PACKING_VALUES else 1
     cdef floating* x0 = <floating*>&x[0, 0, 0]
     with nogil:
-        pack_rows(&w_ih[0, 0], G, I, w_ih_pack, packers)
-        if cell == GRU_RESET_BEFORE:   # its r, z block and its n block apart
-            pack_rows(&w_hh[0, 0], 2 * H, Hout, w_hh_pack, packers)
-            pack_rows(&w_hh[0, 0] + 2 * H * Hout, H, Hout, w_n_pack, packers)
-        else:
-            pack_rows(&w_hh[0, 0], G, Hout, w_hh_pack, packers)
-        if P:
-            pack_rows(&w_hr[0, 0], P, H, w_hr_pack, 1)
+        if pack_weights:
+            pack_rows(&w_ih[0, 0], G, I, w_ih_pack, packers)
+            if cell == GRU_RESET_BEFORE:   # its r, z block and its n block apart
+                pack_rows(&w_hh[0, 0], 2 * H, Hout, w_hh_pack, packers)
+                pack_rows(&w_hh[0, 0] + 2 * H * Hout, H, Hout, w_n_pack, packers)
+            else:
+                pack_rows(&w_hh[0, 0], G, Hout, w_hh_pack, packers)
+            if P:
+                pack_rows(&w_hr[0, 0], P, H, w_hr_pack, 1)
         if n_groups > 1:  # a group of batch rows per thread, each on its own to the end
             for group in prange(n_groups, num_threads=n_groups, schedule="static"):
                 run_group(cell, x0, w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, &bias[0, 0],
@@ -219,3 +223,114 @@ def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                           &gates[0, 0, 0], &work[0, 0] if work.shape[1] else NULL,
                           B, H, Hout, P, Gs, keep_c, t0, k, 0, B)
                 t0 += k
+
+
+# ---------------------------------------------------------------------------------------------
+# One step with the weights already packed: the stream's path (fastlstm/layers/stream.py)
+
+
+cdef void one_step(int cell, const floating* x, const floating* w_ih_pack,
+                   const floating* w_hh_pack, const floating* w_n_pack,
+                   const floating* w_hr_pack, const floating* bias, const floating* peep,
+                   floating* h, floating* c, floating* gates, floating* work, floating* y,
+                   Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t Hout, Py_ssize_t P,
+                   Py_ssize_t Gs) noexcept nogil:
+    """x (B, I) -> y (B, Hout) for every row from the state h[0] (B, Hout) (and c[0], LSTM),
+    which then moves on: step 0 of run_chunk on one chunk of one step, then the new state
+    copied into slot 0 (h, c: 2 slots each)."""
+    gemm(B, gate_width(cell, H), I, x, I, 1, w_ih_pack, gates, Gs, False)
+    step(cell, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, h, c, gates, work, 0, B, B, H, Hout,
+         P, False, 0)
+    memcpy(y, h + B * Hout, B * Hout * sizeof(floating))
+    memcpy(h, h + B * Hout, B * Hout * sizeof(floating))
+    if cell == LSTM:
+        memcpy(c, c + B * H, B * H * sizeof(floating))
+
+
+cdef Py_ssize_t _packed(bint is_double, Py_ssize_t k, Py_ssize_t n) noexcept:
+    """packed_length for the dtype named by is_double."""
+    cdef float f = 0
+    cdef double d = 0
+    return packed_length(&d, k, n) if is_double else packed_length(&f, k, n)
+
+
+cdef class StepPlan:
+    """A prepared one-step forward call of `cell` for B rows: the buffers of forward() for
+    T = 1 (h (2, B, Hout) and c (2, B, H) hold the carried state in slot 0), with the weights
+    packed into `scratch` once, here. step(x, y) then costs one call, no allocation and no
+    packing. Arrays must be C-contiguous, of one dtype, and are kept alive by the plan."""
+
+    cdef object keep
+    cdef bint is_double
+    cdef int cell
+    cdef Py_ssize_t B, I, H, Hout, P, Gs
+    cdef size_t w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, h, c, gates, work
+
+    def __init__(self, int cell, x_like, w_ih, w_hh, w_hr, bias, peep, h, c, gates, work,
+                 scratch):
+        """x_like (1, B, I): any array of the step's input shape and dtype (checked by the
+        forward call made here, which packs the weights and runs one step on zeros, leaving
+        h and c as they were)."""
+        import numpy as np
+
+        arrays = (w_ih, w_hh, w_hr, bias, peep, h, c, gates, work, scratch)
+        if any(not isinstance(a, np.ndarray) or not a.flags.c_contiguous
+               or a.dtype != h.dtype for a in arrays + (x_like,)):
+            raise TypeError("StepPlan: C-contiguous arrays of one dtype expected")
+        if h.shape[0] != 2 or gates.shape[0] != 1 or x_like.shape[0] != 1:
+            raise ValueError("StepPlan: h (2, B, Hout), gates (1, B, Gs), x (1, B, I) expected")
+        state_h, state_c = h.copy(), c.copy()
+        # forward() checks every shape and packs the weights into scratch
+        forward(cell, x_like, w_ih, w_hh, w_hr, bias, peep, np.ones(h.shape[1], np.int64), h,
+                c, gates, work, scratch, 1, True)
+        h[...] = state_h
+        c[...] = state_c
+        self.keep = arrays
+        self.is_double = h.dtype == np.float64
+        self.cell = cell
+        self.B, self.I, self.Hout = h.shape[1], x_like.shape[2], h.shape[2]
+        self.H, self.P, self.Gs = w_hr.shape[1], w_hr.shape[0], gates.shape[2]
+        cdef size_t itemsize = h.dtype.itemsize
+        cdef size_t base = (<size_t>scratch.ctypes.data + 63) & ~(<size_t>63)   # aligned()
+        cdef Py_ssize_t G = gate_width(cell, self.H)
+        self.w_ih_pack = base
+        self.w_hh_pack = base + itemsize * _packed(self.is_double, self.I, G)
+        self.w_n_pack = self.w_hh_pack + itemsize * _packed(self.is_double, self.Hout, G)
+        self.w_hr_pack = self.w_n_pack + itemsize * _packed(self.is_double, self.Hout, 2 * self.H)
+        self.bias = bias.ctypes.data
+        self.peep = peep.ctypes.data if peep.shape[0] else 0
+        self.h, self.c = h.ctypes.data, c.ctypes.data if c.size else 0
+        self.gates, self.work = gates.ctypes.data, work.ctypes.data if work.size else 0
+
+    def step(self, x, y):
+        """x (B, I) -> y (B, Hout) (both C-contiguous, the plan's dtype), the state moving on."""
+        cdef const float[:, ::1] xf
+        cdef float[:, ::1] yf
+        cdef const double[:, ::1] xd
+        cdef double[:, ::1] yd
+        if self.is_double:
+            xd = x
+            yd = y
+            if (xd.shape[0] != self.B or xd.shape[1] != self.I or yd.shape[0] != self.B
+                    or yd.shape[1] != self.Hout):
+                raise ValueError("StepPlan.step: x (B, I) and y (B, Hout) expected")
+            with nogil:
+                one_step(self.cell, &xd[0, 0], <double*>self.w_ih_pack,
+                         <double*>self.w_hh_pack, <double*>self.w_n_pack,
+                         <double*>self.w_hr_pack, <double*>self.bias, <double*>self.peep,
+                         <double*>self.h, <double*>self.c, <double*>self.gates,
+                         <double*>self.work, &yd[0, 0], self.B, self.I, self.H, self.Hout,
+                         self.P, self.Gs)
+        else:
+            xf = x
+            yf = y
+            if (xf.shape[0] != self.B or xf.shape[1] != self.I or yf.shape[0] != self.B
+                    or yf.shape[1] != self.Hout):
+                raise ValueError("StepPlan.step: x (B, I) and y (B, Hout) expected")
+            with nogil:
+                one_step(self.cell, &xf[0, 0], <float*>self.w_ih_pack,
+                         <float*>self.w_hh_pack, <float*>self.w_n_pack,
+                         <float*>self.w_hr_pack, <float*>self.bias, <float*>self.peep,
+                         <float*>self.h, <float*>self.c, <float*>self.gates,
+                         <float*>self.work, &yf[0, 0], self.B, self.I, self.H, self.Hout,
+                         self.P, self.Gs)

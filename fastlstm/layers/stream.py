@@ -1,0 +1,251 @@
+"""Streams: step-by-step inference of a layer stack, the state carried between calls.
+
+    s = m.stream(batch_size=B)     # a private copy of m's weights, packed once
+    y_t = s.step(x_t)              # x_t (B, I) -> y_t (B, H_out); a chunk (T, B, I) -> (T, B, H_out)
+                                   # ((B, T, I) -> (B, T, H_out) when m.batch_first)
+    s.state                        # copies: (h, c) for the LSTM, h otherwise; h (L, B, H_out),
+                                   # c (L, B, H)
+    s.reset(rows=None)             # zero the state of every row, or of the given rows
+
+A stream's outputs equal one call of the module (in eval mode) over the whole sequence: each
+step continues from the state the previous one left. Bidirectional stacks cannot stream (the
+backward direction needs the end of the sequence first).
+
+With the cython backend the weights are packed once, when the stream is made: a single step
+(x (B, I)) goes through one StepPlan per layer (src/kernels/recurrent_forward.pyx: one call,
+no allocation but the output), a chunk through the forward driver on buffers allocated here
+once per chunk length. The other backends call fastlstm's single-layer functions with the
+carried state.
+"""
+import numbers
+
+import numpy as np
+
+from .. import _api
+from .._backends import get_backend
+from .._validate import check_shape
+from ._stack import _layer_params
+
+_CELL_CODES = {"lstm": _api.LSTM, "rnn_tanh": _api.RNN_TANH, "rnn_relu": _api.RNN_RELU,
+               "gru_lbr": _api.GRU_LINEAR_BEFORE_RESET, "gru_rb": _api.GRU_RESET_BEFORE}
+
+
+def _cell_code(module):
+    if module.kind == "lstm":
+        return _api.LSTM
+    if module.kind == "gru":
+        return _CELL_CODES["gru_lbr" if module.linear_before_reset else "gru_rb"]
+    return _CELL_CODES["rnn_" + module.nonlinearity]
+
+
+class _Layer:
+    """One layer's private weights in the kernels' form: w_ih (G, I), w_hh (G, H_out),
+    w_hr (P, H) or (0, H), peep (0, H), bias (2, G) folded as CONTRACT.md says, and (cython)
+    the scratch that holds them packed."""
+
+    __slots__ = ("w_ih", "w_hh", "w_hr", "peep", "bias", "b_ih", "b_hh", "scratch", "packed")
+
+    def __init__(self, cell, p, H, dtype):
+        self.w_ih = np.ascontiguousarray(p["w_ih"], dtype=dtype).copy()
+        self.w_hh = np.ascontiguousarray(p["w_hh"], dtype=dtype).copy()
+        self.w_hr = (np.zeros((0, H), dtype) if p["w_hr"] is None
+                     else np.ascontiguousarray(p["w_hr"], dtype=dtype).copy())
+        self.peep = np.zeros((0, H), dtype)
+        self.b_ih = None if p["b_ih"] is None else np.array(p["b_ih"], dtype=dtype)
+        self.b_hh = None if p["b_hh"] is None else np.array(p["b_hh"], dtype=dtype)
+        self.bias = _api._fold_biases(cell, self.b_ih, self.b_hh, self.w_ih.shape[0], dtype)
+        self.scratch = None
+        self.packed = False
+
+
+class Stream:
+    """Step-by-step inference of a unidirectional fastlstm.LSTM / GRU / RNN (made by
+    module.stream(batch_size)). See the module docstring for the calls and shapes."""
+
+    def __init__(self, module, batch_size=1):
+        if module.bidirectional:
+            raise ValueError("stream: a bidirectional model cannot stream (its backward "
+                             "direction reads the sequence from its end); got "
+                             "bidirectional=True")
+        if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, numbers.Integral) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+        self.kind = module.kind
+        self.batch_size = B = int(batch_size)
+        self.batch_first = module.batch_first
+        self.dtype = module.dtype
+        self.input_size = module.input_size
+        self.num_layers = L = module.num_layers
+        self._H = H = module.hidden_size
+        self._H_out = module.proj_size or H
+        self._cell = _cell_code(module)
+        self._options = ({} if module.kind == "lstm" else
+                         {"linear_before_reset": module.linear_before_reset}
+                         if module.kind == "gru" else {"nonlinearity": module.nonlinearity})
+        self._function = {"lstm": _api.forward, "gru": _api.gru_forward,
+                          "rnn": _api.rnn_forward}[module.kind]
+        self._backend = get_backend(module.backend)
+        params = module.state_dict()   # copies: later changes to the module do not leak in
+        self._layers = [_Layer(self._cell, _layer_params(params, l, "", module.bias,
+                                                         module.proj_size), H, self.dtype)
+                        for l in range(L)]
+        # the carried state: slot 0 of per-layer (2, B, n) arrays (slot 1: the step plans')
+        self._hs = [np.zeros((2, B, self._H_out), self.dtype) for _ in range(L)]
+        self._cs = [np.zeros((2 if self.kind == "lstm" else 0, B, H), self.dtype)
+                    for _ in range(L)]
+        self._buffers = {}   # T -> per-layer kernel buffers (cython)
+        self._fast = self._backend.name == "cython"
+        if self._fast:
+            from .._kernels._info import forward_scratch_length
+            from .._kernels.recurrent_forward import StepPlan, forward
+
+            self._kernel = forward
+            P = module.proj_size
+            Gs = H if self.kind == "rnn" else 4 * H
+            W = 3 * H if self.kind == "gru" else (H if P else 0)
+            self._plans, self._outs = [], []
+            for l, layer in enumerate(self._layers):
+                I_l = self.input_size if l == 0 else self._H_out
+                layer.scratch = np.empty(forward_scratch_length(
+                    self._cell, I_l, self._H_out, H, P, self.dtype.itemsize), self.dtype)
+                # packs the weights into layer.scratch, once
+                self._plans.append(StepPlan(
+                    self._cell, np.zeros((1, B, I_l), self.dtype), layer.w_ih, layer.w_hh,
+                    layer.w_hr, layer.bias, layer.peep, self._hs[l], self._cs[l],
+                    np.empty((1, B, Gs), self.dtype), np.empty((B, W), self.dtype),
+                    layer.scratch))
+                layer.packed = True
+                self._outs.append(np.empty((B, self._H_out), self.dtype))
+
+    # ------------------------------------------------------------------ state
+    @property
+    def state(self):
+        """Copies of the carried state: (h, c) for the LSTM, h for the GRU and RNN;
+        h (L, B, H_out), c (L, B, H)."""
+        h = np.stack([hs[0] for hs in self._hs])
+        if self.kind == "lstm":
+            return h, np.stack([cs[0] for cs in self._cs])
+        return h
+
+    def reset(self, rows=None):
+        """Zero the state of every row (rows=None) or of the given rows (integers in [0, B)),
+        e.g. when a new sequence starts in one slot of a batch of streams."""
+        if rows is None:
+            sel = slice(None)
+        else:
+            sel = np.asarray(rows)
+            if sel.ndim > 1 or (sel.size and sel.dtype.kind not in "iu"):
+                raise TypeError(f"rows: expected None or integers in [0, {self.batch_size}), "
+                                f"got {rows!r}")
+            if sel.size and (sel.min() < 0 or sel.max() >= self.batch_size):
+                raise ValueError(f"rows: expected integers in [0, {self.batch_size}), "
+                                 f"got {rows!r}")
+        for hs, cs in zip(self._hs, self._cs):
+            hs[0, sel] = 0
+            if cs.shape[0]:
+                cs[0, sel] = 0
+
+    # ------------------------------------------------------------------ steps
+    def _check_input(self, x):
+        if type(x) is not np.ndarray:
+            if not hasattr(x, "__array__") and not isinstance(x, (list, tuple)):
+                raise TypeError(f"x: expected a NumPy array of {self.dtype.name}, got "
+                                f"{type(x).__name__}")
+            x = np.asarray(x)
+        if x.dtype != self.dtype:
+            raise TypeError(f"x: expected dtype {self.dtype.name} (the module's), got "
+                            f"{x.dtype}")
+        B, I = self.batch_size, self.input_size
+        if x.ndim == 2:
+            check_shape("x", x, (B, I), "(B, I) for one step")
+            return np.ascontiguousarray(x)[None], True
+        if x.ndim == 3:
+            if self.batch_first:
+                check_shape("x", x, (B, x.shape[1], I), "(B, T, I) for a chunk (batch_first)")
+                return np.ascontiguousarray(x.transpose(1, 0, 2)), False
+            check_shape("x", x, (x.shape[0], B, I), "(T, B, I) for a chunk")
+            return np.ascontiguousarray(x), False
+        raise ValueError(f"x: expected (B, I) for one step or a chunk "
+                         f"{'(B, T, I)' if self.batch_first else '(T, B, I)'}, got shape "
+                         f"{x.shape}")
+
+    def step(self, x):
+        """Run one step, x (B, I) -> (B, H_out), or a chunk of steps, x (T, B, I) -> (T, B,
+        H_out) ((B, T, I) -> (B, T, H_out) when batch_first), from the carried state, which
+        then moves on. A new output array each call."""
+        if self._fast and type(x) is np.ndarray and x.ndim == 2 and x.dtype == self.dtype \
+                and x.flags.c_contiguous:   # one step: the plans (StepPlan checks the shape)
+            try:
+                for plan, out in zip(self._plans, self._outs):
+                    plan.step(x, out)
+                    x = out
+            except ValueError:
+                self._check_input(x)   # raises the error naming x
+                raise
+            return x.copy()
+        x, one = self._check_input(x)
+        T = x.shape[0]
+        if T == 0:
+            y = np.zeros((0, self.batch_size, self._H_out), self.dtype)
+        elif self._fast:
+            y = self._run_kernels(x, T)
+        else:
+            y = self._run_functions(x)
+        if one:
+            return y[0]
+        return y.transpose(1, 0, 2).copy() if self.batch_first else y
+
+    def _run_functions(self, inp):
+        """The other backends: the single-layer function per layer, from the carried state."""
+        for l, layer in enumerate(self._layers):
+            extra = dict(self._options)
+            if self.kind == "lstm":
+                extra.update(c0=self._cs[l][0], w_hr=None if layer.w_hr.shape[0] == 0
+                             else layer.w_hr)
+            y, state = self._function(inp, layer.w_ih, layer.w_hh, layer.b_ih, layer.b_hh,
+                                      self._hs[l][0], backend=self._backend.name, **extra)
+            if self.kind == "lstm":
+                self._hs[l][0], self._cs[l][0] = state
+            else:
+                self._hs[l][0] = state
+            inp = y
+        return inp
+
+    def _buffers_for(self, T):
+        """Per-layer kernel buffers for chunks of T steps: h (T+1, B, H_out), c (2, B, H)
+        or (0, B, H), gates (K, B, Gs), work (B, W), and lengths (B,) all T."""
+        bufs = self._buffers.get(T)
+        if bufs is None:
+            B, H, H_out, dt = self.batch_size, self._H, self._H_out, self.dtype
+            K = min(T, max(1, _api._INFERENCE_CHUNK_ROWS // B))
+            Gs = H if self.kind == "rnn" else 4 * H
+            W = 3 * H if self.kind == "gru" else (H if self._layers[0].w_hr.shape[0] else 0)
+            lengths = np.full(B, T, np.int64)
+            bufs = [(np.zeros((T + 1, B, H_out), dt),
+                     np.zeros((2 if self.kind == "lstm" else 0, B, H), dt),
+                     np.empty((K, B, Gs), dt), np.empty((B, W), dt), lengths)
+                    for _ in self._layers]
+            if len(self._buffers) >= 8:   # chunks of many lengths: keep the last few
+                self._buffers.pop(next(iter(self._buffers)))
+            self._buffers[T] = bufs
+        return bufs
+
+    def _run_kernels(self, inp, T):
+        """cython: the forward driver on this stream's buffers, weights packed once."""
+        B = self.batch_size
+        for l, (layer, (h, c, gates, work, lengths)) in enumerate(
+                zip(self._layers, self._buffers_for(T))):
+            h[0] = self._hs[l][0]
+            if self.kind == "lstm":
+                c[0] = self._cs[l][0]
+            G = layer.w_ih.shape[0]
+            threads = _api._kernel_threads(T, B, inp.shape[2], G, self._H_out)
+            self._kernel(self._cell, inp, layer.w_ih, layer.w_hh, layer.w_hr, layer.bias,
+                         layer.peep, lengths, h, c, gates, work, layer.scratch, threads,
+                         not layer.packed)
+            layer.packed = True
+            self._hs[l][0] = h[T]
+            if self.kind == "lstm":
+                self._cs[l][0] = c[T % 2]
+            inp = h[1:]
+        return inp.copy()
