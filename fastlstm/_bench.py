@@ -23,6 +23,10 @@ all of it, --plot FILE.png a bar chart.
     python -m fastlstm bench
     python -m fastlstm bench --shapes 100x1x32x64 100x16x128x256 --threads 1 --json out.json
     python -m fastlstm bench --cells gru --lengths-shapes
+    python -m fastlstm bench --shapes 100x1x32x64 --stream-sizes 64
+
+After the main table comes the stream table (fastlstm._bench_streams): one step of a one-layer
+LSTM and GRU at B=1 with the state carried, against torch and onnxruntime.
 """
 import argparse
 import dataclasses
@@ -40,7 +44,7 @@ import numpy as np
 
 import fastlstm
 
-from . import _peers
+from . import _bench_streams, _peers
 
 #: the default grid of shapes (T, B, I, H)
 DEFAULT_SHAPES = ((100, 1, 32, 64), (100, 1, 128, 128), (100, 16, 128, 256),
@@ -624,6 +628,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="shapes of the variable-length LSTM cases, lengths uniform in "
                              "[T/10, T]; give none to skip them (default: "
                              + " ".join(shape_label(s) for s in DEFAULT_LENGTHS_SHAPES) + ")")
+    parser.add_argument("--stream-sizes", nargs="*", type=int,
+                        default=list(_bench_streams.DEFAULT_SIZES), metavar="N",
+                        help="I = H of the stream table (one step, B=1, one thread, LSTM and "
+                             "GRU); give none to skip it (default: "
+                             + " ".join(map(str, _bench_streams.DEFAULT_SIZES)) + ")")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                         help="threads for everyone: BLAS/OpenMP pools (threadpoolctl), "
                              "torch.set_num_threads, onnxruntime intra-op (default %(default)s)")
@@ -712,9 +721,22 @@ def main(argv=None) -> int:
         return 1
 
     print(format_report(result, skipped), flush=True)
+    streams = []
+    if args.stream_sizes:
+        if any(n < 1 for n in args.stream_sizes):
+            parser.error("--stream-sizes: expected positive integers")
+        try:
+            streams = _bench_streams.run_streams(contenders, args.stream_sizes,
+                                                 min_time=args.min_time, repeats=args.repeats)
+        except _peers.MismatchError as exc:
+            print(f"\nerror: {exc}", file=sys.stderr)
+            return 1
+        print(_bench_streams.format_streams(streams), flush=True)
     if args.json:
+        data = to_json(result, skipped)
+        data["streams"] = [r.as_dict() for r in streams]
         with open(args.json, "w") as f:
-            json.dump(to_json(result, skipped), f, indent=2)
+            json.dump(data, f, indent=2)
         print(f"\nwrote {args.json}")
     if args.plot:
         plot(result, args.plot)

@@ -14,11 +14,16 @@ def test_bench_smoke(tmp_path, capsys, monkeypatch):
     out = tmp_path / "bench.json"
     rc = _bench.main(["--shapes", "12x5x3x4", "--lengths-shapes", "12x5x3x4", "--min-time",
                       "0.01", "--repeats", "3", "--peak-size", "128", "--threads", "1",
-                      "--no-progress", "--json", str(out)])
+                      "--stream-sizes", "6", "--no-progress", "--json", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "fastlstm bench" in text and "variable lengths:" in text
+    assert "fastlstm bench" in text and "variable lengths:" in text and "stream steps" in text
     data = json.loads(out.read_text())
+    streams = {(r["cell"], r["contender"]) for r in data["streams"]}
+    for backend in fastlstm.available_backends():   # the stream table: LSTM and GRU steps
+        assert {("lstm", backend), ("gru", backend)} <= streams
+    assert all(r["median_s"] > 0 and r["max_rel_error"] <= _peers.RTOL and r["I"] == 6
+               for r in data["streams"])
     rows = data["rows"]
     got = {(r["contender"], r["mode"]) for r in rows}
     for backend in fastlstm.available_backends():
@@ -80,7 +85,7 @@ def test_bench_smoke(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setitem(_peers.CONTENDERS, "numpy", wrong_builder)
     rc = _bench.main(["--shapes", "5x2x3x4", "--contenders", "numpy", "--min-time", "0",
-                      "--peak-size", "64", "--no-progress"])
+                      "--peak-size", "64", "--no-progress", "--stream-sizes"])
     captured = capsys.readouterr()
     assert rc == 1
     assert "disagrees with fastlstm's NumPy reference" in captured.err
