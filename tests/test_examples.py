@@ -13,3 +13,8 @@ def test_run_torch_model(capsys):
     runpy.run_path(str(EXAMPLES / "run_torch_model.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert "largest difference from torch" in out
+
+
+def test_stream(capsys):
+    runpy.run_path(str(EXAMPLES / "stream.py"), run_name="__main__")
+    assert "largest difference from the whole-sequence call" in capsys.readouterr().out
