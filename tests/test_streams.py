@@ -263,7 +263,7 @@ def test_reset_row_forms(backend):
     m = make_module(CONFIGS[3], backend, "float64")
     x = make_x("float64", steps=2, seed=4)
     for rows, zeroed in ((np.array([0, 2]), [0, 2]), (2, [2]),
-                         (np.array([], np.int64), []), ((1,), [1])):
+                         (np.array([], np.int64), []), ([], []), ((1,), [1])):
         s = m.stream(batch_size=B)
         s.step(x[0])
         before = s.state

@@ -134,6 +134,8 @@ class Stream:
             sel = slice(None)
         else:
             sel = np.asarray(rows)
+            if sel.size == 0 and sel.ndim == 1:   # [] : no row (asarray makes it float)
+                sel = sel.astype(np.intp)
             if sel.ndim > 1 or (sel.size and sel.dtype.kind not in "iu"):
                 raise TypeError(f"rows: expected None or integers in [0, {self.batch_size}), "
                                 f"got {rows!r}")
