@@ -25,8 +25,9 @@ all of it, --plot FILE.png a bar chart.
     python -m fastlstm bench --cells gru --lengths-shapes
     python -m fastlstm bench --shapes 100x1x32x64 --stream-sizes 64
 
-After the main table comes the stream table (fastlstm._bench_streams): one step of a one-layer
-LSTM and GRU at B=1 with the state carried, against torch and onnxruntime.
+After the main table come the stream table (fastlstm._bench_streams: one step of a one-layer
+LSTM and GRU at B=1 with the state carried) and the layer-stack table (fastlstm._bench_stacks:
+a 2-layer bidirectional LSTM and a 2-layer GRU), against torch and onnxruntime.
 """
 import argparse
 import dataclasses
@@ -44,7 +45,7 @@ import numpy as np
 
 import fastlstm
 
-from . import _bench_streams, _peers
+from . import _bench_stacks, _bench_streams, _peers
 
 #: the default grid of shapes (T, B, I, H)
 DEFAULT_SHAPES = ((100, 1, 32, 64), (100, 1, 128, 128), (100, 16, 128, 256),
@@ -633,6 +634,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="I = H of the stream table (one step, B=1, one thread, LSTM and "
                              "GRU); give none to skip it (default: "
                              + " ".join(map(str, _bench_streams.DEFAULT_SIZES)) + ")")
+    parser.add_argument("--no-stacks", action="store_true",
+                        help="skip the layer-stack table (a 2-layer bidirectional LSTM and a "
+                             "2-layer GRU at 100x16x128x256)")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                         help="threads for everyone: BLAS/OpenMP pools (threadpoolctl), "
                              "torch.set_num_threads, onnxruntime intra-op (default %(default)s)")
@@ -732,9 +736,19 @@ def main(argv=None) -> int:
             print(f"\nerror: {exc}", file=sys.stderr)
             return 1
         print(_bench_streams.format_streams(streams), flush=True)
+    stacks = []
+    if not args.no_stacks:
+        try:
+            stacks = _bench_stacks.run_stacks(contenders, args.threads, min_time=args.min_time,
+                                              repeats=args.repeats)
+        except _peers.MismatchError as exc:
+            print(f"\nerror: {exc}", file=sys.stderr)
+            return 1
+        print(_bench_stacks.format_stacks(stacks, args.threads), flush=True)
     if args.json:
         data = to_json(result, skipped)
         data["streams"] = [r.as_dict() for r in streams]
+        data["stacks"] = [r.as_dict() for r in stacks]
         with open(args.json, "w") as f:
             json.dump(data, f, indent=2)
         print(f"\nwrote {args.json}")

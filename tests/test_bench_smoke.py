@@ -14,7 +14,7 @@ def test_bench_smoke(tmp_path, capsys, monkeypatch):
     out = tmp_path / "bench.json"
     rc = _bench.main(["--shapes", "12x5x3x4", "--lengths-shapes", "12x5x3x4", "--min-time",
                       "0.01", "--repeats", "3", "--peak-size", "128", "--threads", "1",
-                      "--stream-sizes", "6", "--no-progress", "--json", str(out)])
+                      "--stream-sizes", "6", "--no-stacks", "--no-progress", "--json", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "fastlstm bench" in text and "variable lengths:" in text and "stream steps" in text
@@ -85,8 +85,27 @@ def test_bench_smoke(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setitem(_peers.CONTENDERS, "numpy", wrong_builder)
     rc = _bench.main(["--shapes", "5x2x3x4", "--contenders", "numpy", "--min-time", "0",
-                      "--peak-size", "64", "--no-progress", "--stream-sizes"])
+                      "--peak-size", "64", "--no-progress", "--stream-sizes", "--no-stacks"])
     captured = capsys.readouterr()
     assert rc == 1
     assert "disagrees with fastlstm's NumPy reference" in captured.err
     assert "median ms" not in captured.out
+
+
+def test_bench_stacks_smoke():
+    """The layer-stack table on tiny stacks: every contender checked against the NumPy backend
+    (y, and every weight gradient in training) and timed; ratios for fastlstm's rows."""
+    from fastlstm import _bench_stacks
+
+    names = list(_peers.available_contenders())
+    tiny = (("lstm tiny", "lstm", 2, True, (4, 2, 3, 5)), ("gru tiny", "gru", 2, False, (4, 2, 3, 5)))
+    rows = _bench_stacks.run_stacks(names, 1, min_time=0.0, repeats=1, stacks=tiny)
+    got = {(r.model, r.mode, r.contender) for r in rows}
+    for backend in fastlstm.available_backends():
+        assert {("lstm tiny", "training", backend), ("gru tiny", "inference", backend)} <= got
+    assert all(r.median_s > 0 and r.max_rel_error <= _peers.RTOL for r in rows)
+    installed_peers = [p for p in _peers.PEERS if _peers.peer_available(p)[0]]
+    for r in rows:
+        if r.contender in fastlstm.available_backends() and r.mode == "inference":
+            assert set(r.speedup) == set(installed_peers)
+    assert "layer stacks" in _bench_stacks.format_stacks(rows, 1)

@@ -414,3 +414,31 @@ def test_dropout_gradients_by_finite_differences(kind):
     for key in sd:
         num = numeric(lambda: sd[key], lambda a: loss(x, hx, dict(sd, **{key: a})))
         assert_close(grads[key], num, 1e-7, f"grad {key}")
+
+
+def test_bidirectional_directions_run_in_parallel():
+    """A bidirectional cython stack large enough runs its two directions on two threads at
+    once (one kernel thread each): the same numbers, bit for bit, as one direction after the
+    other on one thread, forward and backward, and the NumPy backend's to 1e-10."""
+    if "cython" not in fastlstm.available_backends():
+        pytest.skip("cython backend not built")
+    from fastlstm.layers import _stack
+
+    T, B, I, H = 40, 8, 32, 64
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((T, B, I))
+    results = {}
+    for label, backend, n in (("parallel", "cython", 2), ("sequential", "cython", 1),
+                              ("reference", "numpy", 1)):
+        m = fastlstm.LSTM(I, H, num_layers=2, bidirectional=True, dtype="float64", seed=3,
+                          backend=backend)
+        with fastlstm.threads(n):
+            assert _stack._directions_in_parallel(m, x.shape, 2) == (label == "parallel")
+            y, (h_n, c_n), tape = m.forward(x, lengths=[40, 3, 17, 0, 40, 25, 9, 31],
+                                            return_tape=True)
+            dx, (dh0, dc0), grads = m.backward(tape, np.ones_like(y))
+        results[label] = [y, h_n, c_n, dx, dh0, dc0] + list(grads.values())
+    for a, b in zip(results["parallel"], results["sequential"]):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(results["parallel"], results["reference"]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10 * max(1.0, np.abs(b).max()))

@@ -6,9 +6,15 @@ Shapes, time-major inside (the caller's layout is restored by the modules):
     first; h0, h_n (L * D, B, H_out) and c0, c_n (L * D, B, H), index layer * D + direction.
 Layer l > 0 reads layer l - 1's y, times the dropout mask of layer l - 1 when one was drawn.
 """
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from .. import _api
+from .._backends import get_backend
+from .._threads import _threads as _threads_var
+from .._threads import current_threads
 from ._params import direction_suffixes
 
 
@@ -21,7 +27,7 @@ class StackTape:
     """
 
     __slots__ = ("kind", "tapes", "masks", "batch_first", "unbatched", "x_shape", "T", "B",
-                 "H", "H_out", "num_layers", "D", "dtype")
+                 "H", "H_out", "num_layers", "D", "dtype", "parallel")
 
     def __init__(self, **fields):
         for name in self.__slots__:
@@ -30,6 +36,37 @@ class StackTape:
     def __repr__(self):
         return (f"<fastlstm.layers tape {self.kind} layers={self.num_layers} D={self.D} "
                 f"T={self.T} B={self.B} dtype={self.dtype}>")
+
+
+def _directions_in_parallel(cfg, x_shape, D):
+    """Whether the two directions of each layer run at once on two threads: a bidirectional
+    stack on the cython backend (its kernels release the GIL and take their thread count as
+    an argument), with at least two threads allowed and enough work to pay for a thread."""
+    if D != 2 or current_threads() < 2 or get_backend(cfg.backend).name != "cython":
+        return False
+    T, B, I = x_shape
+    H = cfg.hidden_size
+    return T * B * 4 * H * (I + H) >= _api._MIN_WORK_FOR_THREADS
+
+
+def _each_direction(D, run, parallel):
+    """[run(0), ..., run(D-1)]. With parallel, direction 1 runs on a second thread while this
+    one runs direction 0, each with half of the current thread limit for its kernels."""
+    if not parallel:
+        return [run(d) for d in range(D)]
+    n = max(1, current_threads() // 2)
+
+    def with_threads(d):
+        token = _threads_var.set(n)
+        try:
+            return run(d)
+        finally:
+            _threads_var.reset(token)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        other = pool.submit(contextvars.copy_context().run, with_threads, 1)
+        first = with_threads(0)
+        return [first, other.result()]
 
 
 def _layer_params(params, layer, sfx, bias, proj):
@@ -58,11 +95,11 @@ def stack_forward(cfg, params, x, h0, c0, lengths, dropout_rng, return_tape):
     c_n = np.empty((L * D, B, cfg.hidden_size), dtype=dtype) if kind == "lstm" else None
     tapes, masks = [], []
     inp = x
+    parallel = _directions_in_parallel(cfg, x.shape, D)
     for layer in range(L):
-        outs, layer_tapes = [], []
-        for d, sfx in enumerate(sfxs):
+        def run(d, layer=layer, inp=inp):
             idx = layer * D + d
-            p = _layer_params(params, layer, sfx, cfg.bias, cfg.proj_size > 0)
+            p = _layer_params(params, layer, sfxs[d], cfg.bias, cfg.proj_size > 0)
             common = dict(lengths=lengths, reverse=d == 1, backend=cfg.backend,
                           return_tape=return_tape)
             hi = None if h0 is None else h0[idx]
@@ -78,8 +115,11 @@ def stack_forward(cfg, params, x, h0, c0, lengths, dropout_rng, return_tape):
                 res = _api.rnn_forward(inp, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], hi,
                                        nonlinearity=cfg.nonlinearity, **common)
                 y_d, h_n[idx] = res[:2]
-            outs.append(y_d)
-            layer_tapes.append(res[-1] if return_tape else None)
+            return y_d, (res[-1] if return_tape else None)
+
+        results = _each_direction(D, run, parallel)
+        outs = [r[0] for r in results]
+        layer_tapes = [r[1] for r in results]
         y = outs[0] if D == 1 else np.concatenate(outs, axis=2)
         mask = None
         if dropout_rng is not None and layer < L - 1:
@@ -89,7 +129,7 @@ def stack_forward(cfg, params, x, h0, c0, lengths, dropout_rng, return_tape):
         tapes.append(layer_tapes)
         masks.append(mask)
         inp = y
-    return inp, h_n, c_n, (tapes, masks)
+    return inp, h_n, c_n, (tapes, masks, parallel)
 
 
 def stack_backward(tape, dy, dh_n, dc_n):
@@ -107,13 +147,16 @@ def stack_backward(tape, dy, dh_n, dc_n):
     for layer in reversed(range(L)):
         if d_out is not None and tape.masks[layer] is not None:
             d_out = d_out * tape.masks[layer]
-        d_in = None
-        for d in range(D):
+        def run_back(d, layer=layer, d_out=d_out):
             idx = layer * D + d
             dy_d = None if d_out is None else d_out[..., d * H_out:(d + 1) * H_out]
-            g = _api.backward(tape.tapes[layer][d], dy_d,
-                              None if dh_n is None else dh_n[idx],
-                              None if dc_n is None or tape.kind != "lstm" else dc_n[idx])
+            return _api.backward(tape.tapes[layer][d], dy_d,
+                                 None if dh_n is None else dh_n[idx],
+                                 None if dc_n is None or tape.kind != "lstm" else dc_n[idx])
+
+        d_in = None
+        for d, g in enumerate(_each_direction(D, run_back, tape.parallel)):
+            idx = layer * D + d
             grads[idx] = g
             dh0[idx] = g.h0
             if dc0 is not None:

@@ -228,7 +228,7 @@ class _StackBase:
         else:
             x_tm = x.transpose(1, 0, 2) if self.batch_first else x
         use_dropout = self.training and self.dropout > 0 and self.num_layers > 1
-        y, h_n, c_n, (tapes, masks) = stack_forward(
+        y, h_n, c_n, (tapes, masks, parallel) = stack_forward(
             self, self._params, x_tm, h0, c0, lengths, self._rng if use_dropout else None,
             return_tape)
         if unbatched:
@@ -242,7 +242,7 @@ class _StackBase:
         tape = StackTape(kind=self.kind, tapes=tapes, masks=masks, batch_first=self.batch_first,
                          unbatched=unbatched, x_shape=x.shape, T=T, B=B, H=self.hidden_size,
                          H_out=self.output_size, num_layers=self.num_layers,
-                         D=self.num_directions, dtype=self.dtype)
+                         D=self.num_directions, dtype=self.dtype, parallel=parallel)
         return y, hx_n, tape
 
     def backward(self, tape, dy=None, dhx=None):

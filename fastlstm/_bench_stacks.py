@@ -1,0 +1,211 @@
+"""The stacked-model table of `python -m fastlstm bench`: whole layer stacks against torch.nn
+and ONNX Runtime, float32, the run's thread count.
+
+Models (STACKS): a 2-layer bidirectional LSTM and a 2-layer GRU at T=100, B=16, I=128,
+H=256. Contenders:
+    fastlstm backends   fastlstm.LSTM / GRU (eval: no dropout), inference m(x); training
+                        m.forward(x, return_tape=True) then m.backward(tape, dy)
+    torch               torch.nn.LSTM / GRU with the same state_dict; training: autograd
+    onnxruntime         the stack as ONNX nodes built here (per layer one LSTM / GRU node, its
+                        (T, D, B, H) output turned into (T, B, D*H) for the next layer by a
+                        Transpose and a Reshape); inference only
+Each contender's y (and, in training, its weight gradients) is checked against fastlstm's
+NumPy backend before timing (relative error 1e-4).
+"""
+from dataclasses import dataclass
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+import fastlstm
+
+from . import _peers
+
+#: (name, cell, num_layers, bidirectional, (T, B, I, H))
+STACKS = (("lstm 2-layer bidir", "lstm", 2, True, (100, 16, 128, 256)),
+          ("gru 2-layer", "gru", 2, False, (100, 16, 128, 256)))
+
+
+@dataclass
+class StackRow:
+    model: str
+    shape: tuple
+    mode: str
+    contender: str
+    median_s: float
+    max_rel_error: float
+    speedup: Dict[str, float]
+
+    def as_dict(self):
+        return {"model": self.model, "shape": "x".join(map(str, self.shape)), "mode": self.mode,
+                "contender": self.contender, "median_s": self.median_s,
+                "max_rel_error": self.max_rel_error, "speedup": dict(self.speedup)}
+
+
+def _module(cell, L, bidir, I, H, backend):
+    cls = fastlstm.LSTM if cell == "lstm" else fastlstm.GRU
+    return cls(I, H, num_layers=L, bidirectional=bidir, seed=0, backend=backend).eval()
+
+
+def _fastlstm(m, x, dy):
+    def infer():
+        return m(x)[0]
+
+    def train():
+        y, _, tape = m.forward(x, return_tape=True)
+        return m.backward(tape, dy)[2]
+
+    return infer, train, lambda y: y, lambda g: dict(g)
+
+
+def _torch(m, x, dy):
+    torch = _peers._import_optional("torch", "torch")
+    mod = (torch.nn.LSTM if m.kind == "lstm" else torch.nn.GRU)(
+        m.input_size, m.hidden_size, num_layers=m.num_layers, bidirectional=m.bidirectional)
+    mod.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in m.state_dict().items()})
+    xt, dyt = torch.from_numpy(x.copy()), torch.from_numpy(dy.copy())
+    params = dict(mod.named_parameters())
+
+    def infer():
+        with torch.no_grad():
+            return mod(xt)[0]
+
+    def train():
+        for p in params.values():
+            p.grad = None
+        mod(xt)[0].backward(dyt)
+        return {k: p.grad for k, p in params.items()}
+
+    return (infer, train, lambda y: y.numpy(),
+            lambda g: {k: v.numpy() for k, v in g.items()})
+
+
+def _onnx_model(m, T, B):
+    """The stack as ONNX nodes (opset 14), weights from m's state_dict in ONNX gate order."""
+    _peers._import_optional("onnx", "onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    p, H, D = m.state_dict(), m.hidden_size, m.num_directions
+    op = "LSTM" if m.kind == "lstm" else "GRU"
+    sfxs = ("", "_reverse")[:D]
+    nodes, inits, inp = [], [], "X"
+    for layer in range(m.num_layers):
+        def stacked(name):
+            return np.stack([_peers.torch_to_onnx_gates(p[f"{name}_l{layer}{s}"], m.kind)
+                             for s in sfxs])
+        W, R = stacked("weight_ih"), stacked("weight_hh")
+        Bias = np.concatenate([stacked("bias_ih"), stacked("bias_hh")], axis=1)
+        names = [f"W{layer}", f"R{layer}", f"B{layer}"]
+        inits += [numpy_helper.from_array(np.ascontiguousarray(a, np.float32), n)
+                  for a, n in zip((W, R, Bias), names)]
+        attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")
+        if m.kind == "gru":
+            attrs["linear_before_reset"] = 1
+        nodes.append(helper.make_node(op, [inp] + names, [f"Y{layer}"], **attrs))
+        # (T, D, B, H) -> (T, B, D, H) -> (T, B, D*H)
+        nodes.append(helper.make_node("Transpose", [f"Y{layer}"], [f"Yt{layer}"],
+                                      perm=[0, 2, 1, 3]))
+        shape = f"shape{layer}"
+        inits.append(numpy_helper.from_array(np.array([T, B, D * H], np.int64), shape))
+        out = "Y" if layer == m.num_layers - 1 else f"X{layer + 1}"
+        nodes.append(helper.make_node("Reshape", [f"Yt{layer}", shape], [out]))
+        inp = out
+    graph = helper.make_graph(
+        nodes, "fastlstm_bench_stack",
+        inputs=[helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, B, m.input_size])],
+        outputs=[helper.make_tensor_value_info("Y", TensorProto.FLOAT, [T, B, D * H])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _peers.ONNX_OPSET)])
+    model.ir_version = _peers.ONNX_IR_VERSION
+    return model
+
+
+def _onnxruntime(m, x, dy, threads):
+    ort = _peers._import_optional("onnxruntime", "onnxruntime")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(threads)
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    T, B, _ = x.shape
+    session = ort.InferenceSession(_onnx_model(m, T, B).SerializeToString(), opts,
+                                   providers=["CPUExecutionProvider"])
+
+    def infer():
+        return session.run(["Y"], {"X": x})[0]
+
+    return infer, None, lambda y: y, None
+
+
+def run_stacks(contenders: Sequence[str], threads: int, min_time: float = 0.3,
+               repeats: int = 5, stacks=STACKS) -> List[StackRow]:
+    """Check, then time, every contender on every stacked model, inference and training."""
+    from . import _bench
+
+    rows = []
+    for model, cell, L, bidir, (T, B, I, H) in stacks:
+        rng = np.random.default_rng(5)
+        x = rng.standard_normal((T, B, I)).astype(np.float32)
+        dy = rng.standard_normal((T, B, (2 if bidir else 1) * H)).astype(np.float32)
+        ref_m = _module(cell, L, bidir, I, H, "numpy")
+        ref_y = ref_m(x)[0]
+        y, _, tape = ref_m.forward(x, return_tape=True)
+        ref_g = ref_m.backward(tape, dy)[2]
+        built = {}
+        with _peers.threads_limited(threads):
+            for name in contenders:
+                if name in fastlstm.available_backends():
+                    built[name] = _fastlstm(_module(cell, L, bidir, I, H, name), x, dy)
+                elif name == "torch":
+                    built[name] = _torch(ref_m, x, dy)
+                elif name == "onnxruntime":
+                    built[name] = _onnxruntime(ref_m, x, dy, threads)
+            errors = {}
+            for name, (infer, train, y_of, g_of) in built.items():
+                err = {"inference": _peers.rel_error(y_of(infer()), ref_y)}
+                if train is not None:
+                    g = g_of(train())
+                    err["training"] = max(_peers.rel_error(g[k], ref_g[k]) for k in ref_g)
+                bad = {k: v for k, v in err.items() if not v <= _peers.RTOL}
+                if bad:
+                    raise _peers.MismatchError(f"stack contender {name!r} ({model}) disagrees "
+                                               f"with the reference: {bad}")
+                errors[name] = err
+            for mode in _peers.MODES:
+                group = []
+                for name, (infer, train, _, _) in built.items():
+                    fn = infer if mode == "inference" else train
+                    if fn is None:
+                        continue
+                    timing = _bench.measure(fn, min_time, repeats)
+                    group.append(StackRow(model, (T, B, I, H), mode, name, timing.median,
+                                          errors[name][mode], {}))
+                peers = [r for r in group if r.contender in _peers.PEERS]
+                for r in group:
+                    if r.contender not in _peers.PEERS:
+                        r.speedup = {p.contender: p.median_s / r.median_s for p in peers}
+                rows += group
+    return rows
+
+
+def format_stacks(rows: Sequence[StackRow], threads: int) -> str:
+    """The stacked-model table as text."""
+    peers = [p for p in _peers.PEERS if any(r.contender == p for r in rows)]
+    head = (f"{'model':<20} {'shape TxBxIxH':<16} {'mode':<9} {'contender':<12} "
+            f"{'median ms':>10} {'max err':>8}"
+            + "".join(f" {'vs ' + _peers.SHORT_NAMES[p]:>9}" for p in peers))
+    lines = ["", f"layer stacks: fastlstm.LSTM / GRU against torch.nn and an ONNX Runtime graph "
+                 f"of the same stack, float32, {threads} thread(s); time(PEER) / time(fastlstm)",
+             "", head, "-" * len(head)]
+    previous = None
+    for r in rows:
+        if previous is not None and (r.model, r.mode) != previous:
+            lines.append("")
+        previous = (r.model, r.mode)
+        cells = "".join(f" {r.speedup[p]:8.2f}x" if p in r.speedup else
+                        (f" {'n/a':>9}" if r.contender not in _peers.PEERS else f" {'':>9}")
+                        for p in peers)
+        lines.append(f"{r.model:<20} {'x'.join(map(str, r.shape)):<16} {r.mode:<9} "
+                     f"{r.contender:<12} {r.median_s * 1e3:10.3f} {r.max_rel_error:8.1e}"
+                     f"{cells}".rstrip())
+    return "\n".join(lines)
