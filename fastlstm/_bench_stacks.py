@@ -19,7 +19,7 @@ import numpy as np
 
 import fastlstm
 
-from . import _peers
+from . import _bench_streams, _peers
 
 #: (name, cell, num_layers, bidirectional, (T, B, I, H))
 STACKS = (("lstm 2-layer bidir", "lstm", 2, True, (100, 16, 128, 256)),
@@ -180,10 +180,7 @@ def run_stacks(contenders: Sequence[str], threads: int, min_time: float = 0.3,
                     timing = _bench.measure(fn, min_time, repeats)
                     group.append(StackRow(model, (T, B, I, H), mode, name, timing.median,
                                           errors[name][mode], {}))
-                peers = [r for r in group if r.contender in _peers.PEERS]
-                for r in group:
-                    if r.contender not in _peers.PEERS:
-                        r.speedup = {p.contender: p.median_s / r.median_s for p in peers}
+                _bench_streams.fill_speedups(group)
                 rows += group
     return rows
 

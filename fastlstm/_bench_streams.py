@@ -40,6 +40,15 @@ class StreamRow:
                 "max_rel_error": self.max_rel_error, "speedup": dict(self.speedup)}
 
 
+def fill_speedups(group):
+    """For each fastlstm row of `group` (rows of one case: .contender, .median_s, .speedup),
+    speedup = {peer: time(peer) / time(row)} over the peers' rows of the group."""
+    peers = [r for r in group if r.contender in _peers.PEERS]
+    for r in group:
+        if r.contender not in _peers.PEERS:
+            r.speedup = {p.contender: p.median_s / r.median_s for p in peers}
+
+
 def _module(cell, size, backend):
     """A one-layer fastlstm module (eval mode), seeded."""
     cls = fastlstm.LSTM if cell == "lstm" else fastlstm.GRU
@@ -145,10 +154,7 @@ def run_streams(contenders: Sequence[str], sizes: Sequence[int] = DEFAULT_SIZES,
                 for name, step in steppers.items():
                     timing = _bench.measure(lambda: step(x_t), min_time, repeats, warmup=50)
                     group.append(StreamRow(cell, size, name, timing.median, errors[name], {}))
-                peers = [r for r in group if r.contender in _peers.PEERS]
-                for r in group:
-                    if r.contender not in _peers.PEERS:
-                        r.speedup = {p.contender: p.median_s / r.median_s for p in peers}
+                fill_speedups(group)
                 rows += group
     return rows
 
