@@ -8,6 +8,7 @@ identical to torch.nn.LSTM / GRU / RNN.
     grads = fastlstm.backward(tape, dy, dh_n, dc_n)
     m = fastlstm.LSTM(input_size, hidden_size, num_layers=2, bidirectional=True)  # GRU, RNN
     y, (h_n, c_n) = m(x)                                  # stacks as torch.nn (fastlstm.layers)
+    m = fastlstm.from_torch(nn_module); fastlstm.from_keras(path); fastlstm.from_onnx(path)
 
 Backends: a NumPy reference (fastlstm.reference), Cython and Numba kernels (fastlstm._kernels).
 """
@@ -16,7 +17,9 @@ from ._backends import available_backends
 from ._config import show_config
 from ._threads import threads
 from ._version import __version__
+from .interop import from_keras, from_onnx, from_torch
 from .layers import GRU, LSTM, RNN
 
 __all__ = ["forward", "gru_forward", "rnn_forward", "backward", "available_backends",
-           "show_config", "threads", "Gradients", "Tape", "LSTM", "GRU", "RNN", "__version__"]
+           "show_config", "threads", "Gradients", "Tape", "LSTM", "GRU", "RNN", "from_torch", "from_keras", "from_onnx",
+           "__version__"]

@@ -6,6 +6,8 @@ Per layer l and direction (suffix "" forward, "_reverse" backward), in torch's o
     bias_ih_l{l}{sfx}    (G*H,)         only with bias=True
     bias_hh_l{l}{sfx}    (G*H,)         only with bias=True
     weight_hr_l{l}{sfx}  (P, H)         LSTM with proj_size = P > 0 only
+    weight_peephole_l{l}{sfx} (3, H)    LSTM with peepholes=True only (fastlstm's own key, not
+                                        torch's): rows p_i, p_f, p_o (SPEC.md section 4)
 G = 4 (LSTM, gates i, f, g, o), 3 (GRU, r, z, n), 1 (RNN); H_out = P if P > 0 else H.
 """
 from collections import OrderedDict
@@ -19,7 +21,8 @@ def direction_suffixes(bidirectional):
     return ("", "_reverse") if bidirectional else ("",)
 
 
-def param_shapes(kind, input_size, hidden_size, num_layers, bias, bidirectional, proj_size):
+def param_shapes(kind, input_size, hidden_size, num_layers, bias, bidirectional, proj_size,
+                 peepholes=False):
     """OrderedDict {state_dict key: shape} in torch's order (see the module docstring)."""
     G = GATE_BLOCKS[kind] * hidden_size
     H_out = proj_size if proj_size > 0 else hidden_size
@@ -35,6 +38,8 @@ def param_shapes(kind, input_size, hidden_size, num_layers, bias, bidirectional,
                 shapes[f"bias_hh_l{layer}{sfx}"] = (G,)
             if proj_size > 0:
                 shapes[f"weight_hr_l{layer}{sfx}"] = (proj_size, hidden_size)
+            if peepholes:
+                shapes[f"weight_peephole_l{layer}{sfx}"] = (3, hidden_size)
     return shapes
 
 

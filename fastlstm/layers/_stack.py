@@ -70,18 +70,21 @@ def _each_direction(D, run, parallel):
 
 
 def _layer_params(params, layer, sfx, bias, proj):
+    """The arguments of the single-layer functions for one layer and direction (None for
+    what the stack does not have; peepholes None unless the LSTM has them)."""
     get = params.get
     return dict(w_ih=params[f"weight_ih_l{layer}{sfx}"], w_hh=params[f"weight_hh_l{layer}{sfx}"],
                 b_ih=get(f"bias_ih_l{layer}{sfx}") if bias else None,
                 b_hh=get(f"bias_hh_l{layer}{sfx}") if bias else None,
-                w_hr=get(f"weight_hr_l{layer}{sfx}") if proj else None)
+                w_hr=get(f"weight_hr_l{layer}{sfx}") if proj else None,
+                peepholes=get(f"weight_peephole_l{layer}{sfx}"))
 
 
 def stack_forward(cfg, params, x, h0, c0, lengths, dropout_rng, return_tape):
     """x (T, B, I); h0 (L*D, B, H_out) or None; c0 (L*D, B, H) or None (LSTM).
 
-    cfg: the module (kind, num_layers, bidirectional, bias, proj_size, hidden_size, dropout,
-    training, backend, and the cell options). dropout_rng: the Generator that draws dropout
+    cfg: the module (kind, num_layers, bidirectional, reverse, bias, proj_size, hidden_size,
+    dropout, training, backend, and the cell options). dropout_rng: the Generator that draws dropout
     masks, or None for no dropout. Returns y (T, B, D*H_out), h_n, c_n (None unless LSTM), and
     the list of per-layer tapes and masks (None without return_tape).
     """
@@ -100,12 +103,13 @@ def stack_forward(cfg, params, x, h0, c0, lengths, dropout_rng, return_tape):
         def run(d, layer=layer, inp=inp):
             idx = layer * D + d
             p = _layer_params(params, layer, sfxs[d], cfg.bias, cfg.proj_size > 0)
-            common = dict(lengths=lengths, reverse=d == 1, backend=cfg.backend,
+            common = dict(lengths=lengths, reverse=(d == 1) != cfg.reverse, backend=cfg.backend,
                           return_tape=return_tape)
             hi = None if h0 is None else h0[idx]
             if kind == "lstm":
                 res = _api.forward(inp, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], hi,
-                                   None if c0 is None else c0[idx], w_hr=p["w_hr"], **common)
+                                   None if c0 is None else c0[idx], w_hr=p["w_hr"],
+                                   peepholes=p["peepholes"], **common)
                 y_d, (h_n[idx], c_n[idx]) = res[:2]
             elif kind == "gru":
                 res = _api.gru_forward(inp, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], hi,

@@ -1,8 +1,8 @@
 """The public layer classes fastlstm.LSTM, GRU and RNN (SPEC.md section 8), as torch.nn's.
 
     m = fastlstm.LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                      dropout=0.0, bidirectional=False, proj_size=0, *, dtype="float32",
-                      seed=None, backend="auto")
+                      dropout=0.0, bidirectional=False, proj_size=0, *, peepholes=False,
+                      reverse=False, dtype="float32", seed=None, backend="auto")
     y, (h_n, c_n) = m(x, hx=None, lengths=None)            # GRU, RNN: y, h_n
     y, hx, tape = m.forward(x, hx, lengths, return_tape=True)
     dx, dhx, grads = m.backward(tape, dy=None, dhx=None)   # grads keyed like state_dict()
@@ -13,6 +13,12 @@ Shapes (D = 2 if bidirectional else 1, L = num_layers, H_out = proj_size or hidd
     h0, h_n (L*D, B, H_out); c0, c_n (L*D, B, H) (LSTM); (L*D, H_out), (L*D, H) unbatched.
     batch_first applies to x and y only, never to the states (as torch).
 Parameters are NumPy arrays of `dtype` under torch's state_dict names and gate layouts.
+
+Two options beyond torch.nn, for models that come from ONNX (fastlstm.from_onnx) and go back
+to it (m.to_onnx): peepholes=True (LSTM) adds weight_peephole_l{l}{sfx} (3, H), rows p_i, p_f,
+p_o (SPEC.md section 4); reverse=True runs every layer of a unidirectional stack from each
+row's last valid step down to step 0 (ONNX direction="reverse"; fastlstm.forward's reverse).
+torch.nn has neither: m.to_torch() refuses them.
 """
 import numbers
 from collections import OrderedDict
@@ -27,7 +33,7 @@ from ._stack import StackTape, stack_backward, stack_forward
 
 #: state_dict name (without _l{layer}{suffix}) -> field of fastlstm.Gradients
 _GRAD_FIELDS = {"weight_ih": "w_ih", "weight_hh": "w_hh", "bias_ih": "b_ih", "bias_hh": "b_hh",
-                "weight_hr": "w_hr"}
+                "weight_hr": "w_hr", "weight_peephole": "peepholes"}
 
 
 def _positive_int(name, value):
@@ -55,8 +61,8 @@ class _StackBase:
     nonlinearity = "tanh"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, proj_size=0, *, dtype="float32", seed=None,
-                 backend="auto"):
+                 dropout=0.0, bidirectional=False, proj_size=0, *, peepholes=False,
+                 reverse=False, dtype="float32", seed=None, backend="auto"):
         self.input_size = _positive_int("input_size", input_size)
         self.hidden_size = _positive_int("hidden_size", hidden_size)
         self.num_layers = _positive_int("num_layers", num_layers)
@@ -76,6 +82,14 @@ class _StackBase:
             raise ValueError(f"proj_size: expected proj_size < hidden_size = "
                              f"{self.hidden_size}, got {proj_size!r}")
         self.proj_size = int(proj_size)
+        self.peepholes = check_flag("peepholes", peepholes)
+        if self.peepholes and self.kind != "lstm":
+            raise ValueError("peepholes: only the LSTM has peepholes, got True")
+        self.reverse = check_flag("reverse", reverse)
+        if self.reverse and self.bidirectional:
+            raise ValueError("reverse: a bidirectional stack already runs both directions; "
+                             "reverse=True is for unidirectional stacks, got "
+                             "bidirectional=True")
         self.dtype = _check_dtype(dtype)
         if not isinstance(backend, str) or backend not in ("auto",) + available_backends():
             raise ValueError(f"backend: unknown or unavailable backend {backend!r}; available: "
@@ -89,7 +103,7 @@ class _StackBase:
         self.training = True
         self._shapes = param_shapes(self.kind, self.input_size, self.hidden_size,
                                     self.num_layers, self.bias, self.bidirectional,
-                                    self.proj_size)
+                                    self.proj_size, self.peepholes)
         self._params = init_params(self._shapes, self.hidden_size, self.dtype, self._rng)
 
     # ---------------------------------------------------------------- parameters and modes
@@ -134,6 +148,23 @@ class _StackBase:
 
         return Stream(self, batch_size)
 
+    def to_torch(self):
+        """The torch.nn.LSTM / GRU / RNN with this module's configuration and a copy of its
+        weights (fastlstm.interop; imports torch). Options torch.nn lacks (peepholes,
+        reverse, a reset-before GRU) are a ValueError."""
+        from ..interop.torch_models import to_torch
+
+        return to_torch(self)
+
+    def to_onnx(self, path, **options):
+        """Write this module as standard ONNX LSTM / GRU / RNN nodes to `path` (a chain of
+        nodes for a stack, one bidirectional node per layer; lengths as sequence_lens);
+        see fastlstm.interop.onnx_export.to_onnx for the options. A projection LSTM
+        (proj_size > 0), which ONNX cannot express, is a ValueError. Imports onnx."""
+        from ..interop.onnx_export import to_onnx
+
+        return to_onnx(self, path, **options)
+
     def train(self, mode=True):
         """Training mode (the default): dropout between layers when dropout > 0."""
         self.training = check_flag("mode", mode)
@@ -157,6 +188,10 @@ class _StackBase:
             extra += ", bidirectional=True"
         if self.proj_size:
             extra += f", proj_size={self.proj_size}"
+        if self.peepholes:
+            extra += ", peepholes=True"
+        if self.reverse:
+            extra += ", reverse=True"
         if self.kind == "rnn" and self.nonlinearity != "tanh":
             extra += f", nonlinearity={self.nonlinearity!r}"
         if self.kind == "gru" and not self.linear_before_reset:
@@ -312,10 +347,11 @@ class GRU(_StackBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, *, linear_before_reset=True,
-                 dtype="float32", seed=None, backend="auto"):
+                 reverse=False, dtype="float32", seed=None, backend="auto"):
         self.linear_before_reset = check_flag("linear_before_reset", linear_before_reset)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, dtype=dtype, seed=seed, backend=backend)
+                         bidirectional, 0, reverse=reverse, dtype=dtype, seed=seed,
+                         backend=backend)
 
 
 class RNN(_StackBase):
@@ -325,11 +361,12 @@ class RNN(_StackBase):
     kind = "rnn"
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, *, dtype="float32",
-                 seed=None, backend="auto"):
+                 batch_first=False, dropout=0.0, bidirectional=False, *, reverse=False,
+                 dtype="float32", seed=None, backend="auto"):
         self.nonlinearity = check_nonlinearity(nonlinearity)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, dtype=dtype, seed=seed, backend=backend)
+                         bidirectional, 0, reverse=reverse, dtype=dtype, seed=seed,
+                         backend=backend)
 
 
 __all__ = ["LSTM", "GRU", "RNN"]

@@ -50,7 +50,8 @@ class _Layer:
         self.w_hh = np.ascontiguousarray(p["w_hh"], dtype=dtype).copy()
         self.w_hr = (np.zeros((0, H), dtype) if p["w_hr"] is None
                      else np.ascontiguousarray(p["w_hr"], dtype=dtype).copy())
-        self.peep = np.zeros((0, H), dtype)
+        self.peep = (np.zeros((0, H), dtype) if p["peepholes"] is None
+                     else np.ascontiguousarray(p["peepholes"], dtype=dtype).copy())
         self.b_ih = None if p["b_ih"] is None else np.array(p["b_ih"], dtype=dtype)
         self.b_hh = None if p["b_hh"] is None else np.array(p["b_hh"], dtype=dtype)
         self.bias = _api._fold_biases(cell, self.b_ih, self.b_hh, self.w_ih.shape[0], dtype)
@@ -67,6 +68,9 @@ class Stream:
             raise ValueError("stream: a bidirectional model cannot stream (its backward "
                              "direction reads the sequence from its end); got "
                              "bidirectional=True")
+        if module.reverse:
+            raise ValueError("stream: a reverse stack cannot stream (each row runs from its "
+                             "last step back to its first); got reverse=True")
         if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, numbers.Integral) \
                 or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
@@ -203,7 +207,8 @@ class Stream:
             extra = dict(self._options)
             if self.kind == "lstm":
                 extra.update(c0=self._cs[l][0], w_hr=None if layer.w_hr.shape[0] == 0
-                             else layer.w_hr)
+                             else layer.w_hr,
+                             peepholes=None if layer.peep.shape[0] == 0 else layer.peep)
             y, state = self._function(inp, layer.w_ih, layer.w_hh, layer.b_ih, layer.b_hh,
                                       self._hs[l][0], backend=self._backend.name, **extra)
             if self.kind == "lstm":
