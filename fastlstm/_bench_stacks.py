@@ -6,7 +6,7 @@ H=256. Contenders:
     fastlstm backends   fastlstm.LSTM / GRU (eval: no dropout), inference m(x); training
                         m.forward(x, return_tape=True) then m.backward(tape, dy)
     torch               torch.nn.LSTM / GRU with the same state_dict; training: autograd
-    onnxruntime         the stack as ONNX nodes built here (per layer one LSTM / GRU node, its
+    onnxruntime         the stack exported by m.to_onnx (per layer one LSTM / GRU node, its
                         (T, D, B, H) output turned into (T, B, D*H) for the next layer by a
                         Transpose and a Reshape); inference only
 Each contender's y (and, in training, its weight gradients) is checked against fastlstm's
@@ -80,46 +80,6 @@ def _torch(m, x, dy):
             lambda g: {k: v.numpy() for k, v in g.items()})
 
 
-def _onnx_model(m, T, B):
-    """The stack as ONNX nodes (opset 14), weights from m's state_dict in ONNX gate order."""
-    _peers._import_optional("onnx", "onnxruntime")
-    from onnx import TensorProto, helper, numpy_helper
-
-    p, H, D = m.state_dict(), m.hidden_size, m.num_directions
-    op = "LSTM" if m.kind == "lstm" else "GRU"
-    sfxs = ("", "_reverse")[:D]
-    nodes, inits, inp = [], [], "X"
-    for layer in range(m.num_layers):
-        def stacked(name):
-            return np.stack([_peers.torch_to_onnx_gates(p[f"{name}_l{layer}{s}"], m.kind)
-                             for s in sfxs])
-        W, R = stacked("weight_ih"), stacked("weight_hh")
-        Bias = np.concatenate([stacked("bias_ih"), stacked("bias_hh")], axis=1)
-        names = [f"W{layer}", f"R{layer}", f"B{layer}"]
-        inits += [numpy_helper.from_array(np.ascontiguousarray(a, np.float32), n)
-                  for a, n in zip((W, R, Bias), names)]
-        attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")
-        if m.kind == "gru":
-            attrs["linear_before_reset"] = 1
-        nodes.append(helper.make_node(op, [inp] + names, [f"Y{layer}"], **attrs))
-        # (T, D, B, H) -> (T, B, D, H) -> (T, B, D*H)
-        nodes.append(helper.make_node("Transpose", [f"Y{layer}"], [f"Yt{layer}"],
-                                      perm=[0, 2, 1, 3]))
-        shape = f"shape{layer}"
-        inits.append(numpy_helper.from_array(np.array([T, B, D * H], np.int64), shape))
-        out = "Y" if layer == m.num_layers - 1 else f"X{layer + 1}"
-        nodes.append(helper.make_node("Reshape", [f"Yt{layer}", shape], [out]))
-        inp = out
-    graph = helper.make_graph(
-        nodes, "fastlstm_bench_stack",
-        inputs=[helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, B, m.input_size])],
-        outputs=[helper.make_tensor_value_info("Y", TensorProto.FLOAT, [T, B, D * H])],
-        initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _peers.ONNX_OPSET)])
-    model.ir_version = _peers.ONNX_IR_VERSION
-    return model
-
-
 def _onnxruntime(m, x, dy, threads):
     ort = _peers._import_optional("onnxruntime", "onnxruntime")
     opts = ort.SessionOptions()
@@ -127,12 +87,12 @@ def _onnxruntime(m, x, dy, threads):
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
-    T, B, _ = x.shape
-    session = ort.InferenceSession(_onnx_model(m, T, B).SerializeToString(), opts,
+    model = m.to_onnx(None)   # the ModelProto: one node per layer (fastlstm.interop)
+    session = ort.InferenceSession(model.SerializeToString(), opts,
                                    providers=["CPUExecutionProvider"])
 
     def infer():
-        return session.run(["Y"], {"X": x})[0]
+        return session.run(["y"], {"x": x})[0]
 
     return infer, None, lambda y: y, None
 

@@ -325,19 +325,17 @@ def build_torch(problem: Problem, threads: int = 1) -> Contender:
     )
 
 
-#: ONNX's gate orders: LSTM i, o, f, c (PyTorch i, f, g, o); GRU z, r, h (PyTorch r, z, n).
-#: ONNX block k = PyTorch block _ONNX_FROM_TORCH[cell][k].
-_ONNX_FROM_TORCH = {"lstm": (0, 3, 1, 2), "gru": (1, 0, 2), "rnn": (0,)}
 _ONNX_OP = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
 ONNX_OPSET = 14
 ONNX_IR_VERSION = 8
 
 
 def torch_to_onnx_gates(w: np.ndarray, cell: str = "lstm") -> np.ndarray:
-    """Reorder the gate blocks of w, (G*H, n) or (G*H,), from PyTorch's order to ONNX's."""
-    order = _ONNX_FROM_TORCH[cell]
-    blocks = np.split(np.asarray(w), len(order), axis=0)
-    return np.concatenate([blocks[k] for k in order], axis=0)
+    """Reorder the gate blocks of w, (G*H, n) or (G*H,), from PyTorch's order to ONNX's
+    (LSTM i, o, f, c; GRU z, r, h; fastlstm.interop.onnx_graph holds the tables)."""
+    from .interop.onnx_graph import ONNX_FROM_TORCH, reorder_blocks
+
+    return reorder_blocks(w, ONNX_FROM_TORCH[cell])
 
 
 def onnx_model(problem: Problem):
