@@ -140,6 +140,11 @@ class _StackBase:
         """The parameter arrays (the module's own, not copies), in state_dict order."""
         return list(self._params.values())
 
+    def named_parameters(self):
+        """OrderedDict {state_dict key: the module's own parameter array} (not copies: an
+        optimizer updates them in place)."""
+        return OrderedDict(self._params)
+
     def stream(self, batch_size=1):
         """A Stream (fastlstm.layers.stream): step-by-step inference from a private copy of
         the current weights, the state held between calls. Bidirectional stacks cannot
