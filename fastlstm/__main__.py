@@ -1,6 +1,8 @@
 """`python -m fastlstm`: check every backend against the NumPy reference and print a table.
 
 `python -m fastlstm bench [...]` runs the benchmark against the peers (see `--help`).
+`python -m fastlstm demo NAME [...]` runs a demonstration (twostep, adding, digits; see
+`python -m fastlstm demo --help`).
 """
 import argparse
 import sys
@@ -85,10 +87,15 @@ def main(argv=None):
         from ._bench import main as bench_main
 
         return bench_main(argv[1:])
+    if argv and argv[0] == "demo":
+        from .demos import main as demo_main
+
+        return demo_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m fastlstm",
         description="Check every fastlstm backend against the NumPy reference and time it. "
-                    "'python -m fastlstm bench --help' for the benchmark against the peers.")
+                    "'python -m fastlstm bench --help' for the benchmark against the peers, "
+                    "'python -m fastlstm demo --help' for the demonstrations.")
     parser.add_argument("--shape", type=int, nargs=4, metavar=("T", "B", "I", "H"),
                         default=(100, 16, 128, 256), help="problem size (default 100 16 128 256)")
     args = parser.parse_args(argv)
