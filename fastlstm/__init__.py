@@ -9,6 +9,7 @@ identical to torch.nn.LSTM / GRU / RNN.
     m = fastlstm.LSTM(input_size, hidden_size, num_layers=2, bidirectional=True)  # GRU, RNN
     y, (h_n, c_n) = m(x)                                  # stacks as torch.nn (fastlstm.layers)
     m = fastlstm.from_torch(nn_module); fastlstm.from_keras(path); fastlstm.from_onnx(path)
+    model = fastlstm.ManyToOne(m, fastlstm.Linear(H, C)); opt = fastlstm.Adam(model.modules)
 
 Backends: a NumPy reference (fastlstm.reference), Cython and Numba kernels (fastlstm._kernels).
 """
@@ -19,7 +20,10 @@ from ._threads import threads
 from ._version import __version__
 from .interop import from_keras, from_onnx, from_torch
 from .layers import GRU, LSTM, RNN
+from .training import (SGD, Adam, Linear, ManyToMany, ManyToOne, OneToMany, clip_grad_norm,
+                       cross_entropy, mse_loss, tbptt_windows)
 
 __all__ = ["forward", "gru_forward", "rnn_forward", "backward", "available_backends",
            "show_config", "threads", "Gradients", "Tape", "LSTM", "GRU", "RNN", "from_torch", "from_keras", "from_onnx",
-           "__version__"]
+           "Linear", "mse_loss", "cross_entropy", "SGD", "Adam", "clip_grad_norm",
+           "ManyToMany", "ManyToOne", "OneToMany", "tbptt_windows", "__version__"]
