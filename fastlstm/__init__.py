@@ -21,9 +21,9 @@ from ._version import __version__
 from .interop import from_keras, from_onnx, from_torch
 from .layers import GRU, LSTM, RNN
 from .training import (SGD, Adam, Linear, ManyToMany, ManyToOne, OneToMany, clip_grad_norm,
-                       cross_entropy, mse_loss, tbptt_windows)
+                       cross_entropy, fit, mse_loss, tbptt_windows)
 
 __all__ = ["forward", "gru_forward", "rnn_forward", "backward", "available_backends",
            "show_config", "threads", "Gradients", "Tape", "LSTM", "GRU", "RNN", "from_torch", "from_keras", "from_onnx",
            "Linear", "mse_loss", "cross_entropy", "SGD", "Adam", "clip_grad_norm",
-           "ManyToMany", "ManyToOne", "OneToMany", "tbptt_windows", "__version__"]
+           "ManyToMany", "ManyToOne", "OneToMany", "tbptt_windows", "fit", "__version__"]

@@ -8,8 +8,11 @@
     fastlstm.tbptt_windows(T, k); run_windows(module, x, k)     # tbptt.py
     model = fastlstm.ManyToOne(rnn, head)                       # structures.py (also
                                                                 # ManyToMany, OneToMany)
+    history = fastlstm.fit(model, x, y, loss="mse", epochs=10)  # fit.py: mini-batches,
+                                                                # validation, progress, plot
 """
 from .clip import clip_grad_norm
+from .fit import History, evaluate, fit
 from .linear import Linear
 from .losses import cross_entropy, mse_loss
 from .optim import SGD, Adam
@@ -18,4 +21,4 @@ from .tbptt import detach_state, run_windows, tbptt_windows
 
 __all__ = ["Linear", "mse_loss", "cross_entropy", "SGD", "Adam", "clip_grad_norm",
            "ManyToMany", "ManyToOne", "OneToMany", "tbptt_windows", "detach_state",
-           "run_windows"]
+           "run_windows", "fit", "evaluate", "History"]
