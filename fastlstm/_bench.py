@@ -27,7 +27,11 @@ all of it, --plot FILE.png a bar chart.
 
 After the main table come the stream table (fastlstm._bench_streams: one step of a one-layer
 LSTM and GRU at B=1 with the state carried) and the layer-stack table (fastlstm._bench_stacks:
-a 2-layer bidirectional LSTM and a 2-layer GRU), against torch and onnxruntime.
+a 2-layer bidirectional LSTM and a 2-layer GRU), against torch and onnxruntime, then the
+two training-loop tables (when torch is a contender; --no-training skips them):
+fastlstm._bench_torch_train (one epoch of a PyTorch loop training a 2-layer LSTM, with
+fastlstm.torch.LSTM against torch.nn.LSTM) and fastlstm._bench_fit (fastlstm.fit against the
+equivalent PyTorch loop on the adding problem).
 """
 import argparse
 import dataclasses
@@ -637,6 +641,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-stacks", action="store_true",
                         help="skip the layer-stack table (a 2-layer bidirectional LSTM and a "
                              "2-layer GRU at 100x16x128x256)")
+    parser.add_argument("--no-training", action="store_true",
+                        help="skip the training-loop tables (fastlstm.torch.LSTM against "
+                             "torch.nn.LSTM in a PyTorch loop; fastlstm.fit against a PyTorch "
+                             "loop on the adding problem); they need torch")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                         help="threads for everyone: BLAS/OpenMP pools (threadpoolctl), "
                              "torch.set_num_threads, onnxruntime intra-op (default %(default)s)")
@@ -745,10 +753,20 @@ def main(argv=None) -> int:
             print(f"\nerror: {exc}", file=sys.stderr)
             return 1
         print(_bench_stacks.format_stacks(stacks, args.threads), flush=True)
+    training = {}
+    if not args.no_training and "torch" in contenders:
+        from . import _bench_fit, _bench_torch_train
+
+        training["torch_loop"] = _bench_torch_train.run(threads=args.threads,
+                                                        repeats=args.repeats)
+        print("\n" + _bench_torch_train.format(training["torch_loop"]), flush=True)
+        training["fit"] = _bench_fit.run(threads=args.threads, repeats=args.repeats)
+        print("\n" + _bench_fit.format(training["fit"]), flush=True)
     if args.json:
         data = to_json(result, skipped)
         data["streams"] = [r.as_dict() for r in streams]
         data["stacks"] = [r.as_dict() for r in stacks]
+        data["training"] = training
         with open(args.json, "w") as f:
             json.dump(data, f, indent=2)
         print(f"\nwrote {args.json}")

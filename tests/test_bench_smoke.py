@@ -14,7 +14,7 @@ def test_bench_smoke(tmp_path, capsys, monkeypatch):
     out = tmp_path / "bench.json"
     rc = _bench.main(["--shapes", "12x5x3x4", "--lengths-shapes", "12x5x3x4", "--min-time",
                       "0.01", "--repeats", "3", "--peak-size", "128", "--threads", "1",
-                      "--stream-sizes", "6", "--no-stacks", "--no-progress", "--json", str(out)])
+                      "--stream-sizes", "6", "--no-stacks", "--no-training", "--no-progress", "--json", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "fastlstm bench" in text and "variable lengths:" in text and "stream steps" in text
@@ -85,7 +85,8 @@ def test_bench_smoke(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setitem(_peers.CONTENDERS, "numpy", wrong_builder)
     rc = _bench.main(["--shapes", "5x2x3x4", "--contenders", "numpy", "--min-time", "0",
-                      "--peak-size", "64", "--no-progress", "--stream-sizes", "--no-stacks"])
+                      "--peak-size", "64", "--no-progress", "--stream-sizes", "--no-stacks",
+                      "--no-training"])
     captured = capsys.readouterr()
     assert rc == 1
     assert "disagrees with fastlstm's NumPy reference" in captured.err
@@ -109,3 +110,17 @@ def test_bench_stacks_smoke():
         if r.contender in fastlstm.available_backends() and r.mode == "inference":
             assert set(r.speedup) == set(installed_peers)
     assert "layer stacks" in _bench_stacks.format_stacks(rows, 1)
+
+
+def test_bench_fit_smoke():
+    """fastlstm.fit against the PyTorch loop on a tiny adding problem: both loops train the
+    same weights to the same result, and the report names the CPU and both times."""
+    pytest.importorskip("torch")
+    from fastlstm import _bench_fit
+
+    result = _bench_fit.run(T=10, samples=64, epochs=1, repeats=1, hidden=8)
+    assert result["fastlstm_s"] > 0 and result["torch_s"] > 0
+    assert result["ratio"] == pytest.approx(result["torch_s"] / result["fastlstm_s"])
+    assert result["max_weight_diff"] < 1e-4
+    text = _bench_fit.format(result)
+    assert result["cpu"] in text and "ratio" in text
