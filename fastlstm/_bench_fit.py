@@ -27,21 +27,12 @@ import time
 import numpy as np
 
 import fastlstm
+from fastlstm._bench import cpu_model
 from fastlstm.demos.adding import DEFAULTS, make_data, make_model
 from fastlstm.training.fit import fit
 from fastlstm.training.optim import Adam
 
 
-def cpu_model():
-    """The "model name" line of /proc/cpuinfo, or platform.processor() elsewhere."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _torch_models(model, torch):

@@ -19,20 +19,13 @@ import platform
 import statistics
 import time
 
+from ._bench import cpu_model
+
 #: the benchmark's default shape and epoch length
 SHAPE = dict(T=100, B=32, I=32, H=128, num_layers=2)
 BATCHES = 20
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _make(rnn_class, shape, state, torch):
@@ -123,7 +116,7 @@ def _run(torch, fastlstm, ftorch, shape, epochs, repeats, batches):
         "times": times, "loss_torch": losses["torch"], "loss_fastlstm": losses["fastlstm"],
         "loss_rel_diff": rel, "losses_agree": rel < 1e-3, "threads": n_threads,
         "batches": batches, "epochs": epochs, "repeats": repeats, "shape": shape,
-        "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
         "fastlstm": fastlstm.__version__, "python": platform.python_version(),
     }
 

@@ -1,5 +1,6 @@
 """Shared helpers of fastlstm's test suite.
 
+- `numeric_grad`: central finite differences of a scalar function of one array.
 - `assert_close` / `rel_err`: the one error measure used everywhere,
   max |actual - expected| / max |expected| (see `rel_err` for the all-zero case).
 - `make_problem`: random inputs shaped like torch.nn.LSTM's, weights drawn from PyTorch's
@@ -330,3 +331,19 @@ def _no_backend_env(monkeypatch):
     """Tests pick their backend explicitly; a FASTLSTM_BACKEND in the caller's environment must
     not change what backend="auto" means inside the tests that set it themselves."""
     monkeypatch.delenv("FASTLSTM_BACKEND", raising=False)
+
+
+def numeric_grad(f, arr, eps=1e-6, entries=None):
+    """Central differences of the scalar f() with respect to arr (changed in place, restored):
+    an array like arr, filled at `entries` (flat indices; all when None), NaN elsewhere."""
+    g = np.full(arr.shape, np.nan)
+    flat = arr.reshape(-1)   # a view: arr is C-contiguous in these tests
+    for i in range(arr.size) if entries is None else entries:
+        old = flat[i]
+        flat[i] = old + eps
+        up = f()
+        flat[i] = old - eps
+        down = f()
+        flat[i] = old
+        g.reshape(-1)[i] = (up - down) / (2 * eps)
+    return g

@@ -13,7 +13,7 @@ import pytest
 
 from fastlstm import reference
 
-from conftest import assert_close
+from conftest import assert_close, numeric_grad
 from family_helpers import VARIANTS, make_family_problem
 
 #: tiny shapes: every entry of every array is perturbed
@@ -41,16 +41,7 @@ def _loss(v, params, x, state0, lengths, reverse, dy, d_state):
 
 def _numeric_grad(f, a):
     """Central differences of f() with respect to every entry of `a` (perturbed in place)."""
-    g = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + FD_EPS
-        up = f()
-        a[idx] = old - FD_EPS
-        down = f()
-        a[idx] = old
-        g[idx] = (up - down) / (2 * FD_EPS)
-    return g
+    return numeric_grad(f, a, eps=FD_EPS)
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])

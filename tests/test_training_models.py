@@ -6,7 +6,7 @@ gradients against finite differences (float64, numpy backend) and every backend 
 """
 import numpy as np
 import pytest
-from conftest import assert_close, require_backend
+from conftest import assert_close, numeric_grad, require_backend
 
 import fastlstm
 from fastlstm.training.linear import Linear
@@ -22,22 +22,6 @@ def make_rnn(kind, I, H, backend="numpy", dtype="float64", seed=0, **options):
     return LAYERS[kind](I, H, dtype=dtype, seed=seed, backend=backend, **options)
 
 
-def numeric_grad(f, arr, entries, eps=1e-6):
-    """Central differences of the scalar f() at the flat indices `entries` of arr (changed in
-    place and restored); returns the values at those entries."""
-    flat = arr.reshape(-1)
-    out = []
-    for i in entries:
-        old = flat[i]
-        flat[i] = old + eps
-        up = f()
-        flat[i] = old - eps
-        down = f()
-        flat[i] = old
-        out.append((up - down) / (2 * eps))
-    return np.array(out)
-
-
 def check_finite_differences(model, run, x, grads, dx, per_array=10, seed=0):
     """run() -> the scalar loss. Compares grads {"rnn": ..., "head": ...} and dx with central
     differences at up to `per_array` random entries of every parameter and of x."""
@@ -49,7 +33,7 @@ def check_finite_differences(model, run, x, grads, dx, per_array=10, seed=0):
     for name, arr, g in arrays:
         assert g.shape == arr.shape, name
         entries = rng.choice(arr.size, size=min(per_array, arr.size), replace=False)
-        num = numeric_grad(run, arr, entries)
+        num = numeric_grad(run, arr, entries=entries).reshape(-1)[entries]
         assert_close(g.reshape(-1)[entries], num, 1e-6, name)
 
 

@@ -9,7 +9,7 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import assert_close, numeric_grad
 
 import fastlstm
 from fastlstm.training.clip import clip_grad_norm
@@ -20,22 +20,6 @@ from fastlstm.training.tbptt import detach_state, tbptt_windows, window_lengths
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.dtype(np.float32): 2e-6, np.dtype(np.float64): 1e-12}
-
-
-def numeric_grad(f, arr, eps=1e-6, entries=None):
-    """Central differences of the scalar f() with respect to arr (changed in place, restored):
-    an array like arr, filled at `entries` (flat indices; all when None), NaN elsewhere."""
-    g = np.full(arr.shape, np.nan)
-    flat = arr.reshape(-1)   # a view: arr is C-contiguous in these tests
-    for i in range(arr.size) if entries is None else entries:
-        old = flat[i]
-        flat[i] = old + eps
-        up = f()
-        flat[i] = old - eps
-        down = f()
-        flat[i] = old
-        g.reshape(-1)[i] = (up - down) / (2 * eps)
-    return g
 
 
 # ============================================================================================

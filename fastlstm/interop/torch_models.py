@@ -69,7 +69,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..layers._params import param_shapes
-from ..layers.modules import GRU, LSTM, RNN, _check_dtype
+from .._validate import check_float_dtype
+from ..layers.modules import GRU, LSTM, RNN
 
 _CLASSES = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 _NAMES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
@@ -124,7 +125,7 @@ def from_torch(obj, *, dtype=None, backend="auto", seed=None, prefix="", mode=No
                  nonlinearity=nonlinearity, batch_first=batch_first, dropout=dropout)
     if not isinstance(prefix, str):
         raise TypeError(f"prefix: expected a string, got {type(prefix).__name__}")
-    want_dtype = None if dtype is None else _check_dtype(dtype)
+    want_dtype = None if dtype is None else check_float_dtype(dtype)
     mode_kind, mode_nonlinearity = _parse_mode(mode)
 
     src = _read_source(obj, prefix)

@@ -27,30 +27,14 @@ import numpy as np
 
 from .._backends import available_backends
 from .._checks import check_lengths, check_nonlinearity, check_x
-from .._validate import FLOAT_DTYPES, as_float_array, check_flag, check_shape
+from .._validate import (as_float_array, check_flag, check_float_dtype, check_positive_int,
+                         check_shape)
 from ._params import check_state_dict, init_params, param_shapes
 from ._stack import StackTape, stack_backward, stack_forward
 
 #: state_dict name (without _l{layer}{suffix}) -> field of fastlstm.Gradients
 _GRAD_FIELDS = {"weight_ih": "w_ih", "weight_hh": "w_hh", "bias_ih": "b_ih", "bias_hh": "b_hh",
                 "weight_hr": "w_hr", "weight_peephole": "peepholes"}
-
-
-def _positive_int(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \
-            or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_dtype(dtype):
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as exc:
-        raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}") from exc
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
-    return dt
 
 
 class _StackBase:
@@ -63,9 +47,9 @@ class _StackBase:
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, *, peepholes=False,
                  reverse=False, dtype="float32", seed=None, backend="auto"):
-        self.input_size = _positive_int("input_size", input_size)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
-        self.num_layers = _positive_int("num_layers", num_layers)
+        self.input_size = check_positive_int("input_size", input_size)
+        self.hidden_size = check_positive_int("hidden_size", hidden_size)
+        self.num_layers = check_positive_int("num_layers", num_layers)
         self.bias = check_flag("bias", bias)
         self.batch_first = check_flag("batch_first", batch_first)
         self.bidirectional = check_flag("bidirectional", bidirectional)
@@ -90,7 +74,7 @@ class _StackBase:
             raise ValueError("reverse: a bidirectional stack already runs both directions; "
                              "reverse=True is for unidirectional stacks, got "
                              "bidirectional=True")
-        self.dtype = _check_dtype(dtype)
+        self.dtype = check_float_dtype(dtype)
         if not isinstance(backend, str) or backend not in ("auto",) + available_backends():
             raise ValueError(f"backend: unknown or unavailable backend {backend!r}; available: "
                              f"{', '.join(map(repr, available_backends()))} or 'auto'")

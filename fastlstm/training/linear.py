@@ -16,30 +16,12 @@ Weights are drawn as torch.nn.Linear draws them: W and b from U(-1/sqrt(in), 1/s
 The parameters are NumPy arrays under torch's state_dict names ("weight", "bias"), so a
 trained torch.nn.Linear loads as it is.
 """
-import numbers
 from collections import OrderedDict
 
 import numpy as np
 
-from .._validate import FLOAT_DTYPES, as_float_array, check_flag
+from .._validate import as_float_array, check_flag, check_float_dtype, check_positive_int
 from ..layers._params import check_state_dict
-
-
-def _positive_int(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \
-            or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_dtype(dtype):
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as exc:
-        raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}") from exc
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
-    return dt
 
 
 class LinearTape:
@@ -71,10 +53,10 @@ class Linear:
     """
 
     def __init__(self, in_features, out_features, bias=True, *, dtype="float32", seed=None):
-        self.in_features = _positive_int("in_features", in_features)
-        self.out_features = _positive_int("out_features", out_features)
+        self.in_features = check_positive_int("in_features", in_features)
+        self.out_features = check_positive_int("out_features", out_features)
         self.has_bias = check_flag("bias", bias)
-        self.dtype = _check_dtype(dtype)
+        self.dtype = check_float_dtype(dtype)
         try:
             rng = np.random.default_rng(seed)
         except (TypeError, ValueError) as exc:
