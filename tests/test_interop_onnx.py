@@ -15,6 +15,7 @@
 - Errors: refused attributes, proj_size export, broken files, bad call arguments.
 """
 import pathlib
+import sys
 import warnings
 
 import numpy as np
@@ -810,3 +811,11 @@ def test_model_without_recurrent_nodes():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
     assert fastlstm.from_onnx(model) == {}
     assert fastlstm.from_onnx(model.SerializeToString()) == {}
+
+
+def test_without_onnx_the_error_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnx", None)   # import onnx now raises ImportError
+    with pytest.raises(ImportError, match=r"fastlstm.from_onnx needs the onnx package"):
+        fastlstm.from_onnx(tmp_path / "model.onnx")
+    with pytest.raises(ImportError, match=r"to_onnx needs the onnx package: pip install onnx"):
+        fastlstm.GRU(3, 4).to_onnx(tmp_path / "model.onnx")

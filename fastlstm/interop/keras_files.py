@@ -120,7 +120,8 @@ def _import_h5py(path):
         import h5py
     except ImportError as exc:   # pragma: no cover - h5py is in the test environment
         raise ImportError(f"{path}: reading Keras weight files needs h5py "
-                          f"(pip install h5py); Keras itself is not needed") from exc
+                          f"(pip install h5py, or fastlstm's extra: pip install "
+                          f"'fastlstm[keras]'); Keras itself is not needed") from exc
     return h5py
 
 

@@ -35,7 +35,7 @@ import os
 
 import numpy as np
 
-from .onnx_graph import torch_to_onnx_params
+from .onnx_graph import import_onnx, torch_to_onnx_params
 
 DEFAULT_OPSET = 14
 _OPS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
@@ -55,7 +55,7 @@ def to_onnx(module, path, *, lengths=False, initial_states=False, opset=DEFAULT_
     A proj_size > 0 LSTM is a ValueError (ONNX's LSTM has no projection); a module that is not
     a fastlstm LSTM / GRU / RNN, or an option of the wrong type, a TypeError.
     """
-    import onnx
+    onnx = import_onnx("to_onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     from ..layers.modules import _StackBase

@@ -89,6 +89,16 @@ def torch_to_onnx_params(kind, params, layer, D, bias, peepholes):
 # ------------------------------------------------------------------------------ reading models
 
 
+def import_onnx(caller):
+    """The onnx package, or an ImportError that says how to install it."""
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ImportError(f"{caller} needs the onnx package: pip install onnx (or fastlstm's "
+                          f"extra: pip install 'fastlstm[onnx]')") from exc
+    return onnx
+
+
 def load_model(path_or_model):
     """(onnx.ModelProto, source) from a path (str or os.PathLike), serialized bytes or a
     ModelProto; `source` names it in error messages (the path, "<bytes>" or "<ModelProto>").
@@ -97,7 +107,7 @@ def load_model(path_or_model):
     a truncated file), has no graph or no nodes, or declares no standard ONNX opset is a
     ValueError naming the source; any other type of argument a TypeError.
     """
-    import onnx
+    onnx = import_onnx("fastlstm.from_onnx")
 
     if isinstance(path_or_model, onnx.ModelProto):
         model, source = path_or_model, "<ModelProto>"
