@@ -676,3 +676,9 @@ def test_no_torch_import():
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_to_torch_without_torch_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)   # import torch now raises ImportError
+    with pytest.raises(ImportError, match=r"to_torch needs PyTorch: install its CPU build"):
+        fastlstm.LSTM(3, 4).to_torch()

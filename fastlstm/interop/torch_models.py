@@ -431,7 +431,11 @@ def to_torch(m):
         raise ValueError("linear_before_reset: torch.nn.GRU applies the reset gate after the "
                          "recurrent product (linear_before_reset=True); a GRU with "
                          "linear_before_reset=False cannot be exported to torch")
-    import torch
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError("to_torch needs PyTorch: install its CPU build, e.g. pip install "
+                          "torch --index-url https://download.pytorch.org/whl/cpu") from exc
 
     kwargs = dict(num_layers=m.num_layers, bias=m.bias, batch_first=m.batch_first,
                   bidirectional=m.bidirectional,
