@@ -31,8 +31,9 @@ def check_x(x, batch_first):
     return x, unbatched, (T, B, I)
 
 
-def check_lengths(lengths, T, B, unbatched):
-    """None, or lengths as (B,) int64 with 0 <= lengths[b] <= T (a new array)."""
+def check_lengths(lengths, T, B, unbatched, name="lengths"):
+    """None, or lengths as (B,) int64 with 0 <= lengths[b] <= T (a new array); errors name
+    the argument `name` (ONNX's is "sequence_lens")."""
     if lengths is None:
         return None
     if isinstance(lengths, np.ndarray):
@@ -41,18 +42,18 @@ def check_lengths(lengths, T, B, unbatched):
         try:
             arr = np.asarray(lengths)
         except Exception as exc:
-            raise TypeError(f"lengths: expected a list or array of integers, got "
+            raise TypeError(f"{name}: expected a list or array of integers, got "
                             f"{type(lengths).__name__}") from exc
     if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
-        raise TypeError(f"lengths: expected integers, got dtype {arr.dtype}")
+        raise TypeError(f"{name}: expected integers, got dtype {arr.dtype}")
     expected = (1,) if unbatched else (B,)
     if unbatched and arr.ndim == 0:
         arr = arr.reshape(1)
     if arr.shape != expected:
-        raise ValueError(f"lengths: expected shape (B,) = {expected}, got {arr.shape}")
+        raise ValueError(f"{name}: expected shape (B,) = {expected}, got {arr.shape}")
     if arr.size and (arr.min() < 0 or arr.max() > T):   # before any conversion
         bad = arr[(arr < 0) | (arr > T)][0]
-        raise ValueError(f"lengths: each length must be in [0, T] = [0, {T}], got {bad}")
+        raise ValueError(f"{name}: each length must be in [0, T] = [0, {T}], got {bad}")
     return arr.astype(np.int64)
 
 

@@ -73,6 +73,7 @@ import numpy as np
 
 from .keras_files import (RECURRENT_CLASSES, KerasFileError, LayerRecord,
                           read_keras_file)
+from .onnx_graph import TORCH_FROM_ONNX, reorder_blocks
 
 #: Keras cell classes that keras.layers.RNN(cell) may wrap, and the layer they equal
 _CELL_CLASSES = {"LSTMCell": "LSTM", "GRUCell": "GRU", "SimpleRNNCell": "SimpleRNN"}
@@ -438,9 +439,8 @@ def _check_weights(opts, weights, where, direction=""):
 
 
 def _zrh_to_rzn(a):
-    """Rows in Keras's GRU block order z, r, h -> torch's r, z, n (axis 0, blocks of H)."""
-    H = a.shape[0] // 3
-    return np.concatenate([a[H:2 * H], a[:H], a[2 * H:]], axis=0)
+    """Rows in Keras's GRU block order z, r, h (ONNX's too) -> torch's r, z, n (axis 0)."""
+    return reorder_blocks(a, TORCH_FROM_ONNX["gru"])
 
 
 def _torch_params(opts, kernel, rec, bias, suffix):

@@ -17,6 +17,7 @@ model gives what ONNX Runtime gives; `.module` keeps PyTorch's rule.
 """
 import numpy as np
 
+from .._checks import check_lengths
 from .._validate import as_float_array
 
 
@@ -95,17 +96,7 @@ class OnnxRecurrent:
 
     @staticmethod
     def _lengths(value, T, B):
-        if value is None:
-            return None
-        arr = np.asarray(value)
-        if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError(f"sequence_lens: expected integers, got dtype {arr.dtype}")
-        if arr.shape != (B,):
-            raise ValueError(f"sequence_lens: expected shape [B] = ({B},), got {arr.shape}")
-        if arr.size and (arr.min() < 0 or arr.max() > T):
-            raise ValueError(f"sequence_lens: each length must be in [0, T] = [0, {T}], "
-                             f"got {arr[(arr < 0) | (arr > T)][0]}")
-        return arr.astype(np.int64)
+        return check_lengths(value, T, B, False, name="sequence_lens")
 
     # ------------------------------------------------------------------ the node
     def __call__(self, X, sequence_lens=None, initial_h=None, initial_c=None):

@@ -37,6 +37,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .._validate import check_flag
 from .clip import clip_grad_norm
 from .losses import cross_entropy, mse_loss
 from .optim import Adam
@@ -171,15 +172,6 @@ def _real(name, value, low, high=None, low_open=False, high_open=False, allow_no
             (f"{high}{')' if high_open else ']'}" if high is not None else "inf)")
         raise ValueError(f"{name}: expected a number in {span}, got {value!r}")
     return value
-
-
-def _flag(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected True or False{' or None' if allow_none else ''}, "
-                        f"got {value!r}")
-    return bool(value)
 
 
 def _check_model(model):
@@ -517,7 +509,7 @@ def fit(model, x, y, *, loss="mse", optimizer=None, epochs=10, batch_size=32, le
     lengths = _as_lengths("lengths", lengths, n)
     epochs = _int("epochs", epochs, 1)
     batch_size = _int("batch_size", batch_size, 1)
-    shuffle = _flag("shuffle", shuffle)
+    shuffle = check_flag("shuffle", shuffle)
     try:
         rng = np.random.default_rng(seed)
     except (TypeError, ValueError) as exc:
@@ -525,7 +517,7 @@ def fit(model, x, y, *, loss="mse", optimizer=None, epochs=10, batch_size=32, le
     validation_split = _real("validation_split", validation_split, 0.0, 1.0, high_open=True)
     clip_norm = _real("clip_norm", clip_norm, 0.0, low_open=True, allow_none=True)
     patience = None if early_stopping is None else _int("early_stopping", early_stopping, 1)
-    progress = _flag("progress", progress, allow_none=True)
+    progress = None if progress is None else check_flag("progress", progress)
     if plot is not None and not _is_file_target(plot):
         raise TypeError(f"plot: expected None, a file name or a binary file object, got "
                         f"{type(plot).__name__}")
