@@ -37,7 +37,7 @@ def test_contender(benchmark, bench_case, bench_problems, bench_settings):
         benchmark.group = f"{case.label} {mode}"
         benchmark.extra_info.update(
             cell=case.cell, lengths=case.lengths, contender=name, version=contender.version,
-            threads=threads, cpu=_bench.cpu_model(),
+            threads=threads, cpu=_bench.cpu_model(), **_bench.isa_info(),
             gflop=_bench.flops(case.shape, mode, case.cell, problem.work_rows) / 1e9,
             max_rel_error=max(errors.values()))
         benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)

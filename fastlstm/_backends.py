@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from . import _isa
 from ._numpy_backend import NumpyBackend
 
 #: every backend fastlstm knows, fastest first
@@ -23,16 +24,20 @@ ENV_VAR = "FASTLSTM_BACKEND"
 
 class CythonBackend:
     """src/kernels/recurrent_forward.pyx and recurrent_backward.pyx: one group of batch rows
-    per OpenMP thread."""
+    per OpenMP thread, built once per x86-64 level; `level` (default: fastlstm._isa's choice,
+    $FASTLSTM_ISA or the best this CPU runs) picks the build."""
 
     name = "cython"
 
-    def __init__(self):
-        self._fwd = importlib.import_module("fastlstm._kernels.recurrent_forward").forward
-        self._bwd = importlib.import_module("fastlstm._kernels.recurrent_backward").backward
-        info = importlib.import_module("fastlstm._kernels._info")
-        self._fwd_scratch = info.forward_scratch_length
-        self._bwd_scratch = info.backward_scratch_length
+    def __init__(self, level=None):
+        self.level = level or _isa.chosen_level()
+        #: the level's compiled modules (the streams use their step plans and scratch lengths)
+        self.forward_module = _isa.kernel_module("recurrent_forward", self.level)
+        self.info = _isa.kernel_module("_info", self.level)
+        self._fwd = self.forward_module.forward
+        self._bwd = _isa.kernel_module("recurrent_backward", self.level).backward
+        self._fwd_scratch = self.info.forward_scratch_length
+        self._bwd_scratch = self.info.backward_scratch_length
 
     @staticmethod
     def groups(n_threads, B):
@@ -92,6 +97,7 @@ def _load(name):
             _loaded[name] = _FACTORIES[name]()
         except (ImportError, AttributeError) as exc:  # not built, or built from other sources
             _failures[name] = f"{type(exc).__name__}: {exc}"
+        # a ValueError (a bad $FASTLSTM_ISA) is the caller's to see, at every call
     return _loaded.get(name)
 
 

@@ -209,14 +209,33 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def isa_info() -> Dict[str, object]:
+    """{cpu_isa: the highest x86-64 level this CPU runs, cython_isa: the level of the Cython
+    kernels in use (fastlstm._isa; $FASTLSTM_ISA forces it)}; None where not built."""
+    from . import _isa
+
+    try:
+        return {"cpu_isa": _isa.cpu_levels()[-1] if _isa.cpu_levels() else "none",
+                "cython_isa": _isa.chosen_level()}
+    except ImportError:
+        return {"cpu_isa": None, "cython_isa": None}
+
+
+def isa_label() -> str:
+    """isa_info() as text: "CPU x86-64-v4, cython kernels x86-64-v3"."""
+    info = isa_info()
+    return f"CPU {info['cpu_isa'] or 'level unknown'}, cython kernels " \
+           f"{info['cython_isa'] or 'not built'}"
+
+
 def machine_info() -> Dict[str, object]:
-    """{cpu, logical_cpus, usable_cpus, platform}."""
+    """{cpu, logical_cpus, usable_cpus, platform, cpu_isa, cython_isa}."""
     try:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         usable = os.cpu_count()
     return {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "usable_cpus": usable,
-            "platform": platform.platform()}
+            "platform": platform.platform(), **isa_info()}
 
 
 def versions(contenders: Sequence[str]) -> Dict[str, str]:
@@ -493,6 +512,8 @@ def format_report(result: Dict[str, object], skipped: Optional[Dict[str, str]] =
         f"fastlstm bench, {meta['date']}",
         f"machine:  {m['cpu']}, {m['logical_cpus']} logical CPUs ({m['usable_cpus']} usable), "
         f"{m['platform']}",
+        f"isa:      CPU {m.get('cpu_isa') or 'level unknown'}; cython kernels built for "
+        f"{m.get('cython_isa') or '(not built)'} (FASTLSTM_ISA forces a level)",
         "versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
         f"git:      {meta['git'] or 'unknown'}",
         f"threads:  {meta['threads']} for everyone ({meta['thread_control']})",

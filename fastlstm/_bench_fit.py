@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 import fastlstm
-from fastlstm._bench import cpu_model
+from fastlstm._bench import cpu_model, isa_info
 from fastlstm.demos.adding import DEFAULTS, make_data, make_model
 from fastlstm.training.fit import fit
 from fastlstm.training.optim import Adam
@@ -125,7 +125,7 @@ def run(T=DEFAULTS["T"], samples=DEFAULTS["samples"], epochs=2, hidden=DEFAULTS[
                 ratio=t_med / f_med, fastlstm_times=times["fastlstm"],
                 torch_times=times["torch"], max_weight_diff=max_diff,
                 steps=epochs * -(-samples // batch_size), cpu=cpu_model(),
-                cpu_count=os.cpu_count(), backend=get_backend("auto").name,
+                **isa_info(), cpu_count=os.cpu_count(), backend=get_backend("auto").name,
                 versions={"python": platform.python_version(), "numpy": np.__version__,
                           "torch": torch.__version__, "fastlstm": fastlstm.__version__})
 
@@ -144,7 +144,8 @@ def format(result):
         f"  PyTorch loop:        {r['torch_s']:.3f} s   ({r['steps'] / r['torch_s']:.0f} steps/s)",
         f"  ratio (torch / fastlstm): {r['ratio']:.2f}x   "
         f"(trained weights differ by at most {r['max_weight_diff']:.1e})",
-        f"  {r['cpu']} ({r['cpu_count']} CPUs), {r['threads']} thread(s); python "
+        f"  {r['cpu']} ({r['cpu_count']} CPUs; CPU {r['cpu_isa']}, cython kernels "
+        f"{r['cython_isa']}), {r['threads']} thread(s); python "
         f"{v['python']}, numpy {v['numpy']}, torch {v['torch']}, fastlstm {v['fastlstm']}",
     ])
 

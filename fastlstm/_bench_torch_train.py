@@ -19,7 +19,7 @@ import platform
 import statistics
 import time
 
-from ._bench import cpu_model
+from ._bench import cpu_model, isa_info
 
 #: the benchmark's default shape and epoch length
 SHAPE = dict(T=100, B=32, I=32, H=128, num_layers=2)
@@ -116,7 +116,7 @@ def _run(torch, fastlstm, ftorch, shape, epochs, repeats, batches):
         "times": times, "loss_torch": losses["torch"], "loss_fastlstm": losses["fastlstm"],
         "loss_rel_diff": rel, "losses_agree": rel < 1e-3, "threads": n_threads,
         "batches": batches, "epochs": epochs, "repeats": repeats, "shape": shape,
-        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+        "cpu": cpu_model(), **isa_info(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
         "fastlstm": fastlstm.__version__, "python": platform.python_version(),
     }
 
@@ -128,7 +128,8 @@ def format(result):
     lines = [
         f"Training one epoch ({r['batches']} batches): {s['num_layers']}-layer LSTM "
         f"I={s['I']} H={s['H']} B={s['B']} T={s['T']}, Linear head, MSE, Adam",
-        f"CPU: {r['cpu']} ({r['cpu_count']} logical CPUs), {r['threads']} thread(s); "
+        f"CPU: {r['cpu']} ({r['cpu_count']} logical CPUs; CPU {r['cpu_isa']}, cython kernels "
+        f"{r['cython_isa']}), {r['threads']} thread(s); "
         f"torch {r['torch']}, fastlstm {r['fastlstm']}, Python {r['python']}",
         "",
         f"{'implementation':<22}{'s / epoch (median)':>20}{'speed-up':>10}",

@@ -1,9 +1,11 @@
-"""fastlstm.show_config(): versions, backends, OpenMP, BLAS and threads."""
+"""fastlstm.show_config(): versions, backends, the kernels' instruction-set level, OpenMP, BLAS
+and threads."""
 import importlib
 import os
 import platform
 import sys
 
+from . import _isa
 from ._backends import ENV_VAR, available_backends, unavailable_backends
 from ._version import __version__
 
@@ -32,11 +34,16 @@ def config():
         "cpu count": os.cpu_count(),
     }
     try:
-        build = importlib.import_module("fastlstm._kernels._info")
+        level = _isa.chosen_level()   # a bad $FASTLSTM_ISA raises its ValueError here too
+        build = _isa.kernel_module("_info", level)
+        info["cython isa"] = level
+        info["cython isa cpu"] = list(_isa.cpu_levels())
+        info["cython isa built"] = list(_isa.built_levels())
         info["cython openmp"] = build.openmp_enabled()
         info["cython openmp max threads"] = build.openmp_max_threads()
         info["cython vector bytes"] = build.vector_bytes()
     except ImportError:
+        info["cython isa"] = None
         info["cython openmp"] = None
     if "numba" in info["backends"]:
         import numba
@@ -62,8 +69,12 @@ def show_config(mode="stdout"):
             for pool in value:
                 print(f"  - {pool['internal_api']} {pool['version']} ({pool['user_api']}), "
                       f"{pool['num_threads']} threads: {pool['filepath']}")
+        elif key == "cython isa" and value is None:
+            print("cython isa: extension not built")
         elif key == "cython openmp" and value is None:
-            print("cython openmp: extension not built")
+            continue
+        elif key in ("cython isa cpu", "cython isa built"):
+            print(f"{key}: {', '.join(value) or 'none'}")
         elif key == "unavailable":
             for name, why in value.items():
                 print(f"backend {name} unavailable: {why}")

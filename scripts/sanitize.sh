@@ -9,6 +9,7 @@
 #   PYTHON=/path/to/venv/bin/python scripts/sanitize.sh
 #   FASTLSTM_FUZZ_EXAMPLES=2000 scripts/sanitize.sh     # a longer fuzz under the sanitizers
 #   FASTLSTM_SANITIZE_KEEP=1 scripts/sanitize.sh        # keep the build and the full log
+#   FASTLSTM_SANITIZE_ISA=x86-64-v3 scripts/sanitize.sh # another level (default: the CPU's best)
 #
 # Needs gcc with libasan and libubsan, and Cython (installed into the throwaway copy when the
 # Python has none). About 75 s on a 2-core machine: 45 s to build, 25 s to test.
@@ -52,17 +53,35 @@ if ! "$python" -c "import Cython" 2>/dev/null; then
   buildpath="$work/buildtools"
 fi
 
-# 3. Build the kernels in place with the sanitizers (setup.py's own -O3 -march=native stay).
+# 3. The level to check: FASTLSTM_SANITIZE_ISA, else the highest x86-64 level this CPU runs
+#    (asked of the fastlstm that $python imports; "portable" off x86). Only that level is
+#    built, and the tests below run it (FASTLSTM_ISA), so the run covers what it built.
+level=${FASTLSTM_SANITIZE_ISA:-$(cd /tmp && "$python" -c \
+  "from fastlstm import _isa; print(_isa.cpu_levels()[-1])" 2>/dev/null || true)}
+if [[ -z "$level" ]]; then
+  echo "sanitize: cannot tell this CPU's level (is fastlstm installed for $python?);" \
+       "set FASTLSTM_SANITIZE_ISA"; exit 2
+fi
+suffix=${level//-/_}
+
+# 4. Build that level's kernels in place with the sanitizers (setup.py's -O3 and the level's
+#    -march stay).
 san="-fsanitize=address,undefined -fsanitize-recover=address,undefined"
-echo "building the Cython kernels with $san ..."
+echo "building the Cython kernels for $level with $san ..."
+build_isa=$level
+if [[ $level == portable ]]; then build_isa=""; fi
 (cd "$src" && CC="$cc" CFLAGS="$san -fno-omit-frame-pointer -g" LDFLAGS="$san" \
-  PYTHONPATH="$buildpath" "$python" setup.py -q build_ext --inplace >"$work/build.log" 2>&1) || {
+  FASTLSTM_BUILD_ISA="$build_isa" PYTHONPATH="$buildpath" \
+  "$python" setup.py -q build_ext --inplace >"$work/build.log" 2>&1) || {
   tail -n 40 "$work/build.log"; echo "sanitize: build failed"; exit 2; }
 # The package imports its kernels as fastlstm._kernels (src/kernels in an installed tree).
 ln -s ../src/kernels "$src/fastlstm/_kernels"
-for so in "$src"/src/kernels/recurrent_forward*.so "$src"/src/kernels/recurrent_backward*.so; do
+for so in "$src/src/kernels/recurrent_forward_$suffix"*.so \
+          "$src/src/kernels/recurrent_backward_$suffix"*.so; do
+  [[ -e $so ]] || { echo "sanitize: no $so was built"; exit 2; }
   nm -D "$so" | grep __asan_report >/dev/null || { echo "sanitize: $so is not instrumented"; exit 2; }
 done
+export FASTLSTM_ISA=$level
 
 libasan=$("$cc" -print-file-name=libasan.so)
 # Reports go to files ($reports/asan.PID, $reports/ubsan.PID), not to stderr: pytest captures
@@ -80,7 +99,7 @@ count() {  # count PATTERN: occurrences in every report file
   cat "$reports"/* 2>/dev/null | grep -c "$1" || true
 }
 
-# 4. Positive control: a heap overflow in an instrumented library loaded by this Python must be
+# 5. Positive control: a heap overflow in an instrumented library loaded by this Python must be
 #    reported in the same way, or a clean run below would prove nothing.
 cat >"$work/overflow.c" <<'C'
 #include <stdlib.h>
@@ -94,14 +113,18 @@ if [[ $(count "ERROR: AddressSanitizer: heap-buffer-overflow") != 1 ]]; then
 fi
 rm -f "$reports"/*
 
-# 5. The kernels under the sanitizers: check that the instrumented build is the one imported.
+# 6. The kernels under the sanitizers: check that the instrumented build of the level is the
+#    one imported.
 run -c "
-import fastlstm, fastlstm._kernels.recurrent_forward as k
-assert k.__file__.startswith('$src'), k.__file__
-assert 'cython' in fastlstm.available_backends()
-print('kernels:', k.__file__)"
+import fastlstm
+from fastlstm import _backends
+b = _backends.get_backend('cython')
+for k in (b.forward_module, b.info):
+    assert k.__file__.startswith('$src'), k.__file__
+assert b.level == '$level' == fastlstm.show_config(mode='dicts')['cython isa'], b.level
+print('kernels:', b.forward_module.__file__, '(' + b.level + ')')"
 
-echo "running the cython-backend tests under ASan + UBSan (FASTLSTM_FUZZ_EXAMPLES=$fuzz_examples) ..."
+echo "running the cython-backend tests of $level under ASan + UBSan (FASTLSTM_FUZZ_EXAMPLES=$fuzz_examples) ..."
 set +e
 FASTLSTM_FUZZ_EXAMPLES="$fuzz_examples" run -m pytest -q -p no:cacheprovider -k cython \
   tests/test_backends.py tests/test_shapes_layouts.py tests/test_contracts.py \
@@ -115,7 +138,7 @@ ubsan=$(count "runtime error:")
 grep -E "^[0-9]+ (passed|failed)|^(FAILED|ERROR) " "$log" || tail -n 20 "$log"
 cat "$reports"/* 2>/dev/null | grep -E -A 12 "ERROR: AddressSanitizer|runtime error:" |
   head -n 60 || true
-echo "sanitizer errors: $((asan + ubsan)) (ASan $asan, UBSan $ubsan); pytest exit status $status;" \
+echo "sanitizer errors: $((asan + ubsan)) (ASan $asan, UBSan $ubsan) at $level; pytest exit status $status;" \
      "$(( $(date +%s) - start )) s"
 if [[ -n "${FASTLSTM_SANITIZE_KEEP:-}" ]]; then
   echo "build, test log and sanitizer reports kept in $work"

@@ -196,9 +196,12 @@ def test_cython_kernels_threads_match_one_thread(dtype, n_threads, cell, T, B, I
     short is refused, and so are lengths past T or increasing inside a group (both drivers)."""
     if "cython" not in fastlstm.available_backends():
         pytest.skip("cython backend not built")
-    from fastlstm._kernels._info import backward_scratch_length, forward_scratch_length
-    from fastlstm._kernels.recurrent_backward import backward
-    from fastlstm._kernels.recurrent_forward import forward
+    from fastlstm._isa import kernel_module
+
+    forward_scratch_length = kernel_module("_info").forward_scratch_length
+    backward_scratch_length = kernel_module("_info").backward_scratch_length
+    forward = kernel_module("recurrent_forward").forward
+    backward = kernel_module("recurrent_backward").backward
 
     rng = np.random.default_rng(5)
     G = {0: 4, 1: 3, 2: 3}.get(cell, 1) * H

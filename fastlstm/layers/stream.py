@@ -100,10 +100,9 @@ class Stream:
         self._buffers = {}   # T -> per-layer kernel buffers (cython)
         self._fast = self._backend.name == "cython"
         if self._fast:
-            from .._kernels._info import forward_scratch_length
-            from .._kernels.recurrent_forward import StepPlan, forward
-
-            self._kernel = forward
+            forward_scratch_length = self._backend.info.forward_scratch_length
+            StepPlan = self._backend.forward_module.StepPlan
+            self._kernel = self._backend.forward_module.forward
             P = module.proj_size
             Gs = H if self.kind == "rnn" else 4 * H
             W = 3 * H if self.kind == "gru" else (H if P else 0)

@@ -17,4 +17,10 @@ runs its whole time loop in compiled code and never allocates inside that loop.
   of _activations.pxd.
 - _info.pyx: build facts (OpenMP, vector width) for fastlstm.show_config(), and the scratch
   lengths the Cython kernels need.
+- _cpu.pyx: CPUID and XGETBV, the features behind the x86-64 levels.
+
+setup.py builds recurrent_forward, recurrent_backward and _info once per x86-64 level, as
+<name>_x86_64_v2, <name>_x86_64_v3 and <name>_x86_64_v4 (off x86: <name>_portable); each
+level's _gemm.h picks its own vector width and panel shape from the compiler's macros.
+fastlstm/_isa.py chooses the level at run time (FASTLSTM_ISA forces one).
 """

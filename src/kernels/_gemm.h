@@ -11,8 +11,10 @@
  * one running sum over k in order (no reordering of the sums).
  *
  * Written with GCC's vector extensions (also understood by Clang), so the same code becomes
- * AVX-512, AVX2 or SSE2 instructions as the -march of the build allows; the block shape
- * follows the number of vector registers. This file defines the float32 (suffix _f) and
+ * AVX-512, AVX2 or SSE instructions as the -march of the build allows; the block shape
+ * follows the number of vector registers. setup.py compiles it once per x86-64 level, so each
+ * level's kernels get their own vector width, panel width and block: x86-64-v4 6 x 64 floats
+ * (6 x 4 zmm), x86-64-v3 6 x 16 (6 x 2 ymm, tuned on AMD Zen 3), x86-64-v2 6 x 8 (6 x 2 xmm). This file defines the float32 (suffix _f) and
  * float64 (_d) versions from _gemm_impl.h; _gemm.pxd declares them to Cython.
  */
 #ifndef FASTLSTM_GEMM_H
