@@ -168,7 +168,7 @@ def _run(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr, peepholes, lengths, reve
     G = GATE_BLOCKS[kind] * H
     Gs = H if kind == "rnn" else 4 * H
     n_threads = _kernel_threads(T, B, I, G, H_out)
-    n_groups = kernel.groups(n_threads, B)
+    n_groups = kernel.groups(n_threads, B, cell, H, H_out, dtype)
     order = arrange(T, B, lengths, reverse, n_groups)
     x_loop = order.gather(_to_time_major(x, batch_first, unbatched))
     w_ih_c, w_hh_c = np.ascontiguousarray(w_ih), np.ascontiguousarray(w_hh)

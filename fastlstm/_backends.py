@@ -1,7 +1,9 @@
 """The registry of backends: a name, a loader, and the same kernel contract for every cell.
 
 Each backend offers
-    groups(n_threads, B): how many groups of batch rows its time loop runs (one per thread)
+    groups(n_threads, B, cell, H, Hout, dtype): how many groups of batch rows its time loop
+        runs (one per thread); 1 for one group, which the Cython kernels also use for their
+        column split (the threads share every step)
     forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, n_threads)
     backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp, dx,
              dw_ih, dw_hh, db_ih, db_hh, work, n_groups, n_threads)
@@ -24,8 +26,9 @@ ENV_VAR = "FASTLSTM_BACKEND"
 
 class CythonBackend:
     """src/kernels/recurrent_forward.pyx and recurrent_backward.pyx: one group of batch rows
-    per OpenMP thread, built once per x86-64 level; `level` (default: fastlstm._isa's choice,
-    $FASTLSTM_ISA or the best this CPU runs) picks the build."""
+    per OpenMP thread, or for small batches the forward's column split (the rule in
+    src/kernels/_layout.pxd, column_threads); built once per x86-64 level; `level` (default:
+    fastlstm._isa's choice, $FASTLSTM_ISA or the best this CPU runs) picks the build."""
 
     name = "cython"
 
@@ -38,9 +41,11 @@ class CythonBackend:
         self._bwd = _isa.kernel_module("recurrent_backward", self.level).backward
         self._fwd_scratch = self.info.forward_scratch_length
         self._bwd_scratch = self.info.backward_scratch_length
+        self._column_threads = self.info.column_threads
 
-    @staticmethod
-    def groups(n_threads, B):
+    def groups(self, n_threads, B, cell, H, Hout, dtype):
+        if n_threads > 1 and self._column_threads(cell, B, Hout, H, dtype.itemsize, n_threads):
+            return 1   # the forward's column split: the rows are one group
         return max(1, min(n_threads, B))
 
     def forward(self, cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work,
@@ -72,7 +77,7 @@ class NumbaBackend:
         self._bwd = importlib.import_module("fastlstm._kernels.numba_recurrent_backward").backward
 
     @staticmethod
-    def groups(n_threads, B):
+    def groups(n_threads, B, cell, H, Hout, dtype):
         return 1
 
     def forward(self, cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work,

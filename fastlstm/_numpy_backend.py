@@ -29,7 +29,7 @@ class NumpyBackend:
     name = "numpy"
 
     @staticmethod
-    def groups(n_threads, B):
+    def groups(n_threads, B, cell, H, Hout, dtype):
         return 1
 
     @staticmethod

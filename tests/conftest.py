@@ -268,7 +268,7 @@ def kernel_calls():
 
     Yields a list that gets "forward" or "backward" appended at each kernel call made inside the
     `with` block. The backend that fastlstm._api.get_backend returns is wrapped: its name and
-    groups(n_threads, B) are passed on unchanged, forward / backward are recorded, then run.
+    groups(...) are passed on unchanged, forward / backward are recorded, then run.
     Any other attribute is deliberately absent, so a new kernel entry point fails loudly here
     instead of running unrecorded.
 
@@ -284,8 +284,8 @@ def kernel_calls():
             self._kernel = kernel
             self.name = kernel.name
 
-        def groups(self, n_threads, B):
-            return self._kernel.groups(n_threads, B)
+        def groups(self, *args):
+            return self._kernel.groups(*args)
 
         def forward(self, *args):
             calls.append("forward")

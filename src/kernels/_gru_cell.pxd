@@ -8,11 +8,13 @@ from ._activations cimport sigmoid, tanh_
 
 cdef inline void gru_forward_rows(floating* gates, const floating* rec, const floating* bias0,
                                   const floating* bias1, const floating* h_prev,
-                                  floating* h_next, Py_ssize_t m, Py_ssize_t H,
+                                  floating* h_next, Py_ssize_t m, Py_ssize_t n, Py_ssize_t H,
                                   Py_ssize_t ld_h) noexcept nogil:
     """Linear before reset. gates (m, 4H) IN/OUT: x W_ih^T in [0, 3H) on entry, [r, z, n, m]
     on return; rec (m, 3H) IN: h W_hh^T; bias0 (3H,) the input side (b_ir + b_hr, b_iz + b_hz,
-    b_in), bias1 (3H,) whose n block is b_hn; h_prev, h_next (m, H) with row stride ld_h."""
+    b_in), bias1 (3H,) whose n block is b_hn; h_prev, h_next (m, H) with row stride ld_h.
+    Only the first n <= H units of each block are computed (the column split's slice: every
+    pointer advanced to its first unit, strides unchanged); likewise below."""
     cdef Py_ssize_t b, j
     cdef floating* row
     cdef const floating* rr
@@ -24,19 +26,21 @@ cdef inline void gru_forward_rows(floating* gates, const floating* rec, const fl
         rr = rec + b * 3 * H
         hp = h_prev + b * ld_h
         hn = h_next + b * ld_h
-        for j in range(2 * H):                              # r, z
+        for j in range(n):                                  # r
             row[j] = sigmoid(row[j] + rr[j] + bias0[j])
-        for j in range(H):                                  # m = h W_hn^T + b_hn
+        for j in range(H, H + n):                           # z
+            row[j] = sigmoid(row[j] + rr[j] + bias0[j])
+        for j in range(n):                                  # m = h W_hn^T + b_hn
             row[3 * H + j] = rr[2 * H + j] + bias1[2 * H + j]
-        for j in range(H):
+        for j in range(n):
             row[2 * H + j] = tanh_(row[2 * H + j] + bias0[2 * H + j] + row[j] * row[3 * H + j])
-        for j in range(H):
+        for j in range(n):
             hn[j] = (one - row[H + j]) * row[2 * H + j] + row[H + j] * hp[j]
 
 
 cdef inline void gru_reset_rows(floating* gates, const floating* rec, const floating* bias0,
-                                const floating* h_prev, Py_ssize_t m, Py_ssize_t H,
-                                Py_ssize_t ld_h) noexcept nogil:
+                                const floating* h_prev, Py_ssize_t m, Py_ssize_t n,
+                                Py_ssize_t H, Py_ssize_t ld_h) noexcept nogil:
     """Reset before the product, first phase. gates (m, 4H) IN/OUT: x W_ih^T in [0, 3H); r, z
     written to [0, 2H) and m = r * h_prev to [3H, 4H); rec (m, 3H) IN: h W_hr^T, h W_hz^T in
     [0, 2H); bias0 (3H,) = b_ih + b_hh."""
@@ -46,15 +50,17 @@ cdef inline void gru_reset_rows(floating* gates, const floating* rec, const floa
     for b in range(m):
         row = gates + b * 4 * H
         hp = h_prev + b * ld_h
-        for j in range(2 * H):
+        for j in range(n):
             row[j] = sigmoid(row[j] + rec[b * 3 * H + j] + bias0[j])
-        for j in range(H):
+        for j in range(H, H + n):
+            row[j] = sigmoid(row[j] + rec[b * 3 * H + j] + bias0[j])
+        for j in range(n):
             row[3 * H + j] = row[j] * hp[j]
 
 
 cdef inline void gru_new_rows(floating* gates, const floating* rec, const floating* bias0,
                               const floating* h_prev, floating* h_next, Py_ssize_t m,
-                              Py_ssize_t H, Py_ssize_t ld_h) noexcept nogil:
+                              Py_ssize_t n, Py_ssize_t H, Py_ssize_t ld_h) noexcept nogil:
     """Reset before the product, second phase: rec's [2H, 3H) holds (r * h) W_hn^T;
     n = tanh(x W_in^T + that + b_in + b_hn) into gates [2H, 3H); h_next = (1 - z) n + z h_prev."""
     cdef Py_ssize_t b, j
@@ -62,9 +68,9 @@ cdef inline void gru_new_rows(floating* gates, const floating* rec, const floati
     cdef floating one = 1
     for b in range(m):
         row = gates + b * 4 * H
-        for j in range(H):
+        for j in range(n):
             row[2 * H + j] = tanh_(row[2 * H + j] + rec[b * 3 * H + 2 * H + j] + bias0[2 * H + j])
-        for j in range(H):
+        for j in range(n):
             h_next[b * ld_h + j] = ((one - row[H + j]) * row[2 * H + j]
                                     + row[H + j] * h_prev[b * ld_h + j])
 

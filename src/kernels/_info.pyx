@@ -27,7 +27,7 @@ def openmp_max_threads():
 
 
 from ._gemm cimport panel_width as panel_width_of
-from ._layout cimport backward_scratch, forward_scratch
+from ._layout cimport backward_scratch, column_threads as column_threads_of, forward_scratch
 
 cdef extern from "_gemm.h":
     int FL_VBYTES
@@ -74,3 +74,16 @@ def backward_scratch_length(int cell, Py_ssize_t TB, Py_ssize_t I, Py_ssize_t Ho
     if itemsize == 4:
         return backward_scratch(&f, cell, TB, I, Hout, H, P, threads)
     return backward_scratch(&d, cell, TB, I, Hout, H, P, threads)
+
+
+def column_threads(int cell, Py_ssize_t B, Py_ssize_t Hout, Py_ssize_t H, int itemsize,
+                   int n_threads):
+    """The team recurrent_forward's column split uses for B rows of `cell` (hidden size H,
+    output size Hout) on n_threads threads, or 0 when its rule keeps the groups of batch rows
+    (src/kernels/_layout.pxd). With a team the rows are one group (fastlstm._api arranges
+    their lengths so)."""
+    cdef float f = 0
+    cdef double d = 0
+    if itemsize == 4:
+        return column_threads_of(&f, cell, B, Hout, H, n_threads)
+    return column_threads_of(&d, cell, B, Hout, H, n_threads)

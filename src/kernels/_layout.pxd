@@ -29,15 +29,65 @@ cdef inline Py_ssize_t padded_columns(floating* dtype_of, Py_ssize_t n) noexcept
     return (n + nr - 1) // nr * nr
 
 
+cdef inline Py_ssize_t gate_blocks(int cell) noexcept nogil:
+    """Blocks of H gate rows in w_hh: 4 (LSTM), 3 (GRU), 1 (RNN)."""
+    if cell == LSTM:
+        return 4
+    if cell == GRU_LINEAR_BEFORE_RESET or cell == GRU_RESET_BEFORE:
+        return 3
+    return 1
+
+
+cdef inline Py_ssize_t recurrent_packed_length(floating* dtype_of, int cell, Py_ssize_t Hout,
+                                               Py_ssize_t H) noexcept nogil:
+    """Values of the packed w_hh^T (Hout, G): enough for the plain packing (G columns in
+    panels) and for the column split's, where each block of H gate columns starts a panel of
+    its own (so that a slice of hidden units is a run of whole panels in every block)."""
+    return gate_blocks(cell) * padded_columns(dtype_of, H) * Hout
+
+
+# The column split (recurrent_forward.pyx, forward's `columns`): the rule that picks it over
+# the groups of batch rows. The split pays a barrier per step; it saves each thread the weights
+# of the other slices (w_hh is read whole at every step by every group of rows, and once it
+# outgrows a core's cache that read sets the pace) and gives B < n_threads rows work for every
+# thread. So it is taken when the recurrent product has at least COLUMN_MIN_MACS
+# multiply-adds per row and step, and the rows per thread are at most
+# max(1, bytes of w_hh / COLUMN_ROW_BYTES). Fitted on an Intel Xeon (AVX-512, 2 MiB L2 per
+# core, 2 threads) over LSTM, both GRUs and the RNN at H = 64 ... 512, B = 1 ... 16
+# (bench/RESULTS.md, "column split"): it picks the faster decomposition at every one of
+# those points but three, where the two were within 7%.
+cdef enum:
+    COLUMN_MIN_MACS = 32768
+    COLUMN_ROW_BYTES = 524288
+
+
+cdef inline Py_ssize_t unit_chunks(floating* dtype_of, Py_ssize_t H) noexcept nogil:
+    """The column split deals the hidden units out in chunks of one panel width."""
+    cdef Py_ssize_t nr = panel_width(dtype_of)
+    return (H + nr - 1) // nr
+
+
+cdef inline int column_threads(floating* dtype_of, int cell, Py_ssize_t B, Py_ssize_t Hout,
+                               Py_ssize_t H, int n_threads) noexcept nogil:
+    """The team the column split would use for B rows on n_threads threads (at most one per
+    chunk of units), or 0 when the rule above keeps the groups of rows."""
+    cdef Py_ssize_t team = min(<Py_ssize_t>n_threads, unit_chunks(dtype_of, H))
+    cdef Py_ssize_t macs = gate_width(cell, H) * Hout
+    cdef Py_ssize_t rows_per_thread = max(1, macs * <Py_ssize_t>sizeof(floating) // COLUMN_ROW_BYTES)
+    if team < 2 or macs < COLUMN_MIN_MACS or B > rows_per_thread * n_threads:
+        return 0
+    return <int>team
+
+
 cdef inline Py_ssize_t forward_scratch(floating* dtype_of, int cell, Py_ssize_t I,
                                        Py_ssize_t Hout, Py_ssize_t H,
                                        Py_ssize_t P) noexcept nogil:
-    """Values of scratch the forward driver needs: w_ih^T (I, G) packed, w_hh^T packed (the
-    reset-before GRU: its r, z block (Hout, 2H) and its n block (Hout, H) apart), w_hr^T (H, P)
-    packed, and 64 bytes spare."""
+    """Values of scratch the forward driver needs: w_ih^T (I, G) packed, w_hh^T packed
+    (recurrent_packed_length; the reset-before GRU: its r, z block and its n block (Hout, H)
+    apart), w_hr^T (H, P) packed, and 64 bytes spare."""
     cdef Py_ssize_t G = gate_width(cell, H)
     return (packed_length(dtype_of, I, G) + packed_length(dtype_of, Hout, 2 * H)
-            + packed_length(dtype_of, Hout, G) + packed_length(dtype_of, H, P)
+            + recurrent_packed_length(dtype_of, cell, Hout, H) + packed_length(dtype_of, H, P)
             + 64 // sizeof(floating))
 
 

@@ -9,10 +9,12 @@ from ._activations cimport sigmoid, tanh_
 
 cdef inline void lstm_forward_rows(floating* gates, const floating* bias, const floating* peep,
                                    const floating* c_prev, floating* c_next, floating* out,
-                                   Py_ssize_t m, Py_ssize_t H) noexcept nogil:
+                                   Py_ssize_t m, Py_ssize_t n, Py_ssize_t H) noexcept nogil:
     """gates (m, 4H) IN/OUT: pre-activations without bias on entry, [i, f, g, o] on return;
     bias (4H,); peep (3, H) [p_i, p_f, p_o] or NULL; c_prev (m, H) IN; c_next (m, H) OUT (another
-    buffer); out (m, H) OUT: o * tanh(c_next) (h itself, or what the projection multiplies)."""
+    buffer); out (m, H) OUT: o * tanh(c_next) (h itself, or what the projection multiplies).
+    Only the first n <= H units of each block are computed: the column split passes every
+    pointer advanced to its first unit u0 (rows and blocks keep their strides 4H and H)."""
     cdef Py_ssize_t b, j
     cdef floating* row
     cdef floating* cn
@@ -24,26 +26,28 @@ cdef inline void lstm_forward_rows(floating* gates, const floating* bias, const 
         hn = out + b * H
         cp = c_prev + b * H
         if peep == NULL:
-            for j in range(2 * H):                      # i, f
+            for j in range(n):                          # i, f
                 row[j] = sigmoid(row[j] + bias[j])
-            for j in range(2 * H, 3 * H):               # g
+            for j in range(H, H + n):
+                row[j] = sigmoid(row[j] + bias[j])
+            for j in range(2 * H, 2 * H + n):           # g
                 row[j] = tanh_(row[j] + bias[j])
-            for j in range(3 * H, 4 * H):               # o
+            for j in range(3 * H, 3 * H + n):           # o
                 row[j] = sigmoid(row[j] + bias[j])
-            for j in range(H):
+            for j in range(n):
                 cn[j] = row[H + j] * cp[j] + row[j] * row[2 * H + j]
         else:                                           # i, f look at c_prev, o at c_next
-            for j in range(H):
+            for j in range(n):
                 row[j] = sigmoid(row[j] + bias[j] + peep[j] * cp[j])
-            for j in range(H, 2 * H):
+            for j in range(H, H + n):
                 row[j] = sigmoid(row[j] + bias[j] + peep[j] * cp[j - H])
-            for j in range(2 * H, 3 * H):
+            for j in range(2 * H, 2 * H + n):
                 row[j] = tanh_(row[j] + bias[j])
-            for j in range(H):
+            for j in range(n):
                 cn[j] = row[H + j] * cp[j] + row[j] * row[2 * H + j]
-            for j in range(H):
+            for j in range(n):
                 row[3 * H + j] = sigmoid(row[3 * H + j] + bias[3 * H + j] + peep[2 * H + j] * cn[j])
-        for j in range(H):                              # a loop of its own, so it vectorises
+        for j in range(n):                              # a loop of its own, so it vectorises
             hn[j] = row[3 * H + j] * tanh_(cn[j])
 
 

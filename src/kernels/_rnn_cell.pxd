@@ -6,9 +6,11 @@ from ._activations cimport tanh_
 
 
 cdef inline void rnn_forward_rows(floating* gates, const floating* bias, floating* h_next,
-                                  bint relu, Py_ssize_t m, Py_ssize_t H) noexcept nogil:
+                                  bint relu, Py_ssize_t m, Py_ssize_t n,
+                                  Py_ssize_t H) noexcept nogil:
     """gates (m, H) IN/OUT: x W_ih^T + h W_hh^T on entry, h_t on return; bias (H,) =
-    b_ih + b_hh; h_next (m, H) OUT: h_t."""
+    b_ih + b_hh; h_next (m, H) OUT: h_t. Only the first n <= H units are computed (the column
+    split's slice: every pointer advanced to its first unit, row strides H)."""
     cdef Py_ssize_t b, j
     cdef floating a
     cdef floating zero = 0
@@ -18,13 +20,13 @@ cdef inline void rnn_forward_rows(floating* gates, const floating* bias, floatin
         row = gates + b * H
         hn = h_next + b * H
         if relu:
-            for j in range(H):
+            for j in range(n):
                 a = row[j] + bias[j]
                 a = zero if a < zero else a         # NaN stays NaN, as np.maximum
                 row[j] = a
                 hn[j] = a
         else:
-            for j in range(H):
+            for j in range(n):
                 a = tanh_(row[j] + bias[j])
                 row[j] = a
                 hn[j] = a

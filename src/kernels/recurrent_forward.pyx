@@ -3,25 +3,32 @@
 Mirrors fastlstm.reference.sequence.sequence_forward (without reverse, which the Python layer
 turns into loop order) with the cells' pointwise math from _lstm_cell.pxd, _gru_cell.pxd and
 _rnn_cell.pxd. First the weights are packed into panels for _gemm.h's micro-kernel (in
-parallel, by panels). Then the rows of the batch, which never meet, are cut into one group per
-OpenMP thread and each thread runs the whole time loop on its group without the GIL and
-without waiting for the others: no barrier per step, so a thread that loses its core for a
-while (a loaded machine) delays only itself. Each chunk of steps starts with the input
-projection of the group's active rows at all its steps (one pass over the packed w_ih^T; with
-a single group, shared between the threads when it is large); then per step the recurrent
-product(s) and the cell's fused pointwise pass. Variable lengths: rows are sorted by length
-inside each group, so the active rows of a step are a prefix that only shrinks; finished
+parallel, by panels). Then one of two decompositions, chosen by the rule in _layout.pxd
+(column_threads):
+- groups of rows: the rows of the batch, which never meet, are cut into one group per OpenMP
+  thread and each thread runs the whole time loop on its group without the GIL and without
+  waiting for the others: no barrier per step, so a thread that loses its core for a while
+  (a loaded machine) delays only itself;
+- the column split, for batches too small for that (below, column_step): the threads share
+  every step, each owning a slice of the hidden units and its part of the weights, and meet
+  at a barrier per step.
+In the groups of rows, each chunk of steps starts with the input projection of the group's
+active rows at all its steps (one pass over the packed w_ih^T; with a single group, shared
+between the threads when it is large); then per step the recurrent product(s) and the cell's
+fused pointwise pass. Variable lengths: rows are sorted by length inside each group (with the
+column split, over the whole batch), so the active rows of a step are a prefix that only shrinks; finished
 rows cost nothing. No BLAS call, and nothing is allocated here.
 """
 from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange, threadid
 
 from ._gemm cimport aligned, gemm, gemm_groups, gemm_step, pack, packed_length, panel_width
 from ._gru_cell cimport gru_forward_rows, gru_new_rows, gru_reset_rows
 from ._layout cimport (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
-                       forward_scratch, gate_width, lengths_problem)
+                       column_threads, forward_scratch, gate_blocks, gate_width,
+                       lengths_problem, recurrent_packed_length, unit_chunks)
 from ._lstm_cell cimport lstm_forward_rows
 from ._rnn_cell cimport rnn_forward_rows
 
@@ -57,21 +64,21 @@ cdef void step(int cell, const floating* w_hh_pack, const floating* w_n_pack,
         gemm_step(t, m, G, Hout, h_prev, Hout, w_hh_pack, g, G, True)
         lstm_forward_rows(g, bias, peep, c + ((t if keep_c else t % 2) * B + b0) * H,
                           c + ((t + 1 if keep_c else (t + 1) % 2) * B + b0) * H,
-                          work + b0 * H if P else h_next, m, H)
+                          work + b0 * H if P else h_next, m, H, H)
         if P:   # h_next (m, P) = (o * tanh(c)) (m, H) @ w_hr^T
             gemm(m, P, H, work + b0 * H, H, 1, w_hr_pack, h_next, P, False)
     elif cell == GRU_LINEAR_BEFORE_RESET:
         gemm_step(t, m, G, H, h_prev, H, w_hh_pack, rec, 3 * H, False)
-        gru_forward_rows(g, rec, bias, bias + G, h_prev, h_next, m, H, H)
+        gru_forward_rows(g, rec, bias, bias + G, h_prev, h_next, m, H, H, H)
     elif cell == GRU_RESET_BEFORE:
         gemm_step(t, m, 2 * H, H, h_prev, H, w_hh_pack, rec, 3 * H, False)
-        gru_reset_rows(g, rec, bias, h_prev, m, H, H)
+        gru_reset_rows(g, rec, bias, h_prev, m, H, H, H)
         # rec[:, 2H:3H] = (r * h) (m, H) @ w_hn^T
         gemm(m, H, H, g + 3 * H, 4 * H, 1, w_n_pack, rec + 2 * H, 3 * H, False)
-        gru_new_rows(g, rec, bias, h_prev, h_next, m, H, H)
+        gru_new_rows(g, rec, bias, h_prev, h_next, m, H, H, H)
     else:
         gemm_step(t, m, G, H, h_prev, H, w_hh_pack, g, G, True)
-        rnn_forward_rows(g, bias, h_next, cell == RNN_RELU, m, H)
+        rnn_forward_rows(g, bias, h_next, cell == RNN_RELU, m, H, H)
 
 
 cdef void run_chunk(int cell, const floating* w_hh_pack, const floating* w_n_pack,
@@ -126,6 +133,124 @@ cdef void run_group(int cell, const floating* x, const floating* w_ih_pack,
         t0 += K
 
 
+# ---------------------------------------------------------------------------------------------
+# The column split: for a batch too small to give every thread rows of its own, the threads
+# share each step. Thread k of the team owns a slice of the hidden units, u0 <= j < u1, dealt
+# out in chunks of one panel width, and with them every gate column of those units: at each
+# step it forms its columns of the recurrent product (a run of whole panels in each gate block
+# of the block-wise packing, so it reads only its part of w_hh, which stays in its core's
+# cache from step to step), runs the cell's pointwise pass on its units, and writes its slice
+# of h_t; then the team meets at a barrier (_barrier.h) that publishes h_t. Each element is
+# computed by the same operations in the same order as in the groups of rows, so the results
+# are bit for bit those of any thread count. The input projection of a chunk of steps stays
+# one product, its rows shared by the team.
+
+cdef extern from "_barrier.h" nogil:
+    ctypedef struct fl_barrier:
+        pass
+    void fl_barrier_init(fl_barrier* b)
+    void fl_barrier_wait(fl_barrier* b, int n, unsigned* seen)
+    int fl_team_size()
+
+
+cdef void column_step(int cell, const floating* w_hh_pack, const floating* w_n_pack,
+                      const floating* w_hr_pack, const floating* bias, const floating* peep,
+                      floating* h, floating* c, floating* g, floating* work, Py_ssize_t t,
+                      Py_ssize_t m, Py_ssize_t B, Py_ssize_t H, Py_ssize_t Hout, Py_ssize_t P,
+                      bint keep_c, Py_ssize_t c0, Py_ssize_t u0, Py_ssize_t n, Py_ssize_t p0,
+                      Py_ssize_t pn, fl_barrier* bar, int team,
+                      unsigned* seen) noexcept nogil:
+    """Step t for the m active rows (from row 0), this thread's share: units u0 <= j < u0 + n
+    (chunk c0 on, n may be 0) and, for a projection LSTM, the output columns p0 <= j < p0 + pn.
+    g (m, Gs) holds x_t W_ih^T. Meets the team at one barrier, at two for the cells whose step
+    has a second product over all units (the projection LSTM, the reset-before GRU)."""
+    cdef Py_ssize_t G = gate_width(cell, H)
+    cdef Py_ssize_t Gs = H if cell > GRU_RESET_BEFORE else 4 * H
+    cdef Py_ssize_t NR = panel_width(g)
+    cdef Py_ssize_t chunks = unit_chunks(g, H), q
+    cdef floating* h_prev = h + t * B * Hout
+    cdef floating* h_next = h + (t + 1) * B * Hout
+    cdef floating* c_prev
+    cdef floating* c_next
+    # block q's units from u0 on: panels (q * chunks + c0) on of the block-wise packing
+    cdef Py_ssize_t panel = Hout * NR
+    if cell == LSTM:
+        c_prev = c + (t if keep_c else t % 2) * B * H
+        c_next = c + (t + 1 if keep_c else (t + 1) % 2) * B * H
+        if n:
+            for q in range(4):
+                gemm_step(t, m, n, Hout, h_prev, Hout, w_hh_pack + (q * chunks + c0) * panel,
+                          g + q * H + u0, Gs, True)
+            lstm_forward_rows(g + u0, bias + u0, peep + u0 if peep != NULL else NULL,
+                              c_prev + u0, c_next + u0, (work if P else h_next) + u0, m, n, H)
+        if P:   # h_next (m, P) = (o * tanh(c)) (m, H) @ w_hr^T, by columns once all of it is in
+            fl_barrier_wait(bar, team, seen)
+            if pn:
+                gemm(m, pn, H, work, H, 1, w_hr_pack + p0 * H, h_next + p0, P, False)
+    elif cell == GRU_LINEAR_BEFORE_RESET:
+        if n:
+            for q in range(3):
+                gemm_step(t, m, n, H, h_prev, H, w_hh_pack + (q * chunks + c0) * panel,
+                          work + q * H + u0, 3 * H, False)
+            gru_forward_rows(g + u0, work + u0, bias + u0, bias + G + u0, h_prev + u0,
+                             h_next + u0, m, n, H, H)
+    elif cell == GRU_RESET_BEFORE:
+        if n:
+            for q in range(2):
+                gemm_step(t, m, n, H, h_prev, H, w_hh_pack + (q * chunks + c0) * panel,
+                          work + q * H + u0, 3 * H, False)
+            gru_reset_rows(g + u0, work + u0, bias + u0, h_prev + u0, m, n, H, H)
+        fl_barrier_wait(bar, team, seen)   # m = r * h_prev of every unit, in g[:, 3H:4H]
+        if n:
+            gemm(m, n, H, g + 3 * H, 4 * H, 1, w_n_pack + c0 * panel, work + 2 * H + u0, 3 * H,
+                 False)
+            gru_new_rows(g + u0, work + u0, bias + u0, h_prev + u0, h_next + u0, m, n, H, H)
+    else:
+        if n:
+            gemm_step(t, m, n, H, h_prev, H, w_hh_pack + c0 * panel, g + u0, Gs, True)
+            rnn_forward_rows(g + u0, bias + u0, h_next + u0, cell == RNN_RELU, m, n, H)
+    fl_barrier_wait(bar, team, seen)       # h_t (and c_t) complete
+
+
+cdef void column_loop(int cell, const floating* x, const floating* w_ih_pack,
+                      const floating* w_hh_pack, const floating* w_n_pack,
+                      const floating* w_hr_pack, const floating* bias, const floating* peep,
+                      const int64_t* lengths, floating* h, floating* c, floating* gates,
+                      floating* work, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+                      Py_ssize_t Hout, Py_ssize_t P, Py_ssize_t Gs, Py_ssize_t K, bint keep_c,
+                      fl_barrier* bar, int tid, int team) noexcept nogil:
+    """The whole time loop, this thread's share (thread tid of a team of `team`): the rows
+    are one group (lengths never increase over the batch), in chunks of K steps."""
+    cdef Py_ssize_t chunks = unit_chunks(gates, H)
+    cdef Py_ssize_t NR = panel_width(gates)
+    cdef Py_ssize_t c0 = tid * chunks // team, c1 = (tid + 1) * chunks // team
+    cdef Py_ssize_t u0 = min(c0 * NR, H), n = min(c1 * NR, H) - u0
+    cdef Py_ssize_t p_chunks = (P + NR - 1) // NR
+    cdef Py_ssize_t p0 = min(tid * p_chunks // team * NR, P)
+    cdef Py_ssize_t pn = min((tid + 1) * p_chunks // team * NR, P) - p0
+    cdef Py_ssize_t G = gate_width(cell, H)
+    cdef Py_ssize_t t0 = 0, k, s, r0, r1, m
+    cdef unsigned seen = 0
+    while t0 < T and lengths[0] > t0:
+        k = min(K, T - t0)
+        # gates[0:k] (k*B, G of Gs) = x[t0:t0+k] (k*B, I) @ w_ih^T, a share of the rows each
+        r0 = tid * k * B // team
+        r1 = (tid + 1) * k * B // team
+        if r1 > r0:
+            gemm(r1 - r0, G, I, x + (t0 * B + r0) * I, I, 1, w_ih_pack, gates + r0 * Gs, Gs,
+                 False)
+        fl_barrier_wait(bar, team, &seen)
+        m = B
+        for s in range(k):
+            m = active_rows(lengths, 0, m, t0 + s)
+            if m == 0:
+                return
+            column_step(cell, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, h, c,
+                        gates + s * B * Gs, work, t0 + s, m, B, H, Hout, P, keep_c, c0, u0, n,
+                        p0, pn, bar, team, &seen)
+        t0 += K
+
+
 cdef void pack_rows(const floating* w, Py_ssize_t rows, Py_ssize_t cols, floating* out,
                     int n_threads) noexcept nogil:
     """w (rows, cols) row-major -> w^T (cols, rows) packed into panels, a panel per work item."""
@@ -135,28 +260,55 @@ cdef void pack_rows(const floating* w, Py_ssize_t rows, Py_ssize_t cols, floatin
              cols * NR)
 
 
+cdef void pack_blocks(const floating* w, Py_ssize_t blocks, Py_ssize_t H, Py_ssize_t cols,
+                      floating* out, int n_threads) noexcept nogil:
+    """w (blocks * H, cols) -> w^T packed block by block: each block of H rows starts a panel
+    of its own (the column split's packing; a single block is the plain packing)."""
+    cdef Py_ssize_t q, NR = panel_width(out)
+    cdef Py_ssize_t block = (H + NR - 1) // NR * NR * cols
+    for q in range(blocks):
+        pack_rows(w + q * H * cols, H, cols, out + q * block, n_threads)
+
+
 def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             const floating[:, ::1] w_hh, const floating[:, ::1] w_hr,
             const floating[:, ::1] bias, const floating[:, ::1] peep,
             const int64_t[::1] lengths, floating[:, :, ::1] h, floating[:, :, ::1] c,
             floating[:, :, ::1] gates, floating[:, ::1] work, floating[::1] scratch,
-            int n_threads=1, bint pack_weights=True):
+            int n_threads=1, bint pack_weights=True, int columns=-1):
     """Run `cell` over T >= 1 steps of B >= 1 rows; buffers as in src/kernels/CONTRACT.md.
 
     scratch (at least _info.forward_scratch_length(cell, I, Hout, H, P, itemsize),)  for the
                         packed weights, from its first 64-byte boundary on
-    n_threads           OpenMP threads. With B >= 2 each takes a group of batch rows (at most
-                        B groups) for the whole time loop; with one group they share each
+    n_threads           OpenMP threads, in one of two decompositions:
+                        groups of rows: with B >= 2 each thread takes a group of batch rows (at
+                        most B groups) for the whole time loop; with one group they share each
                         chunk's input projection, and one of them runs the chunk's steps.
+                        The column split (above column_step): the rows are one group, and
+                        the threads share every step by slices of the hidden units.
     pack_weights        False: scratch already holds these weights packed by an earlier call
-                        with the same cell and sizes (a stream's steps), so packing is skipped.
+                        with the same cell, sizes and decomposition (a stream's steps), so
+                        packing is skipped.
+    columns             -1: the column split when _layout.column_threads' rule picks it (see
+                        _info.column_threads); 0: never; 1: whenever H has a chunk of units
+                        for two threads (tests). With the split, lengths never increase over
+                        the whole batch (one group).
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2]
     cdef Py_ssize_t Hout = h.shape[2], H = w_hr.shape[1], P = w_hr.shape[0]
     cdef Py_ssize_t K = gates.shape[0], Gs = gates.shape[2]
     cdef Py_ssize_t G = gate_width(cell, H)
     cdef bint keep_c = c.shape[0] == T + 1
-    cdef Py_ssize_t n_groups = min(n_threads, B)
+    cdef int team
+    if columns < 0:
+        team = column_threads(&gates[0, 0, 0], cell, B, Hout, H, n_threads)
+    elif columns == 0 or min(<Py_ssize_t>n_threads, unit_chunks(&gates[0, 0, 0], H)) < 2:
+        team = 0
+    else:
+        team = <int>min(<Py_ssize_t>n_threads, unit_chunks(&gates[0, 0, 0], H))
+    cdef Py_ssize_t n_groups = 1 if team else min(n_threads, B)
+    cdef fl_barrier bar
+    fl_barrier_init(&bar)
     cdef Py_ssize_t group, t0, k, part, r0, r1, n_parts, packers
     cdef const char* problem
     cdef floating* w_ih_pack
@@ -186,7 +338,7 @@ def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         peep_p = &peep[0, 0]
     w_ih_pack = aligned(&scratch[0])
     w_hh_pack = w_ih_pack + packed_length(&gates[0, 0, 0], I, G)
-    w_n_pack = w_hh_pack + packed_length(&gates[0, 0, 0], Hout, G)
+    w_n_pack = w_hh_pack + recurrent_packed_length(&gates[0, 0, 0], cell, Hout, H)
     w_hr_pack = w_n_pack + packed_length(&gates[0, 0, 0], Hout, 2 * H)
     packers = n_threads if (I + Hout) * G >= SHARED_PACKING_VALUES else 1
     cdef floating* x0 = <floating*>&x[0, 0, 0]
@@ -194,13 +346,25 @@ def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         if pack_weights:
             pack_rows(&w_ih[0, 0], G, I, w_ih_pack, packers)
             if cell == GRU_RESET_BEFORE:   # its r, z block and its n block apart
-                pack_rows(&w_hh[0, 0], 2 * H, Hout, w_hh_pack, packers)
+                if team:
+                    pack_blocks(&w_hh[0, 0], 2, H, Hout, w_hh_pack, packers)
+                else:
+                    pack_rows(&w_hh[0, 0], 2 * H, Hout, w_hh_pack, packers)
                 pack_rows(&w_hh[0, 0] + 2 * H * Hout, H, Hout, w_n_pack, packers)
+            elif team:
+                pack_blocks(&w_hh[0, 0], gate_blocks(cell), H, Hout, w_hh_pack, packers)
             else:
                 pack_rows(&w_hh[0, 0], G, Hout, w_hh_pack, packers)
             if P:
                 pack_rows(&w_hr[0, 0], P, H, w_hr_pack, 1)
-        if n_groups > 1:  # a group of batch rows per thread, each on its own to the end
+        if team:   # the column split: every thread in every step
+            with parallel(num_threads=team):
+                column_loop(cell, x0, w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, &bias[0, 0],
+                            peep_p, &lengths[0], &h[0, 0, 0],
+                            &c[0, 0, 0] if cell == LSTM else NULL, &gates[0, 0, 0],
+                            &work[0, 0] if work.shape[1] else NULL, T, B, I, H, Hout, P, Gs, K,
+                            keep_c, &bar, threadid(), fl_team_size())
+        elif n_groups > 1:  # a group of batch rows per thread, each on its own to the end
             for group in prange(n_groups, num_threads=n_groups, schedule="static"):
                 run_group(cell, x0, w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, &bias[0, 0],
                           peep_p, &lengths[0], &h[0, 0, 0], &c[0, 0, 0] if cell == LSTM else NULL,
@@ -254,6 +418,16 @@ cdef Py_ssize_t _packed(bint is_double, Py_ssize_t k, Py_ssize_t n) noexcept:
     return packed_length(&d, k, n) if is_double else packed_length(&f, k, n)
 
 
+cdef Py_ssize_t _recurrent_packed(bint is_double, int cell, Py_ssize_t Hout,
+                                  Py_ssize_t H) noexcept:
+    """recurrent_packed_length for the dtype named by is_double."""
+    cdef float f = 0
+    cdef double d = 0
+    if is_double:
+        return recurrent_packed_length(&d, cell, Hout, H)
+    return recurrent_packed_length(&f, cell, Hout, H)
+
+
 cdef class StepPlan:
     """A prepared one-step forward call of `cell` for B rows: the buffers of forward() for
     T = 1 (h (2, B, Hout) and c (2, B, H) hold the carried state in slot 0), with the weights
@@ -295,7 +469,8 @@ cdef class StepPlan:
         cdef Py_ssize_t G = gate_width(cell, self.H)
         self.w_ih_pack = base
         self.w_hh_pack = base + itemsize * _packed(self.is_double, self.I, G)
-        self.w_n_pack = self.w_hh_pack + itemsize * _packed(self.is_double, self.Hout, G)
+        self.w_n_pack = self.w_hh_pack + itemsize * _recurrent_packed(self.is_double, cell,
+                                                                      self.Hout, self.H)
         self.w_hr_pack = self.w_n_pack + itemsize * _packed(self.is_double, self.Hout, 2 * self.H)
         self.bias = bias.ctypes.data
         self.peep = peep.ctypes.data if peep.shape[0] else 0

@@ -1,0 +1,305 @@
+"""The Cython forward's column split (src/kernels/recurrent_forward.pyx, column_step): for small
+batches the threads share every step by slices of the hidden units.
+
+- The kernel called directly, the split forced (columns=1) on 2 and 3 threads against the
+  groups of rows on one thread: bit for bit the same h, c and saved gates, for every cell
+  and option (projection, peepholes), float32 and float64, lengths, inference and training,
+  hidden sizes that are and are not whole chunks of units.
+- Through the API, at shapes where the rule picks the split: the same results bit for bit on
+  1, 2 and 3 threads, forward and backward, and the NumPy reference to rounding.
+- The rule (_info.column_threads) at the points it was fitted on.
+- A loaded machine: busy processes on every core while the split runs; it still completes
+  with the same results (its barrier yields the core after a bounded spin).
+- Python threads running split calls at once.
+The test names say "cython", so CI's per-level runs (-k cython) run them at every level.
+"""
+import os
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastlstm
+from fastlstm import _api, _isa
+
+from conftest import require_backend
+
+LSTM, GRU_LBR, GRU_RB, RNN_TANH, RNN_RELU = range(5)
+CELL_NAMES = {LSTM: "lstm", GRU_LBR: "gru-lbr", GRU_RB: "gru-rb", RNN_TANH: "rnn-tanh",
+              RNN_RELU: "rnn-relu"}
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    require_backend("cython")
+    return _isa.kernel_module("recurrent_forward"), _isa.kernel_module("_info")
+
+
+def _gate_width(cell, H):
+    return {LSTM: 4, GRU_LBR: 3, GRU_RB: 3}.get(cell, 1) * H
+
+
+def _kernel_problem(cell, T, B, I, H, P, peep, lengths, dtype, train, seed=0):
+    """The buffers of one forward call (CONTRACT.md), inputs random, outputs zeroed."""
+    rng = np.random.default_rng([seed, cell, T, B, I, H, P])
+    G, Gs, Hout = _gate_width(cell, H), (H if cell >= RNN_TANH else 4 * H), (P or H)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    for b, n in enumerate(lengths):
+        x[n:, b] = 0
+    bias = (0.1 * rng.standard_normal((2, G))).astype(dtype)
+    if cell != GRU_LBR:
+        bias[1] = 0
+    h = np.zeros((T + 1, B, Hout), dtype)
+    h[0] = rng.standard_normal((B, Hout))
+    c = np.zeros(((T + 1 if train else 2) if cell == LSTM else 0, B, H), dtype)
+    if cell == LSTM:
+        c[0] = rng.standard_normal((B, H))
+    return dict(
+        x=x, w_ih=(0.3 * rng.standard_normal((G, I))).astype(dtype),
+        w_hh=(0.3 * rng.standard_normal((G, Hout))).astype(dtype),
+        w_hr=(0.3 * rng.standard_normal((P, H))).astype(dtype) if P else np.zeros((0, H), dtype),
+        bias=bias,
+        peep=(0.2 * rng.standard_normal((3, H))).astype(dtype) if peep else np.zeros((0, H), dtype),
+        lengths=np.asarray(lengths, np.int64), h=h, c=c,
+        gates=np.zeros((T if train else min(T, 3), B, Gs), dtype),
+        work=np.zeros((B, 3 * H if cell in (GRU_LBR, GRU_RB) else (H if P else 0)), dtype))
+
+
+def _run_kernel(kernels, cell, buffers, n_threads, columns):
+    """One forward call on copies of `buffers`; returns the copies."""
+    fwd, info = kernels
+    b = {k: v.copy() for k, v in buffers.items()}
+    I, H, P = b["x"].shape[2], b["w_hr"].shape[1], b["w_hr"].shape[0]
+    scratch = np.empty(info.forward_scratch_length(cell, I, P or H, H, P, b["x"].dtype.itemsize),
+                       b["x"].dtype)
+    fwd.forward(cell, b["x"], b["w_ih"], b["w_hh"], b["w_hr"], b["bias"], b["peep"],
+                b["lengths"], b["h"], b["c"], b["gates"], b["work"], scratch, n_threads, True,
+                columns)
+    return b
+
+
+# (B, H, P, peepholes, lengths): H = 130 and 200 end in a part chunk at either panel width;
+# 129 gives float64 (32-column panels) five chunks; B = 1 ... 4 with rows that end early
+# (a length 0 row too)
+KERNEL_CASES = [
+    (1, 130, 0, False, [7]),
+    (2, 129, 0, False, [7, 4]),
+    (3, 200, 0, True, [7, 5, 0]),
+    (4, 256, 0, False, [7, 7, 3, 1]),
+    (1, 150, 70, False, [7]),
+    (2, 300, 140, True, [6, 2]),
+]
+
+
+def _case_id(case):
+    B, H, P, peep, _ = case
+    return f"B{B}-H{H}" + (f"-P{P}" if P else "") + ("-peep" if peep else "")
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["inference", "training"])
+@pytest.mark.parametrize("cell, case", [(cell, case) for cell in sorted(CELL_NAMES)
+                                        for case in KERNEL_CASES
+                                        if cell == LSTM or not (case[2] or case[3])],
+                         ids=lambda v: CELL_NAMES[v] if isinstance(v, int) else _case_id(v))
+def test_cython_column_split_is_bitwise_the_rows(kernels, cell, case, train, dtype):
+    B, H, P, peep, lengths = case
+    buffers = _kernel_problem(cell, 7, B, 17, H, P, peep, lengths, dtype, train)
+    want = _run_kernel(kernels, cell, buffers, 1, 0)
+    for n_threads in (2, 3):
+        got = _run_kernel(kernels, cell, buffers, n_threads, 1)
+        for name in ("h", "c") + (("gates",) if train else ()):
+            assert np.array_equal(got[name], want[name]), (
+                f"{name} differs on {n_threads} threads (max {np.abs(got[name] - want[name]).max()})")
+    assert np.abs(want["h"][1:]).max() > 0   # the problem did run
+
+
+def test_cython_column_rule(kernels):
+    """The rule at points of its fit (float32, 2 threads): the split for a few rows of a
+    large enough product, the groups of rows otherwise."""
+    _, info = kernels
+    nr = info.panel_width(4)
+
+    def team(cell, B, H, threads=2, itemsize=4, P=0):
+        return info.column_threads(cell, B, P or H, H, itemsize, threads)
+
+    assert team(LSTM, 1, 512) == 2
+    assert team(LSTM, 1, 512, threads=3) == 3
+    assert team(LSTM, 1, 512, threads=1) == 0
+    assert team(LSTM, 64, 512) == 0                  # rows enough for every thread
+    assert team(LSTM, 1, nr) == 0                    # one chunk of units: nothing to split
+    if 4 * (2 * nr) ** 2 >= 32768:                   # two chunks, a product big enough
+        assert team(LSTM, 1, 2 * nr, threads=8) == 2     # at most one thread per chunk
+    assert team(RNN_TANH, 1, 128) == 0               # 16K multiply-adds a step: too few
+    assert team(GRU_LBR, 2, 128) == 2 and team(GRU_LBR, 4, 128) == 0
+    # rows per thread allowed grow with the weights' bytes (512 KiB each)
+    assert team(LSTM, 4, 256) == 2 and team(LSTM, 8, 256) == 0         # 1 MiB of w_hh
+    assert team(LSTM, 16, 512) == 2 and team(LSTM, 32, 512) == 0       # 4 MiB
+    assert team(LSTM, 8, 256, itemsize=8) == 2                         # float64: 2 MiB
+
+
+def _family_call(cell, p, backend, n_threads, lengths=None, reverse=False, return_tape=False):
+    kw = dict(lengths=lengths, reverse=reverse, backend=backend, return_tape=return_tape)
+    with fastlstm.threads(n_threads):
+        if cell == LSTM:
+            return fastlstm.forward(p["x"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], p["h0"],
+                                    p["c0"], w_hr=p.get("w_hr"), peepholes=p.get("peep"), **kw)
+        if cell in (GRU_LBR, GRU_RB):
+            return fastlstm.gru_forward(p["x"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
+                                        p["h0"], linear_before_reset=cell == GRU_LBR, **kw)
+        return fastlstm.rnn_forward(p["x"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], p["h0"],
+                                    nonlinearity="tanh" if cell == RNN_TANH else "relu", **kw)
+
+
+def _family_problem(cell, T, B, I, H, dtype, P=0, peep=False, seed=3):
+    rng = np.random.default_rng([seed, cell, T, B, H])
+    G, Hout, k = _gate_width(cell, H), P or H, 1 / np.sqrt(H)
+
+    def u(*shape):
+        return rng.uniform(-k, k, shape).astype(dtype)
+
+    p = dict(x=rng.standard_normal((T, B, I)).astype(dtype), w_ih=u(G, I), w_hh=u(G, Hout),
+             b_ih=u(G), b_hh=u(G), h0=rng.standard_normal((B, Hout)).astype(dtype))
+    if cell == LSTM:
+        p["c0"] = rng.standard_normal((B, H)).astype(dtype)
+        if P:
+            p["w_hr"] = u(P, H)
+        if peep:
+            p["peep"] = u(3, H)
+    return p
+
+
+def _flatten(result):
+    out = []
+    for item in result:
+        if isinstance(item, tuple):
+            out.extend(item)
+        elif isinstance(item, np.ndarray):
+            out.append(item)
+    return out
+
+
+def _grads(g):
+    """The gradients that are not None, as a list."""
+    names = ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "c0", "w_hr", "peepholes")
+    return [getattr(g, n) for n in names if getattr(g, n) is not None]
+
+
+# (cell, B, H, P, peepholes, lengths, reverse): the rule picks the split at 2 threads for all
+API_CASES = [
+    (LSTM, 1, 256, 0, False, None, False),
+    (LSTM, 3, 256, 0, True, [9, 4, 6], True),
+    (LSTM, 2, 256, 128, False, [9, 5], False),
+    (GRU_LBR, 2, 256, 0, False, [9, 0], False),
+    (GRU_RB, 1, 256, 0, False, None, True),
+    (RNN_TANH, 2, 512, 0, False, [3, 9], False),
+    (RNN_RELU, 1, 512, 0, False, None, False),
+]
+
+
+@pytest.mark.parametrize("case", API_CASES,
+                         ids=lambda c: f"{CELL_NAMES[c[0]]}-B{c[1]}-H{c[2]}"
+                         + (f"-P{c[3]}" if c[3] else "") + ("-peep" if c[4] else "")
+                         + ("-lengths" if c[5] else "") + ("-reverse" if c[6] else ""))
+def test_cython_column_split_through_the_api(kernels, case):
+    cell, B, H, P, peep, lengths, reverse = case
+    _, info = kernels
+    dtype, T = np.float32, 9
+    assert info.column_threads(cell, B, P or H, H, 4, 2) == 2, "the rule no longer picks it"
+    with fastlstm.threads(2):   # and the API gives the call more than one thread
+        assert _api._kernel_threads(T, B, 20, _gate_width(cell, H), P or H) == 2
+    p = _family_problem(cell, T, B, 20, H, dtype, P, peep)
+    lengths = None if lengths is None else np.asarray(lengths)
+    one = _family_call(cell, p, "cython", 1, lengths, reverse, return_tape=True)
+    rng = np.random.default_rng(5)
+    dy = rng.standard_normal(one[0].shape).astype(dtype)
+    want = _flatten(one[:2]) + _grads(fastlstm.backward(one[2], dy))
+    for n_threads in (2, 3):
+        res = _family_call(cell, p, "cython", n_threads, lengths, reverse, return_tape=True)
+        got = _flatten(res[:2]) + _grads(fastlstm.backward(res[2], dy))
+        assert len(got) == len(want)
+        for k, (a, b) in enumerate(zip(got, want)):
+            assert np.array_equal(a, b), f"output {k} differs on {n_threads} threads"
+        inference = _flatten(_family_call(cell, p, "cython", n_threads, lengths, reverse))
+        for k, (a, b) in enumerate(zip(inference, want)):
+            assert np.array_equal(a, b), f"inference output {k} differs on {n_threads} threads"
+    ref = _flatten(_family_call(cell, p, "numpy", 1, lengths, reverse))
+    for a, b in zip(want, ref):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+@pytest.fixture
+def busy_cores():
+    """A busy process per CPU (plus one) for the duration of the test."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+             for _ in range((os.cpu_count() or 1) + 1)]
+    yield len(procs)
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def test_cython_column_split_on_a_loaded_machine(kernels, busy_cores):
+    p = _family_problem(LSTM, 60, 1, 32, 256, np.float32)
+    want = _flatten(_family_call(LSTM, p, "cython", 1))
+    for n_threads in (2, 3):
+        for _ in range(3):
+            got = _flatten(_family_call(LSTM, p, "cython", n_threads))
+            for a, b in zip(got, want):
+                assert np.array_equal(a, b)
+
+
+def test_cython_column_split_from_python_threads(kernels):
+    """Four Python threads, each running split calls on its own problem (its own team and
+    barrier), give the sequential results bit for bit."""
+    problems = [_family_problem(cell, 20, 1 + k % 2, 16, 256, np.float32, seed=k)
+                for k, cell in enumerate((LSTM, GRU_LBR, GRU_RB, RNN_TANH))]
+    cells = (LSTM, GRU_LBR, GRU_RB, RNN_TANH)
+    want = [_flatten(_family_call(c, p, "cython", 2)) for c, p in zip(cells, problems)]
+    start = threading.Barrier(len(cells))
+
+    def work(k):
+        start.wait()
+        return [_flatten(_family_call(cells[k], problems[k], "cython", 2)) for _ in range(4)]
+
+    with ThreadPoolExecutor(max_workers=len(cells)) as pool:
+        results = list(pool.map(work, range(len(cells))))
+    for k, runs in enumerate(results):
+        for got in runs:
+            for a, b in zip(got, want[k]):
+                assert np.array_equal(a, b), f"thread {k}"
+
+
+_LONG_RUN = int(os.environ.get("FASTLSTM_FUZZ_EXAMPLES", "0") or 0)
+
+
+@settings(max_examples=_LONG_RUN or 150, deadline=None, derandomize=not _LONG_RUN,
+          database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_cython_column_split_fuzz(kernels, data):
+    """Drawn problems (cell, options, dtype, B 1..5, at least two chunks of units, lengths,
+    inference or training, 2..4 threads): the split equals the rows bit for bit.
+    FASTLSTM_FUZZ_EXAMPLES=N draws N at random (the sanitizer run uses it too)."""
+    _, info = kernels
+    cell = data.draw(st.sampled_from(sorted(CELL_NAMES)), "cell")
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]), "dtype")
+    nr = info.panel_width(np.dtype(dtype).itemsize)
+    H = data.draw(st.integers(nr + 1, 3 * nr), "H")
+    B = data.draw(st.integers(1, 5), "B")
+    T = data.draw(st.integers(1, 6), "T")
+    P = data.draw(st.sampled_from([0, 0, max(1, H // 3), H + 5]), "P") if cell == LSTM else 0
+    peep = cell == LSTM and data.draw(st.booleans(), "peep")
+    lengths = sorted(data.draw(st.lists(st.integers(0, T), min_size=B, max_size=B), "lengths"),
+                     reverse=True)
+    train = data.draw(st.booleans(), "train")
+    n_threads = data.draw(st.integers(2, 4), "threads")
+    buffers = _kernel_problem(cell, T, B, data.draw(st.integers(1, 9), "I"), H, P, peep,
+                              lengths, dtype, train)
+    want = _run_kernel(kernels, cell, buffers, 1, 0)
+    got = _run_kernel(kernels, cell, buffers, n_threads, 1)
+    for name in ("h", "c") + (("gates",) if train else ()):
+        assert np.array_equal(got[name], want[name]), name
