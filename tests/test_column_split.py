@@ -303,3 +303,59 @@ def test_cython_column_split_fuzz(kernels, data):
     got = _run_kernel(kernels, cell, buffers, n_threads, 1)
     for name in ("h", "c") + (("gates",) if train else ()):
         assert np.array_equal(got[name], want[name]), name
+
+
+# (kind, options, B, I, H, layers): streams whose weights are packed for the split and whose
+# single steps share the threads (H large enough for stream.STEP_SPLIT_MACS), and one below
+STREAM_CASES = [
+    ("lstm", {}, 1, 24, 256, 2),
+    ("lstm", {"proj_size": 130}, 2, 24, 256, 1),
+    ("gru", {"linear_before_reset": True}, 1, 24, 256, 1),
+    ("gru", {"linear_before_reset": False}, 2, 24, 256, 1),
+    ("rnn", {"nonlinearity": "relu"}, 1, 24, 512, 1),
+    ("lstm", {}, 1, 24, 130, 1),          # packed for the split, steps on one thread
+]
+
+
+@pytest.mark.parametrize("case", STREAM_CASES,
+                         ids=lambda c: f"{c[0]}-B{c[2]}-H{c[4]}-L{c[5]}"
+                         + "".join(f"-{k}{v}" for k, v in c[1].items()))
+def test_cython_column_split_streams(kernels, case):
+    """Single steps and chunks of a split stream, on 1, 2 and 3 threads, equal the whole
+    sequence bit for bit."""
+    from fastlstm.layers import stream as stream_module
+
+    kind, opts, B, I, H, L = case
+    cls = {"lstm": fastlstm.LSTM, "gru": fastlstm.GRU, "rnn": fastlstm.RNN}[kind]
+    m = cls(I, H, num_layers=L, seed=4, backend="cython", **opts).eval()
+    x = np.random.default_rng(6).standard_normal((8, B, I)).astype(np.float32)
+    with fastlstm.threads(2):
+        y_ref, st_ref = m(x)
+        s = m.stream(batch_size=B)
+    assert s._columns == 1, "the rule no longer packs this stream for the split"
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[kind] * H
+    assert s._step_split == (G * (opts.get("proj_size") or H) >= stream_module.STEP_SPLIT_MACS)
+    for n_threads in (1, 2, 3):
+        s.reset()
+        with fastlstm.threads(n_threads):
+            ys = [s.step(x[t])[None] for t in range(3)] + [s.step(x[3:6]), s.step(x[6])[None],
+                                                           s.step(x[7:8])]
+        assert np.array_equal(np.concatenate(ys), y_ref), f"{n_threads} threads"
+        got = s.state if isinstance(s.state, tuple) else (s.state,)
+        want = st_ref if isinstance(st_ref, tuple) else (st_ref,)
+        for a, b in zip(got, want):
+            assert np.array_equal(a, b)
+
+
+def test_cython_scratch_packed_for_the_other_decomposition(kernels):
+    """Reusing packed weights (pack_weights=False) under the other decomposition is refused,
+    not run on a wrong packing."""
+    buffers = _kernel_problem(LSTM, 3, 1, 5, 130, 0, False, [3], np.float32, False)
+    fwd, info = kernels
+    scratch = np.empty(info.forward_scratch_length(LSTM, 5, 130, 130, 0, 4), np.float32)
+    args = [buffers[k] for k in ("x", "w_ih", "w_hh", "w_hr", "bias", "peep", "lengths", "h",
+                                 "c", "gates", "work")]
+    fwd.forward(LSTM, *args, scratch, 2, True, 1)
+    with pytest.raises(ValueError, match="packed for the other decomposition"):
+        fwd.forward(LSTM, *args, scratch, 2, False, 0)
+    fwd.forward(LSTM, *args, scratch, 2, False, 1)   # the same one: fine

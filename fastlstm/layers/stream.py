@@ -14,7 +14,9 @@ backward direction needs the end of the sequence first).
 With the cython backend the weights are packed once, when the stream is made: a single step
 (x (B, I)) goes through one StepPlan per layer (src/kernels/recurrent_forward.pyx: one call,
 no allocation but the output), a chunk through the forward driver on buffers allocated here
-once per chunk length. The other backends call fastlstm's single-layer functions with the
+once per chunk length. When the forward's rule picks the column split for B rows, the
+weights are packed for it, chunks run split, and a single step of a large enough layer
+(STEP_SPLIT_MACS) shares the threads too (fastlstm.threads limits them at each step). The other backends call fastlstm's single-layer functions with the
 carried state.
 """
 import numbers
@@ -23,8 +25,14 @@ import numpy as np
 
 from .. import _api
 from .._backends import get_backend
+from .._threads import current_threads
 from .._validate import check_shape
 from ._stack import _layer_params
+
+#: a single step shares the threads (the column split) from this many multiply-adds of its
+#: recurrent product per row up: below it, waking the second thread and the barrier cost more
+#: than half the product saves (bench/RESULTS.md, "column split", the stream rows)
+STEP_SPLIT_MACS = 1 << 17
 
 _CELL_CODES = {"lstm": _api.LSTM, "rnn_tanh": _api.RNN_TANH, "rnn_relu": _api.RNN_RELU,
                "gru_lbr": _api.GRU_LINEAR_BEFORE_RESET, "gru_rb": _api.GRU_RESET_BEFORE}
@@ -106,6 +114,12 @@ class Stream:
             P = module.proj_size
             Gs = H if self.kind == "rnn" else 4 * H
             W = 3 * H if self.kind == "gru" else (H if P else 0)
+            # the column split's packing when its rule picks it for B rows on this many
+            # threads: a single step then shares the threads too (above STEP_SPLIT_MACS)
+            self._columns = int(self._backend.info.column_threads(
+                self._cell, B, self._H_out, H, self.dtype.itemsize, current_threads()) > 0)
+            self._step_split = self._columns and (
+                (Gs if self.kind != "gru" else 3 * H) * self._H_out >= STEP_SPLIT_MACS)
             self._plans, self._outs = [], []
             for l, layer in enumerate(self._layers):
                 I_l = self.input_size if l == 0 else self._H_out
@@ -116,7 +130,7 @@ class Stream:
                     self._cell, np.zeros((1, B, I_l), self.dtype), layer.w_ih, layer.w_hh,
                     layer.w_hr, layer.bias, layer.peep, self._hs[l], self._cs[l],
                     np.empty((1, B, Gs), self.dtype), np.empty((B, W), self.dtype),
-                    layer.scratch))
+                    layer.scratch, self._columns))
                 layer.packed = True
                 self._outs.append(np.empty((B, self._H_out), self.dtype))
 
@@ -180,9 +194,10 @@ class Stream:
         then moves on. A new output array each call."""
         if self._fast and type(x) is np.ndarray and x.ndim == 2 and x.dtype == self.dtype \
                 and x.flags.c_contiguous:   # one step: the plans (StepPlan checks the shape)
+            threads = current_threads() if self._step_split else 1
             try:
                 for plan, out in zip(self._plans, self._outs):
-                    plan.step(x, out)
+                    plan.step(x, out, threads)
                     x = out
             except ValueError:
                 self._check_input(x)   # raises the error naming x
@@ -248,7 +263,7 @@ class Stream:
             threads = _api._kernel_threads(T, B, inp.shape[2], G, self._H_out)
             self._kernel(self._cell, inp, layer.w_ih, layer.w_hh, layer.w_hr, layer.bias,
                          layer.peep, lengths, h, c, gates, work, layer.scratch, threads,
-                         not layer.packed)
+                         not layer.packed, self._columns)
             layer.packed = True
             self._hs[l][0] = h[T]
             if self.kind == "lstm":

@@ -29,6 +29,11 @@ cdef inline Py_ssize_t padded_columns(floating* dtype_of, Py_ssize_t n) noexcept
     return (n + nr - 1) // nr * nr
 
 
+cdef enum:
+    PACKED_FOR_ROWS = 1       # w_hh^T in panels of G columns (the groups of rows)
+    PACKED_FOR_COLUMNS = 2    # block by block (the column split)
+
+
 cdef inline Py_ssize_t gate_blocks(int cell) noexcept nogil:
     """Blocks of H gate rows in w_hh: 4 (LSTM), 3 (GRU), 1 (RNN)."""
     if cell == LSTM:
@@ -84,11 +89,13 @@ cdef inline Py_ssize_t forward_scratch(floating* dtype_of, int cell, Py_ssize_t 
                                        Py_ssize_t P) noexcept nogil:
     """Values of scratch the forward driver needs: w_ih^T (I, G) packed, w_hh^T packed
     (recurrent_packed_length; the reset-before GRU: its r, z block and its n block (Hout, H)
-    apart), w_hr^T (H, P) packed, and 64 bytes spare."""
+    apart), w_hr^T (H, P) packed, 64 bytes spare, and last the layout mark: which packing of
+    w_hh the scratch holds (PACKED_FOR_ROWS or PACKED_FOR_COLUMNS), so that a call that
+    reuses it (pack_weights=False) can check that it matches."""
     cdef Py_ssize_t G = gate_width(cell, H)
     return (packed_length(dtype_of, I, G) + packed_length(dtype_of, Hout, 2 * H)
             + recurrent_packed_length(dtype_of, cell, Hout, H) + packed_length(dtype_of, H, P)
-            + 64 // sizeof(floating))
+            + 64 // sizeof(floating) + 1)
 
 
 cdef inline Py_ssize_t xh_columns(floating* dtype_of, int cell, Py_ssize_t I,

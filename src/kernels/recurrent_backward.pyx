@@ -18,6 +18,7 @@ from cython.parallel cimport prange, threadid
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
+from ._fpmode cimport fl_flush_denormals, fl_fpmode, fl_restore_fpmode
 from ._gemm cimport (aligned, copy_length, gemm, gemm_step, gemm_sums, pack, packed_length,
                      panel_width)
 from ._gru_cell cimport gru_backward_rows, gru_reset_backward_rows
@@ -72,10 +73,12 @@ cdef void run_group(int cell, const floating* w_hh_pack, const floating* w_n_pac
                     floating* dhp, floating* work, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
                     Py_ssize_t Hout, Py_ssize_t P, Py_ssize_t Gs, Py_ssize_t b0,
                     Py_ssize_t b1) noexcept nogil:
-    """The whole backward walk for batch rows b0 <= b < b1 (dy NULL when there is none)."""
+    """The whole backward walk for batch rows b0 <= b < b1 (dy NULL when there is none), this
+    thread in flush-to-zero mode (_fpmode.h)."""
     cdef Py_ssize_t nb = b1 - b0, m = 0, t = T - 1, j
     cdef floating* dA_t
     cdef floating* dh_g = dh + b0 * Hout
+    cdef fl_fpmode mode = fl_flush_denormals()
     while t >= 0:
         while m < nb and lengths[b0 + m] > t:      # rows whose last valid step is t join
             m += 1
@@ -90,6 +93,7 @@ cdef void run_group(int cell, const floating* w_hh_pack, const floating* w_n_pac
             step_back(cell, w_hh_pack, w_n_pack, w_hr_pack, peep, h, c, gates, dh_g, dc, dA_t,
                       dhp + (t * B + b0) * P if P else NULL, work, t, m, B, H, Hout, P, b0)
         t -= 1
+    fl_restore_fpmode(mode)
 
 
 cdef void pack_block(const floating* w, Py_ssize_t rows, Py_ssize_t cols, floating* out,
@@ -114,6 +118,7 @@ cdef void weight_rows(const floating* dA, const int64_t* kmap, const floating* x
     input side from dA's columns r and the recurrent side from columns r + rec_shift, against
     the packed block that starts rec_panels columns into xh_pack."""
     cdef Py_ssize_t ldw = Ip + Hout, r
+    cdef fl_fpmode mode = fl_flush_denormals()
     if rec_shift < 0:
         gemm_sums(r1 - r0, ldw, K, dA + r0, 1, Gs, kmap, xh_pack, dw + r0 * ldw, ldw,
                   db_ih + r0, work)
@@ -124,6 +129,7 @@ cdef void weight_rows(const floating* dA, const int64_t* kmap, const floating* x
                   db_ih + r0, work)
         gemm_sums(r1 - r0, Hout, K, dA + r0 + rec_shift, 1, Gs, kmap, xh_pack + rec_panels * K,
                   dw + r0 * ldw + Ip, ldw, db_hh + r0, work)
+    fl_restore_fpmode(mode)
 
 
 cdef Py_ssize_t map_rows(const int64_t* lengths, Py_ssize_t T, Py_ssize_t B,
@@ -151,6 +157,7 @@ cdef void pack_and_dx(int cell, const floating* x, const floating* h, const floa
     lie next to each other."""
     cdef Py_ssize_t j = j0, e, r, n
     cdef Py_ssize_t NR = panel_width(xh_pack)
+    cdef fl_fpmode mode = fl_flush_denormals()
     while j < j1:
         e = j1
         if kmap != NULL:
@@ -165,6 +172,7 @@ cdef void pack_and_dx(int cell, const floating* x, const floating* h, const floa
             pack(n, H, gates + r * Gs + 3 * H, Gs, 1, xh_pack + (Ip + Hp) * K + j * NR, K * NR)
         gemm(n, I, G, dA + r * Gs, Gs, 1, w_ih_pack, dx + r * I, I, False)
         j = e
+    fl_restore_fpmode(mode)
 
 
 def backward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,

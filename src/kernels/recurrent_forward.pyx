@@ -27,8 +27,10 @@ from cython.parallel cimport parallel, prange, threadid
 from ._gemm cimport aligned, gemm, gemm_groups, gemm_step, pack, packed_length, panel_width
 from ._gru_cell cimport gru_forward_rows, gru_new_rows, gru_reset_rows
 from ._layout cimport (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
-                       column_threads, forward_scratch, gate_blocks, gate_width,
+                       PACKED_FOR_COLUMNS, PACKED_FOR_ROWS, column_threads, forward_scratch,
+                       gate_blocks, gate_width,
                        lengths_problem, recurrent_packed_length, unit_chunks)
+from ._fpmode cimport fl_flush_denormals, fl_fpmode, fl_restore_fpmode
 from ._lstm_cell cimport lstm_forward_rows
 from ._rnn_cell cimport rnn_forward_rows
 
@@ -123,14 +125,17 @@ cdef void run_group(int cell, const floating* x, const floating* w_ih_pack,
                     floating* work, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                     Py_ssize_t Hout, Py_ssize_t P, Py_ssize_t Gs, Py_ssize_t K, bint keep_c,
                     Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
-    """The whole time loop for batch rows b0 <= b < b1, in chunks of K steps."""
+    """The whole time loop for batch rows b0 <= b < b1, in chunks of K steps (this thread in
+    flush-to-zero mode, _fpmode.h)."""
     cdef Py_ssize_t t0 = 0, k
+    cdef fl_fpmode mode = fl_flush_denormals()
     while t0 < T and lengths[b0] > t0:
         k = min(K, T - t0)
         project(x, w_ih_pack, lengths, gates, B, I, gate_width(cell, H), Gs, t0, k, b0, b1)
         run_chunk(cell, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, lengths, h, c, gates, work,
                   B, H, Hout, P, Gs, keep_c, t0, k, b0, b1)
         t0 += K
+    fl_restore_fpmode(mode)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,7 +225,8 @@ cdef void column_loop(int cell, const floating* x, const floating* w_ih_pack,
                       Py_ssize_t Hout, Py_ssize_t P, Py_ssize_t Gs, Py_ssize_t K, bint keep_c,
                       fl_barrier* bar, int tid, int team) noexcept nogil:
     """The whole time loop, this thread's share (thread tid of a team of `team`): the rows
-    are one group (lengths never increase over the batch), in chunks of K steps."""
+    are one group (lengths never increase over the batch), in chunks of K steps; the thread
+    in flush-to-zero mode (_fpmode.h)."""
     cdef Py_ssize_t chunks = unit_chunks(gates, H)
     cdef Py_ssize_t NR = panel_width(gates)
     cdef Py_ssize_t c0 = tid * chunks // team, c1 = (tid + 1) * chunks // team
@@ -229,26 +235,46 @@ cdef void column_loop(int cell, const floating* x, const floating* w_ih_pack,
     cdef Py_ssize_t p0 = min(tid * p_chunks // team * NR, P)
     cdef Py_ssize_t pn = min((tid + 1) * p_chunks // team * NR, P) - p0
     cdef Py_ssize_t G = gate_width(cell, H)
+    cdef Py_ssize_t g_panels = (G + NR - 1) // NR
     cdef Py_ssize_t t0 = 0, k, s, r0, r1, m
     cdef unsigned seen = 0
+    cdef fl_fpmode mode = fl_flush_denormals()
     while t0 < T and lengths[0] > t0:
         k = min(K, T - t0)
-        # gates[0:k] (k*B, G of Gs) = x[t0:t0+k] (k*B, I) @ w_ih^T, a share of the rows each
-        r0 = tid * k * B // team
-        r1 = (tid + 1) * k * B // team
-        if r1 > r0:
-            gemm(r1 - r0, G, I, x + (t0 * B + r0) * I, I, 1, w_ih_pack, gates + r0 * Gs, Gs,
-                 False)
+        # gates[0:k] (k*B, G of Gs) = x[t0:t0+k] (k*B, I) @ w_ih^T: a share of the rows each,
+        # or with few rows (a stream's step) a share of w_ih's panels
+        if k * B >= 2 * team:
+            r0 = tid * k * B // team
+            r1 = (tid + 1) * k * B // team
+            if r1 > r0:
+                gemm(r1 - r0, G, I, x + (t0 * B + r0) * I, I, 1, w_ih_pack, gates + r0 * Gs,
+                     Gs, False)
+        else:
+            r0 = tid * g_panels // team * NR
+            r1 = min((tid + 1) * g_panels // team * NR, G)
+            if r1 > r0:
+                gemm(k * B, r1 - r0, I, x + t0 * B * I, I, 1, w_ih_pack + r0 * I,
+                     gates + r0, Gs, False)
         fl_barrier_wait(bar, team, &seen)
         m = B
         for s in range(k):
             m = active_rows(lengths, 0, m, t0 + s)
-            if m == 0:
-                return
+            if m == 0:   # every row has ended (so the while loop ends too)
+                break
             column_step(cell, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, h, c,
                         gates + s * B * Gs, work, t0 + s, m, B, H, Hout, P, keep_c, c0, u0, n,
                         p0, pn, bar, team, &seen)
         t0 += K
+    fl_restore_fpmode(mode)
+
+
+cdef void projection_part(Py_ssize_t G, Py_ssize_t I, const floating* x,
+                          const floating* w_ih_pack, floating* gates, Py_ssize_t Gs,
+                          Py_ssize_t rows) noexcept nogil:
+    """gates (rows, G of Gs) = x (rows, I) @ w_ih^T, on a thread in flush-to-zero mode."""
+    cdef fl_fpmode mode = fl_flush_denormals()
+    gemm(rows, G, I, x, I, 1, w_ih_pack, gates, Gs, False)
+    fl_restore_fpmode(mode)
 
 
 cdef void pack_rows(const floating* w, Py_ssize_t rows, Py_ssize_t cols, floating* out,
@@ -290,9 +316,12 @@ def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                         with the same cell, sizes and decomposition (a stream's steps), so
                         packing is skipped.
     columns             -1: the column split when _layout.column_threads' rule picks it (see
-                        _info.column_threads); 0: never; 1: whenever H has a chunk of units
-                        for two threads (tests). With the split, lengths never increase over
-                        the whole batch (one group).
+                        _info.column_threads); 0: never; 1: always, on min(n_threads, chunks
+                        of units) threads (one thread included: a stream whose weights are
+                        packed for the split; tests). With the split, lengths never increase
+                        over the whole batch (one group). With pack_weights=False the
+                        decomposition must be the one scratch was packed for (its layout
+                        mark says which; else ValueError).
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2]
     cdef Py_ssize_t Hout = h.shape[2], H = w_hr.shape[1], P = w_hr.shape[0]
@@ -302,10 +331,10 @@ def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef int team
     if columns < 0:
         team = column_threads(&gates[0, 0, 0], cell, B, Hout, H, n_threads)
-    elif columns == 0 or min(<Py_ssize_t>n_threads, unit_chunks(&gates[0, 0, 0], H)) < 2:
+    elif columns == 0:
         team = 0
     else:
-        team = <int>min(<Py_ssize_t>n_threads, unit_chunks(&gates[0, 0, 0], H))
+        team = <int>max(1, min(<Py_ssize_t>n_threads, unit_chunks(&gates[0, 0, 0], H)))
     cdef Py_ssize_t n_groups = 1 if team else min(n_threads, B)
     cdef fl_barrier bar
     fl_barrier_init(&bar)
@@ -334,6 +363,14 @@ def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     problem = lengths_problem(lengths, T, n_groups)
     if problem != NULL:
         raise ValueError("recurrent_forward: " + problem.decode())
+    cdef Py_ssize_t mark = forward_scratch(&gates[0, 0, 0], cell, I, Hout, H, P) - 1
+    cdef floating layout = PACKED_FOR_COLUMNS if team else PACKED_FOR_ROWS
+    if pack_weights:
+        scratch[mark] = layout
+    elif scratch[mark] != layout:
+        raise ValueError("recurrent_forward: scratch holds weights packed for the other "
+                         "decomposition (pack_weights=False needs the columns= of the call "
+                         "that packed them)")
     if peep.shape[0]:
         peep_p = &peep[0, 0]
     w_ih_pack = aligned(&scratch[0])
@@ -342,7 +379,9 @@ def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     w_hr_pack = w_n_pack + packed_length(&gates[0, 0, 0], Hout, 2 * H)
     packers = n_threads if (I + Hout) * G >= SHARED_PACKING_VALUES else 1
     cdef floating* x0 = <floating*>&x[0, 0, 0]
+    cdef fl_fpmode mode
     with nogil:
+        mode = fl_flush_denormals()   # this thread's arithmetic below (run_chunk)
         if pack_weights:
             pack_rows(&w_ih[0, 0], G, I, w_ih_pack, packers)
             if cell == GRU_RESET_BEFORE:   # its r, z block and its n block apart
@@ -380,13 +419,14 @@ def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                     r0 = part * k * B // n_parts
                     r1 = (part + 1) * k * B // n_parts
                     # gates[0:k] (k*B, G of Gs) = x[t0:t0+k] (k*B, I) @ w_ih^T, by blocks of rows
-                    gemm(r1 - r0, G, I, x0 + (t0 * B + r0) * I, I, 1, w_ih_pack,
-                         &gates[0, 0, 0] + r0 * Gs, Gs, False)
+                    projection_part(G, I, x0 + (t0 * B + r0) * I, w_ih_pack,
+                                    &gates[0, 0, 0] + r0 * Gs, Gs, r1 - r0)
                 run_chunk(cell, w_hh_pack, w_n_pack, w_hr_pack, &bias[0, 0], peep_p,
                           &lengths[0], &h[0, 0, 0], &c[0, 0, 0] if cell == LSTM else NULL,
                           &gates[0, 0, 0], &work[0, 0] if work.shape[1] else NULL,
                           B, H, Hout, P, Gs, keep_c, t0, k, 0, B)
                 t0 += k
+        fl_restore_fpmode(mode)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,7 +441,8 @@ cdef void one_step(int cell, const floating* x, const floating* w_ih_pack,
                    Py_ssize_t Gs) noexcept nogil:
     """x (B, I) -> y (B, Hout) for every row from the state h[0] (B, Hout) (and c[0], LSTM),
     which then moves on: step 0 of run_chunk on one chunk of one step, then the new state
-    copied into slot 0 (h, c: 2 slots each)."""
+    copied into slot 0 (h, c: 2 slots each). In flush-to-zero mode (_fpmode.h)."""
+    cdef fl_fpmode mode = fl_flush_denormals()
     gemm(B, gate_width(cell, H), I, x, I, 1, w_ih_pack, gates, Gs, False)
     step(cell, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, h, c, gates, work, 0, B, B, H, Hout,
          P, False, 0)
@@ -409,6 +450,7 @@ cdef void one_step(int cell, const floating* x, const floating* w_ih_pack,
     memcpy(h, h + B * Hout, B * Hout * sizeof(floating))
     if cell == LSTM:
         memcpy(c, c + B * H, B * H * sizeof(floating))
+    fl_restore_fpmode(mode)
 
 
 cdef Py_ssize_t _packed(bint is_double, Py_ssize_t k, Py_ssize_t n) noexcept:
@@ -416,6 +458,31 @@ cdef Py_ssize_t _packed(bint is_double, Py_ssize_t k, Py_ssize_t n) noexcept:
     cdef float f = 0
     cdef double d = 0
     return packed_length(&d, k, n) if is_double else packed_length(&f, k, n)
+
+
+cdef void columns_one_step(int cell, const floating* x, const floating* w_ih_pack,
+                           const floating* w_hh_pack, const floating* w_n_pack,
+                           const floating* w_hr_pack, const floating* bias,
+                           const floating* peep, const int64_t* lengths, floating* h,
+                           floating* c, floating* gates, floating* work, floating* y,
+                           Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t Hout,
+                           Py_ssize_t P, Py_ssize_t Gs, int team) noexcept nogil:
+    """one_step for weights packed for the column split: column_loop over one step on `team`
+    threads (the input projection shared by panels), then the state moved into slot 0."""
+    cdef fl_barrier bar
+    fl_barrier_init(&bar)
+    if team > 1:
+        with parallel(num_threads=team):
+            column_loop(cell, x, w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, lengths,
+                        h, c, gates, work, 1, B, I, H, Hout, P, Gs, 1, False, &bar, threadid(),
+                        fl_team_size())
+    else:
+        column_loop(cell, x, w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, lengths, h,
+                    c, gates, work, 1, B, I, H, Hout, P, Gs, 1, False, &bar, 0, 1)
+    memcpy(y, h + B * Hout, B * Hout * sizeof(floating))
+    memcpy(h, h + B * Hout, B * Hout * sizeof(floating))
+    if cell == LSTM:
+        memcpy(c, c + B * H, B * H * sizeof(floating))
 
 
 cdef Py_ssize_t _recurrent_packed(bint is_double, int cell, Py_ssize_t Hout,
@@ -432,19 +499,22 @@ cdef class StepPlan:
     """A prepared one-step forward call of `cell` for B rows: the buffers of forward() for
     T = 1 (h (2, B, Hout) and c (2, B, H) hold the carried state in slot 0), with the weights
     packed into `scratch` once, here. step(x, y) then costs one call, no allocation and no
-    packing. Arrays must be C-contiguous, of one dtype, and are kept alive by the plan."""
+    packing. Arrays must be C-contiguous, of one dtype, and are kept alive by the plan.
+    columns=1 packs the weights for the column split, whose steps can then share the threads
+    (step's n_threads); columns=0 runs every step on the calling thread."""
 
     cdef object keep
     cdef bint is_double
-    cdef int cell
+    cdef int cell, columns, chunks
     cdef Py_ssize_t B, I, H, Hout, P, Gs
     cdef size_t w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, h, c, gates, work
+    cdef size_t lengths
 
     def __init__(self, int cell, x_like, w_ih, w_hh, w_hr, bias, peep, h, c, gates, work,
-                 scratch):
+                 scratch, int columns=0):
         """x_like (1, B, I): any array of the step's input shape and dtype (checked by the
         forward call made here, which packs the weights and runs one step on zeros, leaving
-        h and c as they were)."""
+        h and c as they were). columns: 0 or 1, as forward's."""
         import numpy as np
 
         arrays = (w_ih, w_hh, w_hr, bias, peep, h, c, gates, work, scratch)
@@ -453,13 +523,18 @@ cdef class StepPlan:
             raise TypeError("StepPlan: C-contiguous arrays of one dtype expected")
         if h.shape[0] != 2 or gates.shape[0] != 1 or x_like.shape[0] != 1:
             raise ValueError("StepPlan: h (2, B, Hout), gates (1, B, Gs), x (1, B, I) expected")
+        if columns not in (0, 1):
+            raise ValueError(f"StepPlan: columns 0 or 1 expected, got {columns}")
         state_h, state_c = h.copy(), c.copy()
+        lengths = np.ones(h.shape[1], np.int64)
         # forward() checks every shape and packs the weights into scratch
-        forward(cell, x_like, w_ih, w_hh, w_hr, bias, peep, np.ones(h.shape[1], np.int64), h,
-                c, gates, work, scratch, 1, True)
+        forward(cell, x_like, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work,
+                scratch, 1, True, columns)
         h[...] = state_h
         c[...] = state_c
-        self.keep = arrays
+        self.keep = arrays + (lengths,)
+        self.columns = columns
+        self.lengths = lengths.ctypes.data
         self.is_double = h.dtype == np.float64
         self.cell = cell
         self.B, self.I, self.Hout = h.shape[1], x_like.shape[2], h.shape[2]
@@ -476,13 +551,18 @@ cdef class StepPlan:
         self.peep = peep.ctypes.data if peep.shape[0] else 0
         self.h, self.c = h.ctypes.data, c.ctypes.data if c.size else 0
         self.gates, self.work = gates.ctypes.data, work.ctypes.data if work.size else 0
+        cdef float f = 0
+        cdef double d = 0
+        self.chunks = unit_chunks(&d, self.H) if self.is_double else unit_chunks(&f, self.H)
 
-    def step(self, x, y):
-        """x (B, I) -> y (B, Hout) (both C-contiguous, the plan's dtype), the state moving on."""
+    def step(self, x, y, int n_threads=1):
+        """x (B, I) -> y (B, Hout) (both C-contiguous, the plan's dtype), the state moving on.
+        n_threads: with columns=1, the step shares min(n_threads, chunks of units) threads."""
         cdef const float[:, ::1] xf
         cdef float[:, ::1] yf
         cdef const double[:, ::1] xd
         cdef double[:, ::1] yd
+        cdef int team = max(1, min(n_threads, self.chunks)) if self.columns else 0
         if self.is_double:
             xd = x
             yd = y
@@ -490,12 +570,21 @@ cdef class StepPlan:
                     or yd.shape[1] != self.Hout):
                 raise ValueError("StepPlan.step: x (B, I) and y (B, Hout) expected")
             with nogil:
-                one_step(self.cell, &xd[0, 0], <double*>self.w_ih_pack,
-                         <double*>self.w_hh_pack, <double*>self.w_n_pack,
-                         <double*>self.w_hr_pack, <double*>self.bias, <double*>self.peep,
-                         <double*>self.h, <double*>self.c, <double*>self.gates,
-                         <double*>self.work, &yd[0, 0], self.B, self.I, self.H, self.Hout,
-                         self.P, self.Gs)
+                if team:
+                    columns_one_step(self.cell, &xd[0, 0], <double*>self.w_ih_pack,
+                                     <double*>self.w_hh_pack, <double*>self.w_n_pack,
+                                     <double*>self.w_hr_pack, <double*>self.bias,
+                                     <double*>self.peep, <int64_t*>self.lengths,
+                                     <double*>self.h, <double*>self.c, <double*>self.gates,
+                                     <double*>self.work, &yd[0, 0], self.B, self.I, self.H,
+                                     self.Hout, self.P, self.Gs, team)
+                else:
+                    one_step(self.cell, &xd[0, 0], <double*>self.w_ih_pack,
+                             <double*>self.w_hh_pack, <double*>self.w_n_pack,
+                             <double*>self.w_hr_pack, <double*>self.bias, <double*>self.peep,
+                             <double*>self.h, <double*>self.c, <double*>self.gates,
+                             <double*>self.work, &yd[0, 0], self.B, self.I, self.H, self.Hout,
+                             self.P, self.Gs)
         else:
             xf = x
             yf = y
@@ -503,9 +592,18 @@ cdef class StepPlan:
                     or yf.shape[1] != self.Hout):
                 raise ValueError("StepPlan.step: x (B, I) and y (B, Hout) expected")
             with nogil:
-                one_step(self.cell, &xf[0, 0], <float*>self.w_ih_pack,
-                         <float*>self.w_hh_pack, <float*>self.w_n_pack,
-                         <float*>self.w_hr_pack, <float*>self.bias, <float*>self.peep,
-                         <float*>self.h, <float*>self.c, <float*>self.gates,
-                         <float*>self.work, &yf[0, 0], self.B, self.I, self.H, self.Hout,
-                         self.P, self.Gs)
+                if team:
+                    columns_one_step(self.cell, &xf[0, 0], <float*>self.w_ih_pack,
+                                     <float*>self.w_hh_pack, <float*>self.w_n_pack,
+                                     <float*>self.w_hr_pack, <float*>self.bias,
+                                     <float*>self.peep, <int64_t*>self.lengths,
+                                     <float*>self.h, <float*>self.c, <float*>self.gates,
+                                     <float*>self.work, &yf[0, 0], self.B, self.I, self.H,
+                                     self.Hout, self.P, self.Gs, team)
+                else:
+                    one_step(self.cell, &xf[0, 0], <float*>self.w_ih_pack,
+                             <float*>self.w_hh_pack, <float*>self.w_n_pack,
+                             <float*>self.w_hr_pack, <float*>self.bias, <float*>self.peep,
+                             <float*>self.h, <float*>self.c, <float*>self.gates,
+                             <float*>self.work, &yf[0, 0], self.B, self.I, self.H, self.Hout,
+                             self.P, self.Gs)
