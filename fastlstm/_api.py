@@ -25,6 +25,36 @@ _MIN_WORK_FOR_THREADS = 1 << 20
 
 #: kernel cell codes (CONTRACT.md)
 LSTM, GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, RNN_TANH, RNN_RELU = range(5)
+_KIND_OF_CELL = ("lstm", "gru", "gru", "rnn", "rnn")
+
+
+class PackedLayer:
+    """One layer's weights in the kernels' form, made once and reused for as long as they are
+    valid (a layer stack keeps one per layer and direction and decides that: fastlstm/layers/
+    _packing.py). Never changed after it is made, so a tape may hold its arrays.
+
+    w_ih (G, I), w_hh (G, H_out), w_hr (P, H) or (0, H), peep (3, H) or (0, H): C-contiguous
+    private copies; bias (2, G): folded as CONTRACT.md says; has_b_ih, has_b_hh: whether the
+    layer has them; scratch: {decomposition (0 groups of rows, 1 the column split): the
+    Cython kernels' packed panels}, each filled by the first call that needs it (then only
+    read).
+    """
+
+    __slots__ = ("cell", "w_ih", "w_hh", "w_hr", "peep", "bias", "has_b_ih", "has_b_hh",
+                 "scratch")
+
+    def __init__(self, cell, w_ih, w_hh, b_ih, b_hh, w_hr, peepholes, dtype):
+        G, H = w_ih.shape[0], w_hh.shape[0] // GATE_BLOCKS[_KIND_OF_CELL[cell]]
+        self.cell = cell
+        self.w_ih = np.array(w_ih, dtype=dtype, order="C")
+        self.w_hh = np.array(w_hh, dtype=dtype, order="C")
+        self.w_hr = (np.zeros((0, H), dtype) if w_hr is None
+                     else np.array(w_hr, dtype=dtype, order="C"))
+        self.peep = (np.zeros((0, H), dtype) if peepholes is None
+                     else np.array(peepholes, dtype=dtype, order="C"))
+        self.bias = _fold_biases(cell, b_ih, b_hh, G, np.dtype(dtype))
+        self.has_b_ih, self.has_b_hh = b_ih is not None, b_hh is not None
+        self.scratch = {}
 
 
 @dataclass(frozen=True)
@@ -152,18 +182,36 @@ def _private(arr, source):
 
 
 def _run(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr, peepholes, lengths, reverse,
-         batch_first, backend, return_tape):
-    """The forward of every cell, on checked arguments. Returns (y, h_n, c_n or None, tape)."""
-    kind = "lstm" if cell == LSTM else ("gru" if cell < RNN_TANH else "rnn")
+         batch_first, backend, return_tape, packed=None):
+    """The forward of every cell, on checked arguments. Returns (y, h_n, c_n or None, tape).
+
+    packed: a PackedLayer of this cell, x's dtype and input size, to use instead of the
+    weight arguments (which are then not read): a layer stack's call, whose weights were
+    checked when it made them and whose x (time-major), h0, c0 and lengths it has checked;
+    its `backend` may be the backend object itself."""
+    kind = _KIND_OF_CELL[cell]
     x, unbatched, (T, B, I) = check_x(x, batch_first)
     dtype = x.dtype
-    w_ih, w_hh, b_ih, b_hh, w_hr, peepholes, H, H_out = check_weights(
-        kind, x, w_ih, w_hh, b_ih, b_hh, I, w_hr, peepholes)
-    h0 = check_state("h0", h0, dtype, B, H_out, unbatched, "H_out" if w_hr is not None else "H")
-    if cell == LSTM:
-        c0 = check_state("c0", c0, dtype, B, H, unbatched)
-    lengths = check_lengths(lengths, T, B, unbatched)
-    kernel = get_backend(backend)
+    if packed is None:
+        w_ih, w_hh, b_ih, b_hh, w_hr, peepholes, H, H_out = check_weights(
+            kind, x, w_ih, w_hh, b_ih, b_hh, I, w_hr, peepholes)
+    else:
+        w_ih, w_hh = packed.w_ih, packed.w_hh
+        w_hr = packed.w_hr if packed.w_hr.shape[0] else None
+        peepholes = packed.peep if packed.peep.shape[0] else None
+        H, H_out = packed.w_hr.shape[1], w_hh.shape[1]
+        if w_ih.shape[1] != I or w_ih.dtype != dtype or packed.cell != cell:
+            raise ValueError(f"x: expected input size {w_ih.shape[1]} and dtype "
+                             f"{w_ih.dtype} (the layer's), got shape {x.shape}, {dtype}")
+    if packed is None:
+        h0 = check_state("h0", h0, dtype, B, H_out, unbatched,
+                         "H_out" if w_hr is not None else "H")
+        if cell == LSTM:
+            c0 = check_state("c0", c0, dtype, B, H, unbatched)
+        lengths = check_lengths(lengths, T, B, unbatched)
+    # else: a layer stack's call, whose states and lengths the module has checked
+    kernel = backend if packed is not None and not isinstance(backend, str) \
+        else get_backend(backend)
 
     G = GATE_BLOCKS[kind] * H
     Gs = H if kind == "rnn" else 4 * H
@@ -171,10 +219,15 @@ def _run(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr, peepholes, lengths, reve
     n_groups = kernel.groups(n_threads, B, cell, H, H_out, dtype)
     order = arrange(T, B, lengths, reverse, n_groups)
     x_loop = order.gather(_to_time_major(x, batch_first, unbatched))
-    w_ih_c, w_hh_c = np.ascontiguousarray(w_ih), np.ascontiguousarray(w_hh)
-    w_hr_c = np.zeros((0, H), dtype) if w_hr is None else np.ascontiguousarray(w_hr)
-    peep = np.zeros((0, H), dtype) if peepholes is None else np.ascontiguousarray(peepholes)
-    bias = _fold_biases(cell, b_ih, b_hh, G, dtype)
+    if packed is None:
+        w_ih_c, w_hh_c = np.ascontiguousarray(w_ih), np.ascontiguousarray(w_hh)
+        w_hr_c = np.zeros((0, H), dtype) if w_hr is None else np.ascontiguousarray(w_hr)
+        peep = np.zeros((0, H), dtype) if peepholes is None else np.ascontiguousarray(peepholes)
+        bias = _fold_biases(cell, b_ih, b_hh, G, dtype)
+        has_b_ih, has_b_hh = b_ih is not None, b_hh is not None
+    else:   # private and never changed: the tape may hold them as they are
+        w_ih_c, w_hh_c, w_hr_c, peep, bias = w_ih, w_hh, packed.w_hr, packed.peep, packed.bias
+        has_b_ih, has_b_hh = packed.has_b_ih, packed.has_b_hh
 
     # With a tape, padded entries stay zero (CONTRACT.md: the backward and the peephole and
     # projection gradients read whole arrays); without one nothing reads them (scatter
@@ -193,7 +246,7 @@ def _run(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr, peepholes, lengths, reve
     work = np.empty((B, work_width), dtype=dtype)
     if T > 0 and B > 0:
         kernel.forward(cell, x_loop, w_ih_c, w_hh_c, w_hr_c, bias, peep, order.lengths, h, c,
-                       gates, work, n_threads)
+                       gates, work, n_threads, packed)
 
     # final states: row k's state after its last valid step
     c_n = None
@@ -216,13 +269,14 @@ def _run(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr, peepholes, lengths, reve
     y = _from_time_major(y_tm, batch_first, unbatched)
     if not return_tape:
         return y, h_n, c_n, None
+    if packed is None:
+        w_ih_c, w_hh_c = _private(w_ih_c, w_ih), _private(w_hh_c, w_hh)
+        w_hr_c = w_hr_c if w_hr is None else _private(w_hr_c, w_hr)
+        peep = peep if peepholes is None else _private(peep, peepholes)
     tape = Tape(
-        cell=cell, x=_private(x_loop, x), w_ih=_private(w_ih_c, w_ih), w_hh=_private(w_hh_c, w_hh),
-        w_hr=w_hr_c if w_hr is None else _private(w_hr_c, w_hr),
-        peep=peep if peepholes is None else _private(peep, peepholes),
-        h=h, c=c, gates=gates, order=order, n_groups=n_groups, has_b_ih=b_ih is not None,
-        has_b_hh=b_hh is not None, batch_first=batch_first, unbatched=unbatched,
-        backend=kernel.name,
+        cell=cell, x=_private(x_loop, x), w_ih=w_ih_c, w_hh=w_hh_c, w_hr=w_hr_c, peep=peep,
+        h=h, c=c, gates=gates, order=order, n_groups=n_groups, has_b_ih=has_b_ih,
+        has_b_hh=has_b_hh, batch_first=batch_first, unbatched=unbatched, backend=kernel.name,
     )
     return y, h_n, c_n, tape
 

@@ -4,7 +4,8 @@ Each backend offers
     groups(n_threads, B, cell, H, Hout, dtype): how many groups of batch rows its time loop
         runs (one per thread); 1 for one group, which the Cython kernels also use for their
         column split (the threads share every step)
-    forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, n_threads)
+    forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, n_threads,
+            packed=None)   (packed: a fastlstm._api.PackedLayer of these weights, or None)
     backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp, dx,
              dw_ih, dw_hh, db_ih, db_hh, work, n_groups, n_threads)
 with the buffers of src/kernels/CONTRACT.md: the caller (fastlstm._api) allocates every output
@@ -49,12 +50,31 @@ class CythonBackend:
         return max(1, min(n_threads, B))
 
     def forward(self, cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work,
-                n_threads=1):
-        _, _, I = x.shape
-        scratch = np.empty(self._fwd_scratch(cell, I, w_hh.shape[1], w_hr.shape[1],
-                                             w_hr.shape[0], x.dtype.itemsize), dtype=x.dtype)
+                n_threads=1, packed=None):
+        """packed: a fastlstm._api.PackedLayer holding these weights, whose panels for this
+        call's decomposition are packed once and then reused (its scratch dict)."""
+        _, B, I = x.shape
+        Hout, H = w_hh.shape[1], w_hr.shape[1]
+        if packed is None:
+            scratch = np.empty(self._fwd_scratch(cell, I, Hout, H, w_hr.shape[0],
+                                                 x.dtype.itemsize), dtype=x.dtype)
+            self._fwd(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, scratch,
+                      n_threads)
+            return
+        # the decomposition groups() chose; its packing is made once, into a new array that
+        # is published only when full (another thread may be reading the older ones)
+        columns = int(n_threads > 1 and self._column_threads(cell, B, Hout, H,
+                                                             x.dtype.itemsize, n_threads) > 0)
+        scratch = packed.scratch.get(columns)
+        if scratch is not None:
+            self._fwd(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, scratch,
+                      n_threads, False, columns)
+            return
+        scratch = np.empty(self._fwd_scratch(cell, I, Hout, H, w_hr.shape[0], x.dtype.itemsize),
+                           dtype=x.dtype)
         self._fwd(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, scratch,
-                  n_threads)
+                  n_threads, True, columns)
+        packed.scratch[columns] = scratch
 
     def backward(self, cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA,
                  dhp, dx, dw_ih, dw_hh, db_ih, db_hh, work, n_groups=1, n_threads=1):
@@ -81,7 +101,7 @@ class NumbaBackend:
         return 1
 
     def forward(self, cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work,
-                n_threads=1):
+                n_threads=1, packed=None):
         self._fwd(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work)
 
     def backward(self, cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA,
@@ -119,6 +139,21 @@ def unavailable_backends():
 
 def get_backend(name="auto"):
     """The backend object for `name`; "auto" means $FASTLSTM_BACKEND, else the fastest available."""
+    # the common calls first, without building the list of available backends (every call
+    # of the API comes here: a few microseconds matter for one-step calls)
+    if name == "auto":
+        env = os.environ.get(ENV_VAR)
+        if not env or not env.strip():
+            for candidate in BACKEND_NAMES:
+                backend = _loaded.get(candidate)
+                if backend is not None:
+                    return backend
+                if candidate not in _failures:
+                    break   # not tried yet: the general path below loads it
+    elif type(name) is str:
+        backend = _loaded.get(name)
+        if backend is not None:
+            return backend
     if name == "auto":
         name = os.environ.get(ENV_VAR, "").strip() or "auto"
         source = f"${ENV_VAR}" if name != "auto" else "backend"

@@ -9,29 +9,28 @@ shrinks the rows it works on: padding costs no arithmetic.
 Shapes: (T, B, n) time-major arrays in the caller's time order ("time order") or the
 kernels' ("loop order"); perm (B,): loop row k holds caller row perm[k].
 """
-from dataclasses import dataclass
-
 import numpy as np
 
 
-@dataclass(frozen=True)
 class LoopOrder:
     """How caller rows and steps map to the kernels' rows and steps.
 
     perm (B,) int64: loop row k is caller row perm[k]; lengths (B,) int64: the lengths of the
     loop rows (all T without lengths); reverse: each row read from its last valid step;
     identity: no permutation, no flip and no padding (the arrays pass through as they are).
+    Not to be changed once made (a plain class with slots: made at every call, so cheap).
     """
 
-    T: int
-    perm: np.ndarray
-    lengths: np.ndarray
-    reverse: bool
-    padded: bool
+    __slots__ = ("T", "perm", "lengths", "reverse", "padded", "identity")
 
-    @property
-    def identity(self):
-        return not self.padded and not self.reverse and self.perm is None
+    def __init__(self, T, perm, lengths, reverse, padded):
+        self.T, self.perm, self.lengths = T, perm, lengths
+        self.reverse, self.padded = reverse, padded
+        self.identity = not padded and not reverse and perm is None
+
+    def __repr__(self):
+        return (f"LoopOrder(T={self.T}, perm={self.perm}, lengths={self.lengths}, "
+                f"reverse={self.reverse}, padded={self.padded})")
 
     def _valid(self):
         """(T, B) bool: loop step s of loop row k holds data (s < its length)."""

@@ -33,7 +33,8 @@ class NumpyBackend:
         return 1
 
     @staticmethod
-    def forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, n_threads=1):
+    def forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, n_threads=1,
+                packed=None):
         kind, options = CELLS[cell]
         state0 = (h[0], c[0]) if kind == "lstm" else (h[0],)
         _, _, tape = reference.sequence_forward(kind, _params(cell, w_ih, w_hh, w_hr, bias, peep),

@@ -99,13 +99,27 @@ def stack_forward(cfg, params, x, h0, c0, lengths, dropout_rng, return_tape):
     tapes, masks = [], []
     inp = x
     parallel = _directions_in_parallel(cfg, x.shape, D)
+    # a fastlstm module keeps its packed weights across calls (fastlstm/layers/_packing.py);
+    # fastlstm.torch's configurations do not (their weights are torch's, changed by torch)
+    packed_layer = getattr(cfg, "_packed_layer", None)
+    kernel = get_backend(cfg.backend) if packed_layer is not None else None
     for layer in range(L):
         def run(d, layer=layer, inp=inp):
             idx = layer * D + d
             p = _layer_params(params, layer, sfxs[d], cfg.bias, cfg.proj_size > 0)
-            common = dict(lengths=lengths, reverse=(d == 1) != cfg.reverse, backend=cfg.backend,
-                          return_tape=return_tape)
+            reverse = (d == 1) != cfg.reverse
             hi = None if h0 is None else h0[idx]
+            if packed_layer is not None:
+                packed = packed_layer(layer, sfxs[d], p)
+                res = _api._run(packed.cell, inp, None, None, None, None, hi,
+                                None if c0 is None else c0[idx], None, None, lengths, reverse,
+                                False, kernel, return_tape, packed)
+                h_n[idx] = res[1]
+                if kind == "lstm":
+                    c_n[idx] = res[2]
+                return res[0], res[3]
+            common = dict(lengths=lengths, reverse=reverse, backend=cfg.backend,
+                          return_tape=return_tape)
             if kind == "lstm":
                 res = _api.forward(inp, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], hi,
                                    None if c0 is None else c0[idx], w_hr=p["w_hr"],

@@ -29,6 +29,7 @@ from .._backends import available_backends
 from .._checks import check_lengths, check_nonlinearity, check_x
 from .._validate import (as_float_array, check_flag, check_float_dtype, check_positive_int,
                          check_shape)
+from ._packing import PackCache
 from ._params import check_state_dict, init_params, param_shapes
 from ._stack import StackTape, stack_backward, stack_forward
 
@@ -89,6 +90,12 @@ class _StackBase:
                                     self.num_layers, self.bias, self.bidirectional,
                                     self.proj_size, self.peepholes)
         self._params = init_params(self._shapes, self.hidden_size, self.dtype, self._rng)
+        # packed weights kept across calls (fastlstm/layers/_packing.py): the generation is
+        # bumped by every path that replaces or hands out the parameter arrays; _exposed:
+        # they have been handed out, so calls also compare them with the packed copies
+        self._generation = 0
+        self._exposed = False
+        self._packs = PackCache()
 
     # ---------------------------------------------------------------- parameters and modes
     @property
@@ -118,16 +125,32 @@ class _StackBase:
         unexpected key is a KeyError, a wrong shape a ValueError, a non-float value a
         TypeError; the module is unchanged on error. Returns self."""
         self._params = check_state_dict(state_dict, self._shapes, self.dtype)
+        self._generation += 1
+        self._exposed = False    # new arrays: nobody else holds them
+        self._packs.clear()
         return self
 
     def parameters(self):
         """The parameter arrays (the module's own, not copies), in state_dict order."""
+        self._hand_out()
         return list(self._params.values())
 
     def named_parameters(self):
         """OrderedDict {state_dict key: the module's own parameter array} (not copies: an
         optimizer updates them in place)."""
+        self._hand_out()
         return OrderedDict(self._params)
+
+    def _hand_out(self):
+        """The caller gets the module's own arrays and may write them at any time: the
+        packed weights are remade, and checked against the arrays at every call from now on
+        (fastlstm/layers/_packing.py)."""
+        self._generation += 1
+        self._exposed = True
+
+    def _packed_layer(self, layer, sfx, params):
+        """The PackedLayer of one layer and direction (stack_forward asks for it)."""
+        return self._packs.layer(self, layer, sfx, params)
 
     def stream(self, batch_size=1):
         """A Stream (fastlstm.layers.stream): step-by-step inference from a private copy of
