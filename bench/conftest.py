@@ -20,15 +20,15 @@ import os
 
 import pytest
 
-from fastlstm import _bench, _peers
+from fastlstm.bench import grid, peers, timing
 
-_QUICK_SHAPE = min(_bench.DEFAULT_SHAPES, key=lambda s: _bench.flops(s, "inference"))
+_QUICK_SHAPE = min(grid.DEFAULT_SHAPES, key=lambda s: grid.flops(s, "inference"))
 
 
 def _shape_list(text):
     if text.strip().lower() == "none":
         return []
-    return [_bench.parse_shape(s) for s in text.split(",") if s.strip()]
+    return [grid.parse_shape(s) for s in text.split(",") if s.strip()]
 
 
 def pytest_addoption(parser):
@@ -36,20 +36,20 @@ def pytest_addoption(parser):
     env = os.environ.get
     group.addoption("--bench-shapes", default=env("FASTLSTM_BENCH_SHAPES"),
                     help="comma-separated TxBxIxH shapes (default: the bench grid)")
-    group.addoption("--bench-cells", default=env("FASTLSTM_BENCH_CELLS", ",".join(_peers.CELLS)),
-                    help="comma-separated cells (default: all of " + ",".join(_peers.CELLS) + ")")
+    group.addoption("--bench-cells", default=env("FASTLSTM_BENCH_CELLS", ",".join(peers.CELLS)),
+                    help="comma-separated cells (default: all of " + ",".join(peers.CELLS) + ")")
     group.addoption("--bench-lengths-shapes", default=env("FASTLSTM_BENCH_LENGTHS_SHAPES"),
                     help="comma-separated shapes of the variable-length LSTM cases, or 'none' "
-                         "(default: " + ",".join(map(_bench.shape_label,
-                                                     _bench.DEFAULT_LENGTHS_SHAPES)) + ")")
+                         "(default: " + ",".join(map(grid.shape_label,
+                                                     grid.DEFAULT_LENGTHS_SHAPES)) + ")")
     group.addoption("--bench-quick", action="store_true",
                     default=env("FASTLSTM_BENCH_QUICK", "") not in ("", "0"),
-                    help=f"only the LSTM at the smallest shape, {_bench.shape_label(_QUICK_SHAPE)}")
+                    help=f"only the LSTM at the smallest shape, {grid.shape_label(_QUICK_SHAPE)}")
     group.addoption("--bench-threads", type=int,
-                    default=int(env("FASTLSTM_BENCH_THREADS", _bench.DEFAULT_THREADS)),
+                    default=int(env("FASTLSTM_BENCH_THREADS", grid.DEFAULT_THREADS)),
                     help="threads for every contender (default 2)")
     group.addoption("--bench-min-time", type=float,
-                    default=float(env("FASTLSTM_BENCH_MIN_TIME", _bench.DEFAULT_MIN_TIME)),
+                    default=float(env("FASTLSTM_BENCH_MIN_TIME", timing.DEFAULT_MIN_TIME)),
                     help="target seconds of timed rounds per benchmark (default 0.3)")
 
 
@@ -67,19 +67,19 @@ def pytest_configure(config):
 
 
 def _cases(config):
-    """The cases to run (fastlstm._bench.Case), from the options."""
+    """The cases to run (fastlstm.bench.grid.Case), from the options."""
     if config.getoption("--bench-quick", default=False):
-        return [_bench.Case("lstm", _QUICK_SHAPE)]
+        return [grid.Case("lstm", _QUICK_SHAPE)]
     text = config.getoption("--bench-shapes", default=None)
-    shapes = _shape_list(text) if text else list(_bench.DEFAULT_SHAPES)
+    shapes = _shape_list(text) if text else list(grid.DEFAULT_SHAPES)
     cells = [c.strip() for c in config.getoption("--bench-cells").split(",") if c.strip()]
     for cell in cells:
-        if cell not in _peers.CELLS:
+        if cell not in peers.CELLS:
             raise pytest.UsageError(f"--bench-cells: unknown cell {cell!r}; choose from "
-                                    + ", ".join(_peers.CELLS))
+                                    + ", ".join(peers.CELLS))
     text = config.getoption("--bench-lengths-shapes", default=None)
-    lengths_shapes = _shape_list(text) if text else list(_bench.DEFAULT_LENGTHS_SHAPES)
-    return _bench.make_cases(shapes, cells, lengths_shapes)
+    lengths_shapes = _shape_list(text) if text else list(grid.DEFAULT_LENGTHS_SHAPES)
+    return grid.make_cases(shapes, cells, lengths_shapes)
 
 
 def pytest_generate_tests(metafunc):
@@ -88,10 +88,10 @@ def pytest_generate_tests(metafunc):
     if "bench_case" in metafunc.fixturenames:
         cases, ids = [], []
         for case in _cases(metafunc.config):
-            for mode in _peers.MODES:
-                for name in _peers.CONTENDERS:
+            for mode in peers.MODES:
+                for name in peers.CONTENDERS:
                     cases.append((case, mode, name))
-                    ids.append(f"{case.kind}-{_bench.shape_label(case.shape)}-{mode}-{name}")
+                    ids.append(f"{case.kind}-{grid.shape_label(case.shape)}-{mode}-{name}")
         metafunc.parametrize("bench_case", cases, ids=ids)
 
 
@@ -110,7 +110,7 @@ def bench_problems():
     def get(case):
         if case not in cache:
             problem = case.problem()
-            cache[case] = (problem, _peers.reference(problem))
+            cache[case] = (problem, peers.reference(problem))
         return cache[case]
 
     return get

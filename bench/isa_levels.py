@@ -25,7 +25,8 @@ import time
 
 import numpy as np
 
-#: the grid of fastlstm's bench (fastlstm/_bench.py DEFAULT_SHAPES)
+#: the grid of fastlstm's bench before issue 17 added rows (fastlstm/bench/grid.py
+#: DEFAULT_SHAPES); kept so that level comparisons stay comparable with RESULTS.md's
 SHAPES = ((100, 1, 32, 64), (100, 1, 128, 128), (100, 16, 128, 256), (50, 64, 256, 512),
           (200, 32, 64, 128))
 CELLS = ("lstm", "gru", "rnn")
@@ -155,7 +156,7 @@ def main(argv=None):
     results = run(args.build, args.rounds, args.min_time, args.threads)
     baseline = args.build[0].partition("=")[0] if args.build else "auto"
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from fastlstm._bench import cpu_model, isa_label
+    from fastlstm.bench.machine import cpu_model, isa_label
 
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs); {isa_label()}; "
           f"{args.threads} thread(s), float32, median of {args.rounds} alternated rounds")

@@ -1,4 +1,4 @@
-"""Benchmarks: every contender of fastlstm._peers on every case x mode, grouped by case and
+"""Benchmarks: every contender of fastlstm.bench.peers on every case x mode, grouped by case and
 mode so that pytest-benchmark's table puts the contenders side by side.
 
 Each benchmark first checks the contender's y (and gradients, for training) against fastlstm's
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from fastlstm import _bench, _peers
+from fastlstm.bench import grid, machine, peers
 
 MIN_ROUNDS = 5
 
@@ -21,15 +21,15 @@ def test_contender(benchmark, bench_case, bench_problems, bench_settings):
     problem, ref = bench_problems(case)
     threads = bench_settings["threads"]
     try:
-        contender = _peers.build(name, problem, threads)
-    except _peers.PeerUnavailable as exc:
+        contender = peers.build(name, problem, threads)
+    except peers.PeerUnavailable as exc:
         pytest.skip(str(exc))
     if not contender.can(mode):
         pytest.skip(f"{name}: {mode} not supported ({contender.note or 'inference only'})")
     fn = contender.callable_for(mode)
 
-    with _peers.threads_limited(threads):
-        errors = _peers.check_contender(contender, ref, modes=(mode,))  # also the JIT warm-up
+    with peers.threads_limited(threads):
+        errors = peers.check_contender(contender, ref, modes=(mode,))  # also the JIT warm-up
         t0 = time.perf_counter()
         fn()
         once = max(time.perf_counter() - t0, 1e-7)
@@ -37,7 +37,7 @@ def test_contender(benchmark, bench_case, bench_problems, bench_settings):
         benchmark.group = f"{case.label} {mode}"
         benchmark.extra_info.update(
             cell=case.cell, lengths=case.lengths, contender=name, version=contender.version,
-            threads=threads, cpu=_bench.cpu_model(), **_bench.isa_info(),
-            gflop=_bench.flops(case.shape, mode, case.cell, problem.work_rows) / 1e9,
+            threads=threads, cpu=machine.cpu_model(), **machine.isa_info(),
+            gflop=grid.flops(case.shape, mode, case.cell, problem.work_rows) / 1e9,
             max_rel_error=max(errors.values()))
         benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)

@@ -84,7 +84,7 @@ def check_table(T=100, B=16, I=128, H=256, dtypes=("float32", "float64"), out=sy
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "bench":
-        from ._bench import main as bench_main
+        from .bench.cli import main as bench_main
 
         return bench_main(argv[1:])
     if argv and argv[0] == "demo":

@@ -1,28 +1,42 @@
-"""Smoke test of `python -m fastlstm bench` (fastlstm._bench) and of its correctness gate
-(fastlstm._peers.check_contender): one tiny shape, a few milliseconds of timing."""
+"""Smoke tests of `python -m fastlstm bench` (fastlstm.bench) and of its correctness gate
+(fastlstm.bench.peers.check_contender): tiny shapes, a few milliseconds of timing; the parts
+that need torch or onnxruntime only where they are installed. Also: the modules of
+fastlstm.bench import one another one way only."""
+import ast
 import dataclasses
 import json
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import fastlstm
-from fastlstm import _bench, _peers
+from fastlstm.bench import cli, grid, machine, peers, timing
+
+BENCH_DIR = pathlib.Path(fastlstm.__file__).parent / "bench"
+INSTALLED_PEERS = [p for p in peers.PEERS if peers.peer_available(p)[0]]
 
 
 def test_bench_smoke(tmp_path, capsys, monkeypatch):
     out = tmp_path / "bench.json"
-    rc = _bench.main(["--shapes", "12x5x3x4", "--lengths-shapes", "12x5x3x4", "--min-time",
-                      "0.01", "--repeats", "3", "--peak-size", "128", "--threads", "1",
-                      "--stream-sizes", "6", "--no-stacks", "--no-training", "--no-progress", "--json", str(out)])
+    rc = cli.main(["--shapes", "12x5x3x4", "12x1x3x4", "--lengths-shapes", "12x5x3x4",
+                   "--min-time", "0.01", "--repeats", "3", "--peak-size", "128", "--threads",
+                   "1", "--stream-sizes", "6", "--no-stacks", "--no-training", "--no-progress",
+                   "--json", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "fastlstm bench" in text and "variable lengths:" in text and "stream steps" in text
+    assert "threads: whole-sequence inference" in text and "per call: the fixed cost" in text
     data = json.loads(out.read_text())
+    # the threads table ran the B=1 shape only; the per-call table every installed row
+    assert {r["shape"] for r in data["scaling"]["rows"]} == {"12x1x3x4"}
+    assert len(data["per_call"]["rows"]) == 3 + len(INSTALLED_PEERS)
     streams = {(r["cell"], r["contender"]) for r in data["streams"]}
     for backend in fastlstm.available_backends():   # the stream table: LSTM and GRU steps
         assert {("lstm", backend), ("gru", backend)} <= streams
-    assert all(r["median_s"] > 0 and r["max_rel_error"] <= _peers.RTOL and r["I"] == 6
+    assert all(r["median_s"] > 0 and r["max_rel_error"] <= peers.RTOL and r["I"] == 6
                for r in data["streams"])
     rows = data["rows"]
     got = {(r["contender"], r["mode"]) for r in rows}
@@ -38,11 +52,10 @@ def test_bench_smoke(tmp_path, capsys, monkeypatch):
             assert (r["vs_padded"] is not None) == (r["family"] == "fastlstm")
         else:
             assert r["work_fraction"] == 1 and r["vs_padded"] is None
-    assert all(r["median_s"] > 0 and r["gflops"] > 0 and r["max_rel_error"] <= _peers.RTOL
+    assert all(r["median_s"] > 0 and r["gflops"] > 0 and r["max_rel_error"] <= peers.RTOL
                for r in rows)
     assert data["meta"]["matmul"]["gflops"] > 0
-    installed_peers = [p for p in _peers.PEERS if _peers.peer_available(p)[0]]
-    for peer in installed_peers:  # the peer parts only where torch / onnxruntime import
+    for peer in INSTALLED_PEERS:  # the peer parts only where torch / onnxruntime import
         assert (peer, "inference") in got
         for r in rows:
             if r["family"] == "fastlstm" and (peer, r["mode"]) in got:
@@ -50,77 +63,213 @@ def test_bench_smoke(tmp_path, capsys, monkeypatch):
 
     # A contender computing the wrong thing must be refused before any timing. Gates in the
     # wrong order (ONNX's i,o,f,c fed where PyTorch's i,f,g,o is expected) is the classic slip.
-    problem = _peers.make_problem(5, 2, 3, 4)
-    ref = _peers.reference(problem)
+    problem = peers.make_problem(5, 2, 3, 4)
+    ref = peers.reference(problem)
     swapped = dataclasses.replace(
-        problem, **{k: _peers.torch_to_onnx_gates(getattr(problem, k))
+        problem, **{k: peers.torch_to_onnx_gates(getattr(problem, k))
                     for k in ("w_ih", "w_hh", "b_ih", "b_hh")})
-    for name in ["numpy"] + installed_peers:
-        with pytest.raises(_peers.MismatchError, match=name):
-            _peers.check_contender(_peers.build(name, swapped), ref)
+    for name in ["numpy"] + INSTALLED_PEERS:
+        with pytest.raises(peers.MismatchError, match=name):
+            peers.check_contender(peers.build(name, swapped), ref)
     # the same for the GRU (ONNX's z, r, h fed where PyTorch's r, z, n is expected), with lengths
-    problem = _peers.make_problem(6, 3, 3, 4, cell="gru", lengths=True)
-    ref = _peers.reference(problem)
+    problem = peers.make_problem(6, 3, 3, 4, cell="gru", lengths=True)
+    ref = peers.reference(problem)
     swapped = dataclasses.replace(
-        problem, **{k: _peers.torch_to_onnx_gates(getattr(problem, k), "gru")
+        problem, **{k: peers.torch_to_onnx_gates(getattr(problem, k), "gru")
                     for k in ("w_ih", "w_hh", "b_ih", "b_hh")})
-    for name in ["numpy"] + installed_peers:
-        assert _peers.check_contender(_peers.build(name, problem), ref)["y"] <= _peers.RTOL
-        with pytest.raises(_peers.MismatchError, match=name):
-            _peers.check_contender(_peers.build(name, swapped), ref)
-    problem = _peers.make_problem(5, 2, 3, 4)
-    ref = _peers.reference(problem)
+    for name in ["numpy"] + INSTALLED_PEERS:
+        assert peers.check_contender(peers.build(name, problem), ref)["y"] <= peers.RTOL
+        with pytest.raises(peers.MismatchError, match=name):
+            peers.check_contender(peers.build(name, swapped), ref)
+    problem = peers.make_problem(5, 2, 3, 4)
+    ref = peers.reference(problem)
     # only a gradient wrong: training is checked too
-    good = _peers.build("numpy", problem)
+    good = peers.build("numpy", problem)
     bad_grad = dataclasses.replace(
         good, grads_of=lambda g: {**good.grads_of(g), "w_hh": good.grads_of(g)["w_hh"] * 1.01})
-    assert _peers.check_contender(good, ref)["grad w_hh"] == 0.0
-    with pytest.raises(_peers.MismatchError, match="grad w_hh"):
-        _peers.check_contender(bad_grad, ref)
+    assert peers.check_contender(good, ref)["grad w_hh"] == 0.0
+    with pytest.raises(peers.MismatchError, match="grad w_hh"):
+        peers.check_contender(bad_grad, ref)
 
     # ... and the command line stops with an error instead of printing a table
     def wrong_builder(problem_, threads=1):
-        c = _peers.build_fastlstm("numpy", problem_, threads)
+        c = peers.build_fastlstm("numpy", problem_, threads)
         return dataclasses.replace(c, y_of=lambda y: np.asarray(y[0]) * 1.001)
 
-    monkeypatch.setitem(_peers.CONTENDERS, "numpy", wrong_builder)
-    rc = _bench.main(["--shapes", "5x2x3x4", "--contenders", "numpy", "--min-time", "0",
-                      "--peak-size", "64", "--no-progress", "--stream-sizes", "--no-stacks",
-                      "--no-training"])
+    monkeypatch.setitem(peers.CONTENDERS, "numpy", wrong_builder)
+    rc = cli.main(["--shapes", "5x2x3x4", "--contenders", "numpy", "--min-time", "0",
+                   "--peak-size", "64", "--no-progress", "--stream-sizes", "--no-stacks",
+                   "--no-training"])
     captured = capsys.readouterr()
     assert rc == 1
     assert "disagrees with fastlstm's NumPy reference" in captured.err
     assert "median ms" not in captured.out
 
 
-def test_bench_stacks_smoke():
+def test_stacks_table_smoke():
     """The layer-stack table on tiny stacks: every contender checked against the NumPy backend
     (y, and every weight gradient in training) and timed; ratios for fastlstm's rows."""
-    from fastlstm import _bench_stacks
+    from fastlstm.bench import stacks
 
-    names = list(_peers.available_contenders())
-    tiny = (("lstm tiny", "lstm", 2, True, (4, 2, 3, 5)), ("gru tiny", "gru", 2, False, (4, 2, 3, 5)))
-    rows = _bench_stacks.run_stacks(names, 1, min_time=0.0, repeats=1, stacks=tiny)
+    names = list(peers.available_contenders())
+    tiny = (("lstm tiny", "lstm", 2, True, (4, 2, 3, 5)),
+            ("gru tiny", "gru", 2, False, (4, 2, 3, 5)))
+    rows = stacks.run_stacks(names, 1, min_time=0.0, repeats=1, stacks=tiny)
     got = {(r.model, r.mode, r.contender) for r in rows}
     for backend in fastlstm.available_backends():
         assert {("lstm tiny", "training", backend), ("gru tiny", "inference", backend)} <= got
-    assert all(r.median_s > 0 and r.max_rel_error <= _peers.RTOL for r in rows)
-    installed_peers = [p for p in _peers.PEERS if _peers.peer_available(p)[0]]
+    assert all(r.median_s > 0 and r.max_rel_error <= peers.RTOL for r in rows)
     for r in rows:
         if r.contender in fastlstm.available_backends() and r.mode == "inference":
-            assert set(r.speedup) == set(installed_peers)
-    assert "layer stacks" in _bench_stacks.format_stacks(rows, 1)
+            assert set(r.speedup) == set(INSTALLED_PEERS)
+    assert "layer stacks" in stacks.format_stacks(rows, 1)
 
 
-def test_bench_fit_smoke():
+def test_fit_table_smoke():
     """fastlstm.fit against the PyTorch loop on a tiny adding problem: both loops train the
     same weights to the same result, and the report names the CPU and both times."""
     pytest.importorskip("torch")
-    from fastlstm import _bench_fit
+    from fastlstm.bench import fit
 
-    result = _bench_fit.run(T=10, samples=64, epochs=1, repeats=1, hidden=8)
+    result = fit.run(T=10, samples=64, epochs=1, repeats=1, hidden=8)
     assert result["fastlstm_s"] > 0 and result["torch_s"] > 0
     assert result["ratio"] == pytest.approx(result["torch_s"] / result["fastlstm_s"])
     assert result["max_weight_diff"] < 1e-4
-    text = _bench_fit.format(result)
+    text = fit.format(result)
     assert result["cpu"] in text and "ratio" in text
+
+
+def test_measure_rotation_blocks_and_contexts():
+    """Blocks of `calls` calls take turns, each inside its own context (entered around the
+    warm-up and every block, with one untimed call after each entry); times are per call."""
+    log = []
+
+    class Context:
+        def __init__(self, name):
+            self.name = name
+
+        def __enter__(self):
+            log.append(("enter", self.name))
+
+        def __exit__(self, *exc):
+            log.append(("exit", self.name))
+
+    fns = [lambda: log.append("a"), lambda: log.append("b")]
+    got = timing.measure_rotation(fns, min_time=0.0, repeats=2, warmup=1, calls=[3, 1],
+                                  contexts=[lambda: Context("A"), lambda: Context("B")])
+    assert [len(t.times) for t in got] == [2, 2] and all(t.median >= 0 for t in got)
+    block_a = [("enter", "A"), "a", "a", "a", "a", ("exit", "A")]   # 1 untimed + 3 timed
+    block_b = [("enter", "B"), "b", "b", ("exit", "B")]
+    warm = [("enter", "A"), "a", ("exit", "A"), ("enter", "B"), "b", ("exit", "B")]
+    assert log == warm + (block_a + block_b) * 2
+    assert timing.measure_rotation([], min_time=10.0) == []
+    with pytest.raises(ValueError, match="calls"):
+        timing.measure_rotation(fns, calls=[1])
+
+
+def test_scaling_table_smoke():
+    """The threads table on a tiny B=1 case: cython, onnxruntime and torch (those installed)
+    checked and timed at 1 and 2 threads, the ratio time(1) / time(2)."""
+    from fastlstm.bench import scaling
+
+    assert scaling.DEFAULT_SCALING_SHAPES == tuple(s for s in grid.DEFAULT_SHAPES if s[1] == 1)
+    assert {(100, 1, 256, 256), (100, 1, 512, 512)} <= set(scaling.DEFAULT_SCALING_SHAPES)
+    assert (100, 4, 256, 256) in grid.DEFAULT_SHAPES
+    expected = [n for n in scaling.SCALING_CONTENDERS if n in peers.available_contenders()]
+    if not expected:
+        pytest.skip("none of cython, onnxruntime, torch is available here")
+    missing = set(scaling.SCALING_CONTENDERS) - set(expected)
+    result = scaling.run_scaling(list(peers.available_contenders()), [(6, 1, 3, 4)],
+                                 ("lstm", "gru"), min_time=0.0, repeats=2)
+    rows = result["rows"]
+    assert [(r.cell, r.contender) for r in rows] == [(c, n) for c in ("lstm", "gru")
+                                                     for n in expected]
+    for r in rows:
+        assert set(r.median_s) == {1, 2} and min(r.median_s.values()) > 0
+        assert r.ratio == pytest.approx(r.median_s[1] / r.median_s[2])
+        assert r.max_rel_error <= peers.RTOL
+    text = scaling.format_scaling(result)
+    assert "threads:" in text and machine.cpu_model() in text and machine.isa_label() in text
+    first = json.loads(json.dumps(scaling.to_json(result)))["rows"][0]
+    assert first["shape"] == "6x1x3x4" and set(first["median_s"]) == {"1", "2"}
+    if missing:
+        pytest.skip(f"not installed, not run: {', '.join(sorted(missing))}")
+
+
+def test_per_call_table_smoke():
+    """The per-call table with short blocks: fastlstm's layer call, forward and stream step,
+    ONNX Runtime's session.run and torch's call (those installed), checked and timed; each
+    fastlstm row's ratio to session.run."""
+    from fastlstm.bench import per_call
+
+    names = list(peers.available_contenders())
+    result = per_call.run_per_call(names, min_time=0.0, repeats=2, calls=5)
+    rows = {r.name: r for r in result["rows"]}
+    expected = list(per_call.FASTLSTM_ROWS)
+    expected += [per_call.ORT_ROW] if "onnxruntime" in names else []
+    expected += [per_call.TORCH_ROW] if "torch" in names else []
+    assert list(rows) == expected
+    for r in rows.values():
+        assert r.median_s > 0 and r.max_rel_error <= peers.RTOL
+        has_ratio = "onnxruntime" in names and r.name in per_call.FASTLSTM_ROWS
+        assert (r.vs_ort is not None) == has_ratio
+        if has_ratio:
+            assert r.vs_ort == pytest.approx(rows[per_call.ORT_ROW].median_s / r.median_s)
+    assert result["meta"]["shape"] == "1x1x32x64" and result["meta"]["threads"] == 1
+    text = per_call.format_per_call(result)
+    assert "per call:" in text and "stream step" in text and machine.cpu_model() in text
+    assert json.loads(json.dumps(per_call.to_json(result)))["rows"][0]["row"] == "layer call"
+    missing = [p for p in peers.PEERS if p not in names]
+    if missing:
+        pytest.skip(f"not installed, rows not run: {', '.join(missing)}")
+
+
+def _package_imports():
+    """{module: set of the fastlstm.bench modules it imports}, from every import statement of
+    every file of fastlstm/bench (those inside functions too), relative ones resolved."""
+    modules = {("fastlstm.bench" if p.stem == "__init__" else f"fastlstm.bench.{p.stem}"): p
+               for p in BENCH_DIR.glob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        package = "fastlstm.bench"
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parent = package.rsplit(".", node.level - 1)[0]
+                    base = f"{parent}.{base}" if base else parent
+                found.add(base)
+                found.update(f"{base}.{a.name}" for a in node.names)  # submodules
+        graph[name] = {m for m in found if m in modules and m != name}
+    return graph
+
+
+def test_package_imports_go_one_way():
+    """No module of fastlstm.bench imports one that imports it back, directly or through
+    others, not even inside a function; and importing the command line loads no peer."""
+    graph = _package_imports()
+    assert {"fastlstm.bench.cli", "fastlstm.bench.grid", "fastlstm.bench.peers"} <= set(graph)
+    assert "fastlstm.bench.grid" in graph["fastlstm.bench.cli"]     # the parser sees imports
+    state = {}
+
+    def visit(module, path):
+        state[module] = "open"
+        for dep in sorted(graph[module]):
+            if state.get(dep) == "open":
+                cycle = path[path.index(dep):] + [dep]
+                pytest.fail("import circle in fastlstm.bench: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    code = ("import sys, fastlstm.bench, fastlstm.bench.cli; "
+            "heavy = [m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
+

@@ -498,7 +498,7 @@ def test_import_fastlstm_does_not_import_torch():
 
 
 def test_bench_helper_smoke():
-    from fastlstm._bench_torch_train import format, run
+    from fastlstm.bench.torch_train import format, run
 
     before = torch.get_num_threads()
     r = run(threads=1, repeats=1, batches=2, shape=dict(T=6, B=3, I=4, H=8))

@@ -1,7 +1,7 @@
 """Time one epoch of a small CPU training loop in PyTorch: torch.nn.LSTM against
 fastlstm.torch.LSTM (imports torch).
 
-    from fastlstm._bench_torch_train import run, format
+    from fastlstm.bench.torch_train import run, format
     print(format(run(threads=2, epochs=1, repeats=3, batches=20)))
 
 The model (the defaults; `shape=` changes them): a 2-layer LSTM with input size I = 32
@@ -12,20 +12,18 @@ zero_grad, forward, loss, backward and optimizer step over fixed random batches.
 start from the same weights and read the same data; the epochs of the two alternate (torch,
 fastlstm, torch, ...) so that drifts in the machine's speed hit both alike.
 
-From the command line: `python -m fastlstm._bench_torch_train [threads [batches]]`.
+From the command line: `python -m fastlstm.bench.torch_train [threads [batches]]`.
 """
 import os
 import platform
 import statistics
 import time
 
-from ._bench import cpu_model, isa_info
+from .machine import cpu_model, isa_info
 
 #: the benchmark's default shape and epoch length
 SHAPE = dict(T=100, B=32, I=32, H=128, num_layers=2)
 BATCHES = 20
-
-
 
 
 def _make(rnn_class, shape, state, torch):

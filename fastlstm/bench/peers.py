@@ -219,7 +219,8 @@ class Contender:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
 
 
-def _import_optional(module_name: str, contender: str):
+def import_optional(module_name: str, contender: str):
+    """importlib.import_module(module_name), or PeerUnavailable naming `contender`."""
     try:
         return importlib.import_module(module_name)
     except ImportError as exc:
@@ -239,7 +240,7 @@ def build_fastlstm(backend: str, problem: Problem, threads: int = 1) -> Contende
     `threads` is applied by threads_limited (BLAS/OpenMP pools), not here.
     """
     if backend not in fastlstm.available_backends():
-        from ._backends import unavailable_backends
+        from .._backends import unavailable_backends
 
         why = unavailable_backends().get(backend, "unknown backend")
         raise PeerUnavailable(f"fastlstm backend {backend!r} is unavailable: {why}")
@@ -272,7 +273,7 @@ def build_torch(problem: Problem, threads: int = 1) -> Contender:
     comes out through pad_packed_sequence(..., total_length=T) (zeros past each length).
     torch.set_num_threads is applied by threads_limited, not here.
     """
-    torch = _import_optional("torch", "torch")
+    torch = import_optional("torch", "torch")
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
     T, B, I, H = problem.shape
@@ -333,7 +334,7 @@ ONNX_IR_VERSION = 8
 def torch_to_onnx_gates(w: np.ndarray, cell: str = "lstm") -> np.ndarray:
     """Reorder the gate blocks of w, (G*H, n) or (G*H,), from PyTorch's order to ONNX's
     (LSTM i, o, f, c; GRU z, r, h; fastlstm.interop.onnx_graph holds the tables)."""
-    from .interop.onnx_graph import ONNX_FROM_TORCH, reorder_blocks
+    from ..interop.onnx_graph import ONNX_FROM_TORCH, reorder_blocks
 
     return reorder_blocks(w, ONNX_FROM_TORCH[cell])
 
@@ -346,7 +347,7 @@ def onnx_model(problem: Problem):
     sequence_lens (B,) int32 when the problem has lengths, initial_h (1, B, H), and for the
     LSTM initial_c (1, B, H). Outputs: Y (T, 1, B, H), Y_h (1, B, H) (and Y_c for the LSTM).
     """
-    onnx = _import_optional("onnx", "onnxruntime")
+    onnx = import_optional("onnx", "onnxruntime")
     from onnx import TensorProto, helper, numpy_helper
 
     T, B, I, H = problem.shape
@@ -386,22 +387,30 @@ def onnx_model(problem: Problem):
     return model
 
 
-def build_onnxruntime(problem: Problem, threads: int = 1) -> Contender:
-    """onnxruntime running onnx_model(problem) on the CPU; inference only (train is None).
-
-    Session: intra_op_num_threads = threads, inter_op_num_threads = 1, sequential execution.
-    infer: session.run(["Y"], {X, initial_h[, initial_c][, sequence_lens]}) -> [Y (T, 1, B, H)].
-    """
-    ort = _import_optional("onnxruntime", "onnxruntime")
-    model = onnx_model(problem)
+def ort_session(model, threads: int = 1):
+    """An onnxruntime.InferenceSession of `model` (an onnx.ModelProto) on the CPU, as every
+    table of the bench makes them: intra_op_num_threads = threads (the session's own thread
+    pool: one session per thread count), inter_op_num_threads = 1, sequential execution,
+    every graph optimisation, warnings silenced."""
+    ort = import_optional("onnxruntime", "onnxruntime")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = int(threads)
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), opts,
-                                   providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+
+
+def build_onnxruntime(problem: Problem, threads: int = 1) -> Contender:
+    """onnxruntime running onnx_model(problem) on the CPU; inference only (train is None).
+
+    Session: ort_session(model, threads) (intra_op_num_threads = threads, sequential).
+    infer: session.run(["Y"], {X, initial_h[, initial_c][, sequence_lens]}) -> [Y (T, 1, B, H)].
+    """
+    ort = import_optional("onnxruntime", "onnxruntime")
+    session = ort_session(onnx_model(problem), threads)
     feeds = {"X": np.ascontiguousarray(problem.x), "initial_h": problem.h0[None].copy()}
     if problem.cell == "lstm":
         feeds["initial_c"] = problem.c0[None].copy()

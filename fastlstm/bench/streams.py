@@ -16,7 +16,8 @@ import numpy as np
 
 import fastlstm
 
-from . import _peers
+from . import peers
+from .timing import measure
 
 DEFAULT_SIZES = (64, 128)
 STREAM_CELLS = ("lstm", "gru")
@@ -43,10 +44,10 @@ class StreamRow:
 def fill_speedups(group):
     """For each fastlstm row of `group` (rows of one case: .contender, .median_s, .speedup),
     speedup = {peer: time(peer) / time(row)} over the peers' rows of the group."""
-    peers = [r for r in group if r.contender in _peers.PEERS]
+    peer_rows = [r for r in group if r.contender in peers.PEERS]
     for r in group:
-        if r.contender not in _peers.PEERS:
-            r.speedup = {p.contender: p.median_s / r.median_s for p in peers}
+        if r.contender not in peers.PEERS:
+            r.speedup = {p.contender: p.median_s / r.median_s for p in peer_rows}
 
 
 def _module(cell, size, backend):
@@ -61,7 +62,7 @@ def _fastlstm_stepper(m):
 
 
 def _torch_stepper(m):
-    torch = _peers._import_optional("torch", "torch")
+    torch = peers.import_optional("torch", "torch")
     mod = (torch.nn.LSTM if m.kind == "lstm" else torch.nn.GRU)(m.input_size, m.hidden_size)
     mod.load_state_dict({k: torch.from_numpy(v) for k, v in m.state_dict().items()})
     H = m.hidden_size
@@ -78,22 +79,15 @@ def _torch_stepper(m):
 
 
 def _ort_stepper(m):
-    ort = _peers._import_optional("onnxruntime", "onnxruntime")
     p = m.state_dict()
     H = m.hidden_size
-    problem = _peers.Problem(
+    problem = peers.Problem(
         x=np.zeros((1, 1, m.input_size), np.float32), w_ih=p["weight_ih_l0"],
         w_hh=p["weight_hh_l0"], b_ih=p["bias_ih_l0"], b_hh=p["bias_hh_l0"],
         h0=np.zeros((1, H), np.float32),
         c0=np.zeros((1, H), np.float32) if m.kind == "lstm" else None,
         dy=np.zeros((1, 1, H), np.float32), cell=m.kind)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(_peers.onnx_model(problem).SerializeToString(), opts,
-                                   providers=["CPUExecutionProvider"])
+    session = peers.ort_session(peers.onnx_model(problem), threads=1)
     lstm = m.kind == "lstm"
     outputs = ["Y", "Y_h", "Y_c"] if lstm else ["Y", "Y_h"]
     feeds = {"initial_h": np.zeros((1, 1, H), np.float32)}
@@ -128,13 +122,11 @@ def run_streams(contenders: Sequence[str], sizes: Sequence[int] = DEFAULT_SIZES,
                 cells: Sequence[str] = STREAM_CELLS, min_time: float = 0.3,
                 repeats: int = 5) -> List[StreamRow]:
     """Check, then time one step of every contender for every cell and size, under one
-    thread. Raises _peers.MismatchError when a contender's first steps disagree with the
+    thread. Raises peers.MismatchError when a contender's first steps disagree with the
     reference."""
-    from . import _bench
-
     rows = []
     rng = np.random.default_rng(3)
-    with _peers.threads_limited(1):
+    with peers.threads_limited(1):
         for cell in cells:
             for size in sizes:
                 m = _module(cell, size, "numpy")
@@ -144,15 +136,15 @@ def run_streams(contenders: Sequence[str], sizes: Sequence[int] = DEFAULT_SIZES,
                 errors = {}
                 for name, step in steppers.items():
                     got = np.stack([step(xs[t]) for t in range(CHECK_STEPS)])
-                    errors[name] = _peers.rel_error(got.reshape(ref.shape), ref)
-                    if not errors[name] <= _peers.RTOL:
-                        raise _peers.MismatchError(
+                    errors[name] = peers.rel_error(got.reshape(ref.shape), ref)
+                    if not errors[name] <= peers.RTOL:
+                        raise peers.MismatchError(
                             f"stream contender {name!r} ({cell}, I=H={size}) disagrees with "
                             f"the reference: relative error {errors[name]:.2e}")
                 x_t = xs[0]
                 group = []
                 for name, step in steppers.items():
-                    timing = _bench.measure(lambda: step(x_t), min_time, repeats, warmup=50)
+                    timing = measure(lambda: step(x_t), min_time, repeats, warmup=50)
                     group.append(StreamRow(cell, size, name, timing.median, errors[name], {}))
                 fill_speedups(group)
                 rows += group
@@ -161,9 +153,9 @@ def run_streams(contenders: Sequence[str], sizes: Sequence[int] = DEFAULT_SIZES,
 
 def format_streams(rows: Sequence[StreamRow]) -> str:
     """The stream table as text."""
-    peers = [p for p in _peers.PEERS if any(r.contender == p for r in rows)]
+    peer_names = [p for p in peers.PEERS if any(r.contender == p for r in rows)]
     head = (f"{'cell':<6} {'I=H':>5} {'contender':<12} {'median us':>10} {'max err':>8}"
-            + "".join(f" {'vs ' + _peers.SHORT_NAMES[p]:>9}" for p in peers))
+            + "".join(f" {'vs ' + peers.SHORT_NAMES[p]:>9}" for p in peer_names))
     lines = ["", "stream steps: one step per call (B=1, T=1), one thread, float32, the state "
                  "carried between calls (onnxruntime: its outputs fed back as the next "
                  "initial state); time(PEER) / time(fastlstm) in the vs columns",
@@ -174,7 +166,7 @@ def format_streams(rows: Sequence[StreamRow]) -> str:
             lines.append("")
         previous = (r.cell, r.size)
         cells = "".join(f" {r.speedup[p]:8.2f}x" if p in r.speedup else f" {'':>9}"
-                        for p in peers)
+                        for p in peer_names)
         lines.append(f"{r.cell:<6} {r.size:>5} {r.contender:<12} {r.median_s * 1e6:10.2f} "
                      f"{r.max_rel_error:8.1e}{cells}".rstrip())
     return "\n".join(lines)

@@ -19,7 +19,9 @@ import numpy as np
 
 import fastlstm
 
-from . import _bench_streams, _peers
+from . import peers
+from .streams import fill_speedups
+from .timing import measure
 
 #: (name, cell, num_layers, bidirectional, (T, B, I, H))
 STACKS = (("lstm 2-layer bidir", "lstm", 2, True, (100, 16, 128, 256)),
@@ -59,7 +61,7 @@ def _fastlstm(m, x, dy):
 
 
 def _torch(m, x, dy):
-    torch = _peers._import_optional("torch", "torch")
+    torch = peers.import_optional("torch", "torch")
     mod = (torch.nn.LSTM if m.kind == "lstm" else torch.nn.GRU)(
         m.input_size, m.hidden_size, num_layers=m.num_layers, bidirectional=m.bidirectional)
     mod.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in m.state_dict().items()})
@@ -81,15 +83,8 @@ def _torch(m, x, dy):
 
 
 def _onnxruntime(m, x, dy, threads):
-    ort = _peers._import_optional("onnxruntime", "onnxruntime")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(threads)
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3
     model = m.to_onnx(None)   # the ModelProto: one node per layer (fastlstm.interop)
-    session = ort.InferenceSession(model.SerializeToString(), opts,
-                                   providers=["CPUExecutionProvider"])
+    session = peers.ort_session(model, threads)
 
     def infer():
         return session.run(["y"], {"x": x})[0]
@@ -100,8 +95,6 @@ def _onnxruntime(m, x, dy, threads):
 def run_stacks(contenders: Sequence[str], threads: int, min_time: float = 0.3,
                repeats: int = 5, stacks=STACKS) -> List[StackRow]:
     """Check, then time, every contender on every stacked model, inference and training."""
-    from . import _bench
-
     rows = []
     for model, cell, L, bidir, (T, B, I, H) in stacks:
         rng = np.random.default_rng(5)
@@ -112,7 +105,7 @@ def run_stacks(contenders: Sequence[str], threads: int, min_time: float = 0.3,
         y, _, tape = ref_m.forward(x, return_tape=True)
         ref_g = ref_m.backward(tape, dy)[2]
         built = {}
-        with _peers.threads_limited(threads):
+        with peers.threads_limited(threads):
             for name in contenders:
                 if name in fastlstm.available_backends():
                     built[name] = _fastlstm(_module(cell, L, bidir, I, H, name), x, dy)
@@ -122,35 +115,35 @@ def run_stacks(contenders: Sequence[str], threads: int, min_time: float = 0.3,
                     built[name] = _onnxruntime(ref_m, x, dy, threads)
             errors = {}
             for name, (infer, train, y_of, g_of) in built.items():
-                err = {"inference": _peers.rel_error(y_of(infer()), ref_y)}
+                err = {"inference": peers.rel_error(y_of(infer()), ref_y)}
                 if train is not None:
                     g = g_of(train())
-                    err["training"] = max(_peers.rel_error(g[k], ref_g[k]) for k in ref_g)
-                bad = {k: v for k, v in err.items() if not v <= _peers.RTOL}
+                    err["training"] = max(peers.rel_error(g[k], ref_g[k]) for k in ref_g)
+                bad = {k: v for k, v in err.items() if not v <= peers.RTOL}
                 if bad:
-                    raise _peers.MismatchError(f"stack contender {name!r} ({model}) disagrees "
+                    raise peers.MismatchError(f"stack contender {name!r} ({model}) disagrees "
                                                f"with the reference: {bad}")
                 errors[name] = err
-            for mode in _peers.MODES:
+            for mode in peers.MODES:
                 group = []
                 for name, (infer, train, _, _) in built.items():
                     fn = infer if mode == "inference" else train
                     if fn is None:
                         continue
-                    timing = _bench.measure(fn, min_time, repeats)
+                    timing = measure(fn, min_time, repeats)
                     group.append(StackRow(model, (T, B, I, H), mode, name, timing.median,
                                           errors[name][mode], {}))
-                _bench_streams.fill_speedups(group)
+                fill_speedups(group)
                 rows += group
     return rows
 
 
 def format_stacks(rows: Sequence[StackRow], threads: int) -> str:
     """The stacked-model table as text."""
-    peers = [p for p in _peers.PEERS if any(r.contender == p for r in rows)]
+    peer_names = [p for p in peers.PEERS if any(r.contender == p for r in rows)]
     head = (f"{'model':<20} {'shape TxBxIxH':<16} {'mode':<9} {'contender':<12} "
             f"{'median ms':>10} {'max err':>8}"
-            + "".join(f" {'vs ' + _peers.SHORT_NAMES[p]:>9}" for p in peers))
+            + "".join(f" {'vs ' + peers.SHORT_NAMES[p]:>9}" for p in peer_names))
     lines = ["", f"layer stacks: fastlstm.LSTM / GRU against torch.nn and an ONNX Runtime graph "
                  f"of the same stack, float32, {threads} thread(s); time(PEER) / time(fastlstm)",
              "", head, "-" * len(head)]
@@ -160,8 +153,8 @@ def format_stacks(rows: Sequence[StackRow], threads: int) -> str:
             lines.append("")
         previous = (r.model, r.mode)
         cells = "".join(f" {r.speedup[p]:8.2f}x" if p in r.speedup else
-                        (f" {'n/a':>9}" if r.contender not in _peers.PEERS else f" {'':>9}")
-                        for p in peers)
+                        (f" {'n/a':>9}" if r.contender not in peers.PEERS else f" {'':>9}")
+                        for p in peer_names)
         lines.append(f"{r.model:<20} {'x'.join(map(str, r.shape)):<16} {r.mode:<9} "
                      f"{r.contender:<12} {r.median_s * 1e3:10.3f} {r.max_rel_error:8.1e}"
                      f"{cells}".rstrip())

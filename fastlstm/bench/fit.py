@@ -1,11 +1,11 @@
 """Time fastlstm.training.fit against the equivalent PyTorch training loop, on the adding
 problem with the demo's model and sizes (fastlstm/demos/adding.py).
 
-    python -m fastlstm._bench_fit [--epochs 2] [--repeats 5] [--threads 1]
+    python -m fastlstm.bench.fit [--epochs 2] [--repeats 5] [--threads 1]
 
-    from fastlstm import _bench_fit
-    result = _bench_fit.run()        # dict: medians, ratio, CPU, versions, threads, ...
-    print(_bench_fit.format(result))
+    from fastlstm.bench import fit
+    result = fit.run()               # dict: medians, ratio, CPU, versions, threads, ...
+    print(fit.format(result))
 
 Both sides do the same work: an LSTM (2 -> hidden, batch_first) whose last state goes into a
 Linear layer (hidden -> 1), mean squared error, gradient clipping to a global norm, Adam; the
@@ -27,12 +27,11 @@ import time
 import numpy as np
 
 import fastlstm
-from fastlstm._bench import cpu_model, isa_info
-from fastlstm.demos.adding import DEFAULTS, make_data, make_model
-from fastlstm.training.fit import fit
-from fastlstm.training.optim import Adam
 
-
+from ..demos.adding import DEFAULTS, make_data, make_model
+from ..training.fit import fit
+from ..training.optim import Adam
+from .machine import cpu_model, isa_info
 
 
 def _torch_models(model, torch):
@@ -119,7 +118,7 @@ def run(T=DEFAULTS["T"], samples=DEFAULTS["samples"], epochs=2, hidden=DEFAULTS[
     finally:
         torch.set_num_threads(old_torch_threads)
     f_med, t_med = float(np.median(times["fastlstm"])), float(np.median(times["torch"]))
-    from fastlstm._backends import get_backend
+    from .._backends import get_backend
 
     return dict(cfg, repeats=repeats, threads=threads, fastlstm_s=f_med, torch_s=t_med,
                 ratio=t_med / f_med, fastlstm_times=times["fastlstm"],
@@ -151,7 +150,7 @@ def format(result):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m fastlstm._bench_fit",
+    parser = argparse.ArgumentParser(prog="python -m fastlstm.bench.fit",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--samples", type=int, default=DEFAULTS["samples"])
