@@ -24,7 +24,7 @@ def test_bench_smoke(tmp_path, capsys, monkeypatch):
     rc = cli.main(["--shapes", "12x5x3x4", "12x1x3x4", "--lengths-shapes", "12x5x3x4",
                    "--min-time", "0.01", "--repeats", "3", "--peak-size", "128", "--threads",
                    "1", "--stream-sizes", "6", "--no-stacks", "--no-training", "--no-progress",
-                   "--json", str(out)])
+                   "--no-denormals", "--json", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "fastlstm bench" in text and "variable lengths:" in text and "stream steps" in text
@@ -273,3 +273,21 @@ def test_package_imports_go_one_way():
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
 
+
+
+def test_denormals_table_smoke():
+    """The denormals table at a tiny shape: a row per contender and mode, the subnormal
+    problem really subnormal, and its text and JSON."""
+    from fastlstm.bench import denormals
+
+    problem = denormals.subnormal_problem(peers.make_problem(5, 2, 3, 4))
+    assert np.all(np.abs(problem.x) < 1.18e-38) and np.all(problem.b_ih == 0)
+    names = [n for n in ("cython", "numpy", "onnxruntime") if n in peers.available_contenders()]
+    result = denormals.run_denormals(names, 1, shape=(5, 2, 3, 4), min_time=0.0, repeats=2,
+                                     warmup=1)
+    expected = [(n, m) for n in names for m in peers.MODES
+                if m == "inference" or n != "onnxruntime"]
+    assert [(r.contender, r.mode) for r in result["rows"]] == expected
+    assert all(r.normal_s > 0 and r.subnormal_s > 0 for r in result["rows"])
+    assert "denormals: LSTM 5x2x3x4" in denormals.format_denormals(result)
+    assert json.loads(json.dumps(denormals.to_json(result)))["rows"][0]["ratio"] > 0

@@ -18,6 +18,8 @@ The tables, in the order `python -m fastlstm bench` prints them (--json FILE wri
     per_call     the fixed cost of one call (LSTM, T = 1, B = 1, I = 32, H = 64, one thread):
                  a layer call, fastlstm.forward, a stream step, ONNX Runtime's session.run,
                  torch.nn.LSTM (--no-per-call skips it)
+    denormals    LSTM 100x16x128x256 on subnormal-heavy data against normal data, every
+                 contender, both modes, the run's thread count (--no-denormals skips it)
     streams      one step of a one-layer LSTM and GRU, B = 1, one thread, the state carried
                  (--stream-sizes with no size skips it)
     stacks       a 2-layer bidirectional LSTM and a 2-layer GRU (--no-stacks skips it)

@@ -9,7 +9,7 @@ from typing import List, Sequence
 
 import fastlstm
 
-from . import grid, per_call, peers, scaling, stacks, streams
+from . import denormals, grid, per_call, peers, scaling, stacks, streams
 from .machine import DEFAULT_PEAK_SIZE
 from .timing import DEFAULT_MIN_TIME, DEFAULT_REPEATS, DEFAULT_WARMUP, Progress
 
@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "[T/10, T]; give none to skip them (default: "
                              + " ".join(shape_label(s) for s in grid.DEFAULT_LENGTHS_SHAPES)
                              + ")")
+    parser.add_argument("--no-denormals", action="store_true",
+                        help="skip the denormals table (LSTM 100x16x128x256 on subnormal-heavy "
+                             "data against normal data, every contender, both modes)")
     parser.add_argument("--no-scaling", action="store_true",
                         help="skip the threads table (the B=1 shapes of --shapes, every cell "
                              "of --cells, inference: cython, onnxruntime and torch at 1 and 2 "
@@ -167,6 +170,11 @@ def main(argv=None) -> int:
             table = per_call.run_per_call(contenders, **timing)
             print(per_call.format_per_call(table), flush=True)
             data["per_call"] = per_call.to_json(table)
+        if not args.no_denormals:
+            table = denormals.run_denormals(contenders, args.threads, progress=progress,
+                                            **timing)
+            print(denormals.format_denormals(table), flush=True)
+            data["denormals"] = denormals.to_json(table)
         rows = []
         if args.stream_sizes:
             rows = streams.run_streams(contenders, args.stream_sizes, **timing)
