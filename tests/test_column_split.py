@@ -132,10 +132,12 @@ def test_cython_column_rule(kernels):
     assert team(LSTM, 1, 512, threads=1) == 0
     assert team(LSTM, 64, 512) == 0                  # rows enough for every thread
     assert team(LSTM, 1, nr) == 0                    # one chunk of units: nothing to split
-    if 4 * (2 * nr) ** 2 >= 32768:                   # two chunks, a product big enough
-        assert team(LSTM, 1, 2 * nr, threads=8) == 2     # at most one thread per chunk
-    assert team(RNN_TANH, 1, 128) == 0               # 16K multiply-adds a step: too few
-    assert team(GRU_LBR, 2, 128) == 2 and team(GRU_LBR, 4, 128) == 0
+    H = -(-182 // nr) * nr                           # whole chunks, a product big enough
+    assert team(LSTM, 1, H, threads=H // nr + 5) == H // nr   # at most one thread per chunk
+    assert team(RNN_TANH, 1, 128) == 0               # 16K multiply-adds a block: too few
+    assert team(LSTM, 1, 128) == 0                   # the same per gate block
+    assert team(RNN_TANH, 2, 256) == 2 and team(RNN_TANH, 4, 256) == 0
+    assert team(GRU_LBR, 2, 256) == 2 and team(GRU_LBR, 4, 256) == 0
     # rows per thread allowed grow with the weights' bytes (512 KiB each)
     assert team(LSTM, 4, 256) == 2 and team(LSTM, 8, 256) == 0         # 1 MiB of w_hh
     assert team(LSTM, 16, 512) == 2 and team(LSTM, 32, 512) == 0       # 4 MiB
@@ -313,7 +315,7 @@ STREAM_CASES = [
     ("gru", {"linear_before_reset": True}, 1, 24, 256, 1),
     ("gru", {"linear_before_reset": False}, 2, 24, 256, 1),
     ("rnn", {"nonlinearity": "relu"}, 1, 24, 512, 1),
-    ("lstm", {}, 1, 24, 130, 1),          # packed for the split, steps on one thread
+    ("gru", {"linear_before_reset": True}, 1, 24, 190, 1),   # split packing, 1-thread steps
 ]
 
 

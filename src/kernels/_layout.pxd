@@ -52,15 +52,14 @@ cdef inline Py_ssize_t recurrent_packed_length(floating* dtype_of, int cell, Py_
 
 
 # The column split (recurrent_forward.pyx, forward's `columns`): the rule that picks it over
-# the groups of batch rows. The split pays a barrier per step; it saves each thread the weights
-# of the other slices (w_hh is read whole at every step by every group of rows, and once it
-# outgrows a core's cache that read sets the pace) and gives B < n_threads rows work for every
-# thread. So it is taken when the recurrent product has at least COLUMN_MIN_MACS
-# multiply-adds per row and step, and the rows per thread are at most
-# max(1, bytes of w_hh / COLUMN_ROW_BYTES). Fitted on an Intel Xeon (AVX-512, 2 MiB L2 per
-# core, 2 threads) over LSTM, both GRUs and the RNN at H = 64 ... 512, B = 1 ... 16
-# (bench/RESULTS.md, "column split"): it picks the faster decomposition at every one of
-# those points but three, where the two were within 7%.
+# the groups of batch rows. The split pays a barrier per step and one product call per gate
+# block; it saves each thread the weights of the other slices (w_hh is read whole at every
+# step by every group of rows, and once it outgrows a core's cache that read sets the pace)
+# and gives B < n_threads rows work for every thread. So it is taken when each gate block's
+# recurrent product (H x Hout) has at least COLUMN_MIN_MACS multiply-adds per row and step,
+# and the rows per thread are at most max(1, bytes of w_hh / COLUMN_ROW_BYTES). Fitted on an
+# Intel Xeon (AVX-512, 2 MiB L2 per core, 2 threads) over LSTM, both GRUs and the tanh RNN at
+# H = 64 ... 512, B = 1 ... 16 (bench/column_split.py; bench/RESULTS.md, "column split").
 cdef enum:
     COLUMN_MIN_MACS = 32768
     COLUMN_ROW_BYTES = 524288
@@ -77,9 +76,9 @@ cdef inline int column_threads(floating* dtype_of, int cell, Py_ssize_t B, Py_ss
     """The team the column split would use for B rows on n_threads threads (at most one per
     chunk of units), or 0 when the rule above keeps the groups of rows."""
     cdef Py_ssize_t team = min(<Py_ssize_t>n_threads, unit_chunks(dtype_of, H))
-    cdef Py_ssize_t macs = gate_width(cell, H) * Hout
-    cdef Py_ssize_t rows_per_thread = max(1, macs * <Py_ssize_t>sizeof(floating) // COLUMN_ROW_BYTES)
-    if team < 2 or macs < COLUMN_MIN_MACS or B > rows_per_thread * n_threads:
+    cdef Py_ssize_t w_hh_bytes = gate_width(cell, H) * Hout * <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t rows_per_thread = max(1, w_hh_bytes // COLUMN_ROW_BYTES)
+    if team < 2 or H * Hout < COLUMN_MIN_MACS or B > rows_per_thread * n_threads:
         return 0
     return <int>team
 
