@@ -27,23 +27,13 @@ from .. import _api
 from .._backends import get_backend
 from .._threads import current_threads
 from .._validate import check_shape
+from ._packing import cell_code
 from ._stack import _layer_params
 
 #: a single step shares the threads (the column split) from this many multiply-adds of its
 #: recurrent product per row up: below it, waking the second thread and the barrier cost more
 #: than half the product saves (bench/RESULTS.md, "column split", the stream rows)
 STEP_SPLIT_MACS = 1 << 17
-
-_CELL_CODES = {"lstm": _api.LSTM, "rnn_tanh": _api.RNN_TANH, "rnn_relu": _api.RNN_RELU,
-               "gru_lbr": _api.GRU_LINEAR_BEFORE_RESET, "gru_rb": _api.GRU_RESET_BEFORE}
-
-
-def _cell_code(module):
-    if module.kind == "lstm":
-        return _api.LSTM
-    if module.kind == "gru":
-        return _CELL_CODES["gru_lbr" if module.linear_before_reset else "gru_rb"]
-    return _CELL_CODES["rnn_" + module.nonlinearity]
 
 
 class _Layer:
@@ -90,7 +80,7 @@ class Stream:
         self.num_layers = L = module.num_layers
         self._H = H = module.hidden_size
         self._H_out = module.proj_size or H
-        self._cell = _cell_code(module)
+        self._cell = cell_code(module)
         self._options = ({} if module.kind == "lstm" else
                          {"linear_before_reset": module.linear_before_reset}
                          if module.kind == "gru" else {"nonlinearity": module.nonlinearity})

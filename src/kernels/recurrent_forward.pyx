@@ -441,16 +441,22 @@ cdef void one_step(int cell, const floating* x, const floating* w_ih_pack,
                    Py_ssize_t Gs) noexcept nogil:
     """x (B, I) -> y (B, Hout) for every row from the state h[0] (B, Hout) (and c[0], LSTM),
     which then moves on: step 0 of run_chunk on one chunk of one step, then the new state
-    copied into slot 0 (h, c: 2 slots each). In flush-to-zero mode (_fpmode.h)."""
+    copied into slot 0 (h, c: 2 slots each; move_state). In flush-to-zero mode (_fpmode.h)."""
     cdef fl_fpmode mode = fl_flush_denormals()
     gemm(B, gate_width(cell, H), I, x, I, 1, w_ih_pack, gates, Gs, False)
     step(cell, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, h, c, gates, work, 0, B, B, H, Hout,
          P, False, 0)
+    fl_restore_fpmode(mode)
+    move_state(cell, h, c, y, B, H, Hout)
+
+
+cdef inline void move_state(int cell, floating* h, floating* c, floating* y, Py_ssize_t B,
+                            Py_ssize_t H, Py_ssize_t Hout) noexcept nogil:
+    """After one step from slot 0: y (B, Hout) and slot 0 of h (and c, LSTM) get slot 1."""
     memcpy(y, h + B * Hout, B * Hout * sizeof(floating))
     memcpy(h, h + B * Hout, B * Hout * sizeof(floating))
     if cell == LSTM:
         memcpy(c, c + B * H, B * H * sizeof(floating))
-    fl_restore_fpmode(mode)
 
 
 cdef Py_ssize_t _packed(bint is_double, Py_ssize_t k, Py_ssize_t n) noexcept:
@@ -479,10 +485,7 @@ cdef void columns_one_step(int cell, const floating* x, const floating* w_ih_pac
     else:
         column_loop(cell, x, w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, lengths, h,
                     c, gates, work, 1, B, I, H, Hout, P, Gs, 1, False, &bar, 0, 1)
-    memcpy(y, h + B * Hout, B * Hout * sizeof(floating))
-    memcpy(h, h + B * Hout, B * Hout * sizeof(floating))
-    if cell == LSTM:
-        memcpy(c, c + B * H, B * H * sizeof(floating))
+    move_state(cell, h, c, y, B, H, Hout)
 
 
 cdef Py_ssize_t _recurrent_packed(bint is_double, int cell, Py_ssize_t Hout,
@@ -566,44 +569,35 @@ cdef class StepPlan:
         if self.is_double:
             xd = x
             yd = y
-            if (xd.shape[0] != self.B or xd.shape[1] != self.I or yd.shape[0] != self.B
-                    or yd.shape[1] != self.Hout):
-                raise ValueError("StepPlan.step: x (B, I) and y (B, Hout) expected")
+            self._check(xd.shape[0], xd.shape[1], yd.shape[0], yd.shape[1])
             with nogil:
-                if team:
-                    columns_one_step(self.cell, &xd[0, 0], <double*>self.w_ih_pack,
-                                     <double*>self.w_hh_pack, <double*>self.w_n_pack,
-                                     <double*>self.w_hr_pack, <double*>self.bias,
-                                     <double*>self.peep, <int64_t*>self.lengths,
-                                     <double*>self.h, <double*>self.c, <double*>self.gates,
-                                     <double*>self.work, &yd[0, 0], self.B, self.I, self.H,
-                                     self.Hout, self.P, self.Gs, team)
-                else:
-                    one_step(self.cell, &xd[0, 0], <double*>self.w_ih_pack,
-                             <double*>self.w_hh_pack, <double*>self.w_n_pack,
-                             <double*>self.w_hr_pack, <double*>self.bias, <double*>self.peep,
-                             <double*>self.h, <double*>self.c, <double*>self.gates,
-                             <double*>self.work, &yd[0, 0], self.B, self.I, self.H, self.Hout,
-                             self.P, self.Gs)
+                self._run(&xd[0, 0], &yd[0, 0], team)
         else:
             xf = x
             yf = y
-            if (xf.shape[0] != self.B or xf.shape[1] != self.I or yf.shape[0] != self.B
-                    or yf.shape[1] != self.Hout):
-                raise ValueError("StepPlan.step: x (B, I) and y (B, Hout) expected")
+            self._check(xf.shape[0], xf.shape[1], yf.shape[0], yf.shape[1])
             with nogil:
-                if team:
-                    columns_one_step(self.cell, &xf[0, 0], <float*>self.w_ih_pack,
-                                     <float*>self.w_hh_pack, <float*>self.w_n_pack,
-                                     <float*>self.w_hr_pack, <float*>self.bias,
-                                     <float*>self.peep, <int64_t*>self.lengths,
-                                     <float*>self.h, <float*>self.c, <float*>self.gates,
-                                     <float*>self.work, &yf[0, 0], self.B, self.I, self.H,
-                                     self.Hout, self.P, self.Gs, team)
-                else:
-                    one_step(self.cell, &xf[0, 0], <float*>self.w_ih_pack,
-                             <float*>self.w_hh_pack, <float*>self.w_n_pack,
-                             <float*>self.w_hr_pack, <float*>self.bias, <float*>self.peep,
-                             <float*>self.h, <float*>self.c, <float*>self.gates,
-                             <float*>self.work, &yf[0, 0], self.B, self.I, self.H, self.Hout,
-                             self.P, self.Gs)
+                self._run(&xf[0, 0], &yf[0, 0], team)
+
+    cdef int _check(self, Py_ssize_t xb, Py_ssize_t xi, Py_ssize_t yb,
+                    Py_ssize_t yh) except -1:
+        if xb != self.B or xi != self.I or yb != self.B or yh != self.Hout:
+            raise ValueError("StepPlan.step: x (B, I) and y (B, Hout) expected")
+        return 0
+
+    cdef void _run(self, const floating* x, floating* y, int team) noexcept nogil:
+        """One step on the plan's buffers (their dtype is x's): on `team` threads of the
+        column split, or with team 0 on this thread (the plain packing)."""
+        if team:
+            columns_one_step(self.cell, x, <floating*>self.w_ih_pack,
+                             <floating*>self.w_hh_pack, <floating*>self.w_n_pack,
+                             <floating*>self.w_hr_pack, <floating*>self.bias,
+                             <floating*>self.peep, <int64_t*>self.lengths, <floating*>self.h,
+                             <floating*>self.c, <floating*>self.gates, <floating*>self.work, y,
+                             self.B, self.I, self.H, self.Hout, self.P, self.Gs, team)
+        else:
+            one_step(self.cell, x, <floating*>self.w_ih_pack, <floating*>self.w_hh_pack,
+                     <floating*>self.w_n_pack, <floating*>self.w_hr_pack,
+                     <floating*>self.bias, <floating*>self.peep, <floating*>self.h,
+                     <floating*>self.c, <floating*>self.gates, <floating*>self.work, y,
+                     self.B, self.I, self.H, self.Hout, self.P, self.Gs)
