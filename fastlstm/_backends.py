@@ -27,9 +27,10 @@ ENV_VAR = "FASTLSTM_BACKEND"
 
 class CythonBackend:
     """src/kernels/recurrent_forward.pyx and recurrent_backward.pyx: one group of batch rows
-    per OpenMP thread, or for small batches the forward's column split (the rule in
-    src/kernels/_layout.pxd, column_threads); built once per x86-64 level; `level` (default:
-    fastlstm._isa's choice, $FASTLSTM_ISA or the best this CPU runs) picks the build."""
+    per OpenMP thread, or for small batches the column split, forward and backward (the rule
+    in src/kernels/_layout.pxd, column_threads); built once per x86-64 level; `level`
+    (default: fastlstm._isa's choice, $FASTLSTM_ISA or the best this CPU runs) picks the
+    build."""
 
     name = "cython"
 
@@ -77,13 +78,19 @@ class CythonBackend:
         packed.scratch[columns] = scratch
 
     def backward(self, cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA,
-                 dhp, dx, dw_ih, dw_hh, db_ih, db_hh, work, n_groups=1, n_threads=1):
+                 dhp, dx, dw_ih, dw_hh, db_ih, db_hh, work, n_groups=1, n_threads=1,
+                 columns=-1):
+        """columns: as the kernel's (-1: its rule; 0: never the column split; 1: always, which
+        needs n_groups=1). With one group of rows and several threads the walk may take the
+        split, so the scratch then has room for its buffers (column_rows = B)."""
         T, B, I = x.shape
+        may_split = n_groups == 1 and (columns > 0 or (columns < 0 and n_threads > 1))
         scratch = np.empty(self._bwd_scratch(cell, T * B, I, w_hh.shape[1], w_hr.shape[1],
-                                             w_hr.shape[0], x.dtype.itemsize, n_threads),
+                                             w_hr.shape[0], x.dtype.itemsize, n_threads,
+                                             B if may_split else 0),
                            dtype=x.dtype)
         self._bwd(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp,
-                  dx, dw_ih, dw_hh, db_ih, db_hh, work, scratch, n_groups, n_threads)
+                  dx, dw_ih, dw_hh, db_ih, db_hh, work, scratch, n_groups, n_threads, columns)
 
 
 class NumbaBackend:

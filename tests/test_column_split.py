@@ -11,6 +11,13 @@ batches the threads share every step by slices of the hidden units.
 - A loaded machine: busy processes on every core while the split runs; it still completes
   with the same results (its barrier yields the core after a bounded spin).
 - Python threads running split calls at once.
+- The backward walk's split (src/kernels/recurrent_backward.pyx, column_walk), forced
+  (columns=1) on 1, 2 and 3 threads against the groups of rows on one thread: every gradient
+  bit for bit, for every cell and option, float32 and float64, lengths, hidden sizes that are
+  and are not whole chunks of units; a fuzz of drawn problems; through the API where the
+  rule picks it, the same gradients on 1, 2 and 3 threads and the NumPy reference's to
+  rounding; on a loaded machine; its refusals (columns=1 with several groups, too little
+  scratch).
 The test names say "cython", so CI's per-level runs (-k cython) run them at every level.
 """
 import os
@@ -361,3 +368,194 @@ def test_cython_scratch_packed_for_the_other_decomposition(kernels):
     with pytest.raises(ValueError, match="packed for the other decomposition"):
         fwd.forward(LSTM, *args, scratch, 2, False, 0)
     fwd.forward(LSTM, *args, scratch, 2, False, 1)   # the same one: fine
+
+
+# ---------------------------------------------------------------------------------------------
+# The backward walk's column split (src/kernels/recurrent_backward.pyx, column_walk)
+
+@pytest.fixture(scope="module")
+def backward_kernel():
+    require_backend("cython")
+    return _isa.kernel_module("recurrent_backward")
+
+
+def _backward_problem(kernels, cell, T, B, I, H, P, peep, lengths, dtype, seed=0):
+    """A training forward (groups of rows, one thread) and the inputs of its backward: the
+    forward's buffers, dy (zeros past each row's length), dh_n and dc_n."""
+    buffers = _run_kernel(kernels, cell, _kernel_problem(cell, T, B, I, H, P, peep, lengths,
+                                                         dtype, True, seed), 1, 0)
+    rng = np.random.default_rng([seed, 7, cell, T, B, H, P])
+    Hout = P or H
+    dy = rng.standard_normal((T, B, Hout)).astype(dtype)
+    for b, n in enumerate(lengths):
+        dy[n:, b] = 0
+    buffers["dy"] = dy
+    buffers["dh"] = rng.standard_normal((B, Hout)).astype(dtype)
+    buffers["dc"] = (rng.standard_normal((B, H)) if cell == LSTM
+                     else np.zeros((B, 0))).astype(dtype)
+    return buffers
+
+
+BACKWARD_OUTPUTS = ("dh", "dc", "dA", "dhp", "dx", "dw_ih", "dw_hh", "db_ih", "db_hh")
+
+
+def _run_backward(kernels, backward_kernel, cell, p, n_threads, columns, n_groups=1,
+                  column_rows=None):
+    """One backward kernel call on problem p (outputs and scratch start as NaN, so anything
+    left unwritten shows); returns the outputs {name: array} (dh, dc: dh_0, dc_0)."""
+    _, info = kernels
+    x = p["x"]
+    T, B, I = x.shape
+    H, P = p["w_hr"].shape[1], p["w_hr"].shape[0]
+    G, Gs, dtype = _gate_width(cell, H), p["gates"].shape[2], x.dtype
+
+    def nan(*shape):
+        return np.full(shape, np.nan, dtype)
+
+    out = dict(dh=p["dh"].copy(), dc=p["dc"].copy(), dA=nan(T, B, Gs),
+               dhp=nan(T if P else 0, B, P), dx=nan(T, B, I), dw_ih=nan(G, I),
+               dw_hh=nan(G, P or H), db_ih=nan(G), db_hh=nan(G))
+    if column_rows is None:
+        column_rows = B if columns else 0
+    scratch = nan(info.backward_scratch_length(cell, T * B, I, P or H, H, P, dtype.itemsize,
+                                               n_threads, column_rows))
+    backward_kernel.backward(cell, x, p["w_ih"], p["w_hh"], p["w_hr"], p["peep"], p["lengths"],
+                             p["h"], p["c"], p["gates"], p["dy"],
+                             *[out[k] for k in BACKWARD_OUTPUTS], nan(B, H), scratch, n_groups,
+                             n_threads, columns)
+    return out
+
+
+def _assert_same_backward(got, want, what):
+    for name in BACKWARD_OUTPUTS:
+        assert np.array_equal(got[name], want[name]), (
+            f"{name} differs {what} (max {np.nanmax(np.abs(got[name] - want[name]), initial=0)})")
+
+
+# KERNEL_CASES and whole chunks for a projection with peepholes (H = 256, P = 128 at every
+# panel width) and for three rows that all last
+BACKWARD_CASES = KERNEL_CASES + [(1, 256, 128, True, [7]), (3, 192, 0, False, [7, 7, 7])]
+
+
+@pytest.mark.parametrize("cell, case", [(cell, case) for cell in sorted(CELL_NAMES)
+                                        for case in BACKWARD_CASES
+                                        if cell == LSTM or not (case[2] or case[3])],
+                         ids=lambda v: CELL_NAMES[v] if isinstance(v, int) else _case_id(v))
+def test_cython_backward_column_split_is_bitwise_the_rows(kernels, backward_kernel, cell, case,
+                                                          dtype):
+    """The walk's split forced (columns=1) on 1, 2 and 3 threads against the groups of rows on
+    one thread: every gradient bit for bit (dA, dhp, dx, dw_ih, dw_hh, db_ih, db_hh, dh_0,
+    dc_0), for every cell, projection, peepholes, lengths (rows that join late, a length 0
+    row), hidden sizes that are and are not whole chunks of units."""
+    B, H, P, peep, lengths = case
+    p = _backward_problem(kernels, cell, 7, B, 17, H, P, peep, lengths, dtype)
+    want = _run_backward(kernels, backward_kernel, cell, p, 1, 0)
+    for n_threads in (1, 2, 3):
+        got = _run_backward(kernels, backward_kernel, cell, p, n_threads, 1)
+        _assert_same_backward(got, want, f"on {n_threads} threads")
+    assert np.abs(want["dw_hh"]).max() > 0 and np.abs(want["dA"]).max() > 0   # it did run
+
+
+def test_cython_backward_column_split_refusals(kernels, backward_kernel):
+    """The split runs the rows as one group, from a scratch with room for its buffers: else
+    ValueError (not a run on too little memory). The rule's choice (columns=-1) needs that
+    room too."""
+    p = _backward_problem(kernels, LSTM, 3, 2, 5, 256, 0, False, [3, 2], np.float32)
+    with pytest.raises(ValueError, match="n_groups=1"):
+        _run_backward(kernels, backward_kernel, LSTM, p, 2, 1, n_groups=2)
+    with pytest.raises(ValueError, match="column_rows"):
+        _run_backward(kernels, backward_kernel, LSTM, p, 2, 1, column_rows=0)
+    _, info = kernels
+    assert info.column_threads(LSTM, 2, 256, 256, 4, 2) == 2
+    with pytest.raises(ValueError, match="column_rows"):
+        _run_backward(kernels, backward_kernel, LSTM, p, 2, -1, column_rows=0)
+    want = _run_backward(kernels, backward_kernel, LSTM, p, 1, 0)
+    _assert_same_backward(_run_backward(kernels, backward_kernel, LSTM, p, 2, -1, column_rows=2),
+                          want, "with the rule's split")
+    # with two groups of rows the rule keeps them (and needs no more scratch)
+    _assert_same_backward(_run_backward(kernels, backward_kernel, LSTM, p, 2, -1, n_groups=2,
+                                        column_rows=0), want, "on two groups")
+
+
+@settings(max_examples=_LONG_RUN or 100, deadline=None, derandomize=not _LONG_RUN,
+          database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_cython_backward_column_split_fuzz(kernels, backward_kernel, data):
+    """Drawn problems (cell, options, dtype, B 1..5, at least two chunks of units, lengths,
+    dy or none, 1..4 threads): the walk's split equals the groups of rows bit for bit.
+    FASTLSTM_FUZZ_EXAMPLES=N draws N at random (the sanitizer run uses it too)."""
+    _, info = kernels
+    cell = data.draw(st.sampled_from(sorted(CELL_NAMES)), "cell")
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]), "dtype")
+    nr = info.panel_width(np.dtype(dtype).itemsize)
+    H = data.draw(st.integers(nr + 1, 3 * nr), "H")
+    B = data.draw(st.integers(1, 5), "B")
+    T = data.draw(st.integers(1, 6), "T")
+    P = data.draw(st.sampled_from([0, 0, max(1, H // 3), H + 5]), "P") if cell == LSTM else 0
+    peep = cell == LSTM and data.draw(st.booleans(), "peep")
+    lengths = sorted(data.draw(st.lists(st.integers(0, T), min_size=B, max_size=B), "lengths"),
+                     reverse=True)
+    n_threads = data.draw(st.integers(1, 4), "threads")
+    p = _backward_problem(kernels, cell, T, B, data.draw(st.integers(1, 9), "I"), H, P, peep,
+                          lengths, dtype)
+    if data.draw(st.booleans(), "no dy"):
+        p["dy"] = np.zeros((0, B, P or H), dtype)
+    want = _run_backward(kernels, backward_kernel, cell, p, 1, 0)
+    _assert_same_backward(_run_backward(kernels, backward_kernel, cell, p, n_threads, 1), want,
+                          f"on {n_threads} threads")
+
+
+@pytest.mark.parametrize("case", API_CASES,
+                         ids=lambda c: f"{CELL_NAMES[c[0]]}-B{c[1]}-H{c[2]}"
+                         + (f"-P{c[3]}" if c[3] else "") + ("-peep" if c[4] else "")
+                         + ("-lengths" if c[5] else "") + ("-reverse" if c[6] else ""))
+def test_cython_backward_column_split_through_the_api(kernels, case, dtype):
+    """fastlstm.forward(..., return_tape=True) then fastlstm.backward at shapes where the rule
+    picks the split (one group of rows, so the walk takes it too): every gradient the same bit
+    for bit on 1, 2 and 3 threads, and the NumPy reference's to rounding."""
+    cell, B, H, P, peep, lengths, reverse = case
+    _, info = kernels
+    T = 9
+    assert info.column_threads(cell, B, P or H, H, np.dtype(dtype).itemsize, 2) == 2, \
+        "the rule no longer picks it"
+    p = _family_problem(cell, T, B, 20, H, dtype, P, peep)
+    lengths = None if lengths is None else np.asarray(lengths)
+    dy = np.random.default_rng(5).standard_normal((T, B, P or H)).astype(dtype)
+    dh_n = np.random.default_rng(6).standard_normal((B, P or H)).astype(dtype)
+
+    def grads(backend, n_threads):
+        with fastlstm.threads(n_threads):
+            tape = _family_call(cell, p, backend, n_threads, lengths, reverse, True)[-1]
+            if backend == "cython" and n_threads > 1:
+                assert tape.n_groups == 1
+            return _grads(fastlstm.backward(tape, dy, dh_n))
+
+    want = grads("cython", 1)
+    for n_threads in (2, 3):
+        got = grads("cython", n_threads)
+        assert len(got) == len(want)
+        for k, (a, b) in enumerate(zip(got, want)):
+            assert np.array_equal(a, b), f"gradient {k} differs on {n_threads} threads"
+    ref = grads("numpy", 1)
+    tol = dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    assert len(ref) == len(want)
+    for a, b in zip(want, ref):
+        np.testing.assert_allclose(a, b, **tol)
+
+
+def test_cython_backward_column_split_on_a_loaded_machine(kernels, busy_cores):
+    """Training (forward and backward, both on the split) with busy processes on every core:
+    it completes, with the one-thread gradients bit for bit."""
+    p = _family_problem(LSTM, 60, 1, 32, 256, np.float32)
+    dy = np.random.default_rng(8).standard_normal((60, 1, 256)).astype(np.float32)
+
+    def train(n_threads):
+        with fastlstm.threads(n_threads):
+            y, _, tape = _family_call(LSTM, p, "cython", n_threads, return_tape=True)
+            return [y] + _grads(fastlstm.backward(tape, dy))
+
+    want = train(1)
+    for n_threads in (2, 3):
+        for _ in range(3):
+            for a, b in zip(train(n_threads), want):
+                assert np.array_equal(a, b)

@@ -62,26 +62,31 @@ def forward_scratch_length(int cell, Py_ssize_t I, Py_ssize_t Hout, Py_ssize_t H
 
 
 def backward_scratch_length(int cell, Py_ssize_t TB, Py_ssize_t I, Py_ssize_t Hout,
-                            Py_ssize_t H, Py_ssize_t P, int itemsize, Py_ssize_t threads=1):
+                            Py_ssize_t H, Py_ssize_t P, int itemsize, Py_ssize_t threads=1,
+                            Py_ssize_t column_rows=0):
     """Length of the `scratch` array recurrent_backward needs for `cell`, T*B = TB rows, the
-    sizes as in forward_scratch_length and `threads` product threads."""
+    sizes as in forward_scratch_length and `threads` product threads. column_rows: B when the
+    walk may take the column split (one group of rows and threads > 1: backward's columns=-1
+    under the rule, or columns=1), whose per-thread buffers then come after the rest (about
+    12 * B * H values more); 0 for the groups of rows only."""
     cdef float f = 0
     cdef double d = 0
-    if TB < 1 or I < 1 or H < 1 or Hout < 1 or P < 0 or threads < 1 or not 0 <= cell <= 4:
+    if (TB < 1 or I < 1 or H < 1 or Hout < 1 or P < 0 or threads < 1 or column_rows < 0
+            or not 0 <= cell <= 4):
         raise ValueError("backward_scratch_length: needs 0 <= cell <= 4, TB, I, Hout, H, "
-                         f"threads >= 1, P >= 0; got {cell}, {TB}, {I}, {Hout}, {H}, {P}, "
-                         f"{threads}")
+                         "threads >= 1, P, column_rows >= 0; got "
+                         f"{cell}, {TB}, {I}, {Hout}, {H}, {P}, {threads}, {column_rows}")
     if itemsize == 4:
-        return backward_scratch(&f, cell, TB, I, Hout, H, P, threads)
-    return backward_scratch(&d, cell, TB, I, Hout, H, P, threads)
+        return backward_scratch(&f, cell, TB, I, Hout, H, P, threads, column_rows)
+    return backward_scratch(&d, cell, TB, I, Hout, H, P, threads, column_rows)
 
 
 def column_threads(int cell, Py_ssize_t B, Py_ssize_t Hout, Py_ssize_t H, int itemsize,
                    int n_threads):
-    """The team recurrent_forward's column split uses for B rows of `cell` (hidden size H,
-    output size Hout) on n_threads threads, or 0 when its rule keeps the groups of batch rows
-    (src/kernels/_layout.pxd). With a team the rows are one group (fastlstm._api arranges
-    their lengths so)."""
+    """The team recurrent_forward's column split, and recurrent_backward's for its walk, use
+    for B rows of `cell` (hidden size H, output size Hout) on n_threads threads, or 0 when
+    its rule keeps the groups of batch rows (src/kernels/_layout.pxd). With a team the rows
+    are one group (fastlstm._api arranges their lengths so)."""
     cdef float f = 0
     cdef double d = 0
     if itemsize == 4:

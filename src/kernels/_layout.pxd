@@ -51,8 +51,9 @@ cdef inline Py_ssize_t recurrent_packed_length(floating* dtype_of, int cell, Py_
     return gate_blocks(cell) * padded_columns(dtype_of, H) * Hout
 
 
-# The column split (recurrent_forward.pyx, forward's `columns`): the rule that picks it over
-# the groups of batch rows. The split pays a barrier per step and one product call per gate
+# The column split (recurrent_forward.pyx, forward's `columns`; the backward walk's too,
+# recurrent_backward.pyx, backward's `columns`): the rule that picks it over the groups of
+# batch rows. The split pays a barrier per step and one product call per gate
 # block; it saves each thread the weights of the other slices (w_hh is read whole at every
 # step by every group of rows, and once it outgrows a core's cache that read sets the pace)
 # and gives B < n_threads rows work for every thread. So it is taken when each gate block's
@@ -107,20 +108,41 @@ cdef inline Py_ssize_t xh_columns(floating* dtype_of, int cell, Py_ssize_t I,
     return n
 
 
+# The backward's column split (recurrent_backward.pyx, column_walk) keeps, per thread, its
+# units' share of each step in buffers of its own: for every one of its n units and each of
+# the B rows, 4 gate values and 4 gate gradients (the cell's pointwise backward works on whole
+# blocks of H units, so it is given the thread's units as blocks of n), and c_{t-1}, c_t (or
+# h_{t-1} and the GRU's dm), dh and dc; and 3 peephole weights per unit.
+cdef enum:
+    COLUMN_ROW_VALUES = 12    # per unit and row
+    COLUMN_UNIT_VALUES = 3    # per unit
+
+
+cdef inline Py_ssize_t column_backward_scratch(floating* dtype_of, Py_ssize_t B,
+                                               Py_ssize_t H) noexcept nogil:
+    """Values of the backward column split's per-thread buffers for B rows and H units (all
+    threads together: each thread's n units take n * (COLUMN_ROW_VALUES * B +
+    COLUMN_UNIT_VALUES) values), and 64 bytes to put them on a 64-byte boundary."""
+    return H * (COLUMN_ROW_VALUES * B + COLUMN_UNIT_VALUES) + 64 // sizeof(floating)
+
+
 cdef inline Py_ssize_t backward_scratch(floating* dtype_of, int cell, Py_ssize_t TB,
                                         Py_ssize_t I, Py_ssize_t Hout, Py_ssize_t H,
-                                        Py_ssize_t P, Py_ssize_t threads) noexcept nogil:
+                                        Py_ssize_t P, Py_ssize_t threads,
+                                        Py_ssize_t column_rows) noexcept nogil:
     """Values of scratch the backward driver needs with `threads` product threads: w_ih (G, I)
     packed, w_hh (G, Hout) packed (and its n block apart for the GRU), w_hr (P, H) packed,
     [x | h_prev | m] (TB rows) packed, [dw_ih | dw_hh] (G, Ip + Hout), a gemm_sums work buffer
     per thread, the map of the TB rows that hold data (TB int64 values, on an 8-byte
-    boundary), and 64 bytes spare."""
+    boundary), 64 bytes spare, and with column_rows = B > 0 (a walk that may take the column
+    split) column_backward_scratch for B rows."""
     cdef Py_ssize_t G = gate_width(cell, H)
     return (packed_length(dtype_of, G, I) + packed_length(dtype_of, G, Hout)
             + packed_length(dtype_of, H, Hout) + packed_length(dtype_of, P, H)
             + packed_length(dtype_of, TB, xh_columns(dtype_of, cell, I, Hout, H))
             + G * (padded_columns(dtype_of, I) + Hout) + threads * copy_length(dtype_of)
-            + (TB * 8 + 8) // sizeof(floating) + 64 // sizeof(floating))
+            + (TB * 8 + 8) // sizeof(floating) + 64 // sizeof(floating)
+            + (column_backward_scratch(dtype_of, column_rows, H) if column_rows > 0 else 0))
 
 
 cdef inline const char* lengths_problem(const int64_t[::1] lengths, Py_ssize_t T,
