@@ -6,11 +6,34 @@ import os
 
 _threads = contextvars.ContextVar("fastlstm_threads", default=None)
 
+# GNU OpenMP (the Cython kernels' threads) cannot start a team in a child forked from a process
+# that had one: the child hangs at its first parallel region. So once this process may have
+# run kernels on several threads, a child forked from it runs them on one (the parent is not
+# affected; a child started by 'spawn' or 'forkserver' is a fresh process).
+_team_may_exist = False
+_forked_after_teams = False
+
+
+def _after_fork_in_child():
+    global _forked_after_teams
+    _forked_after_teams = _forked_after_teams or _team_may_exist
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 def current_threads():
-    """The thread count set by the innermost `threads(n)` block, else the number of CPUs."""
+    """The thread count set by the innermost `threads(n)` block, else the number of CPUs; 1 in
+    a process forked after its parent may have run the kernels on several threads."""
+    global _team_may_exist
+    if _forked_after_teams:
+        return 1
     n = _threads.get()
-    return n if n is not None else (os.cpu_count() or 1)
+    n = n if n is not None else (os.cpu_count() or 1)
+    if n > 1:
+        _team_may_exist = True
+    return n
 
 
 @contextlib.contextmanager

@@ -159,3 +159,38 @@ def test_kernels_release_the_gil(backend, record_property):
         _assert_identical(got, expected, f"call {k} of two threads")
     record_property(f"two_thread_speedup_{backend}", round(speedup, 2))
     print(f"[{backend}] two threads: {speedup:.2f}x the speed of one (2.00x: no GIL contention)")
+
+
+def _forked_child(queue, model, x):
+    with fastlstm.threads(2):
+        y, _ = model(x)
+    queue.put(y)
+
+
+def test_a_child_forked_after_threaded_kernels_runs(backend):
+    """GNU OpenMP cannot start threads in a child forked from a process that had some (the
+    child would hang at its first parallel region): the kernels run on one thread there
+    (fastlstm._threads), and give the parent's results."""
+    import multiprocessing
+    import sys
+
+    if sys.platform != "linux":
+        import pytest
+
+        pytest.skip("fork is the default start method on Linux only")
+    model = fastlstm.LSTM(64, 256, seed=0, backend=backend)
+    x = np.random.default_rng(0).standard_normal((20, 2, 64)).astype(np.float32)
+    with fastlstm.threads(2):
+        want, _ = model(x)   # the kernels' threads exist in this process now
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_forked_child, args=(queue, model, x))
+    child.start()
+    try:
+        got = queue.get(timeout=120)
+    finally:
+        child.join(30)
+        if child.is_alive():
+            child.kill()
+    assert child.exitcode == 0
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
