@@ -95,7 +95,9 @@ class CythonBackend:
 
 class NumbaBackend:
     """src/kernels/numba_recurrent_forward.py and numba_recurrent_backward.py: the batch as
-    one group, BLAS (np.dot) for the products."""
+    one group; a large forward shared by a team of threads, by slices of the hidden units or
+    by groups of rows (numba_recurrent_forward.team_size, by_rows); the per-step products
+    numba_matmul.rows_product, the backward's products over all steps BLAS."""
 
     name = "numba"
 
@@ -109,7 +111,7 @@ class NumbaBackend:
 
     def forward(self, cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work,
                 n_threads=1, packed=None):
-        self._fwd(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work)
+        self._fwd(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, n_threads)
 
     def backward(self, cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA,
                  dhp, dx, dw_ih, dw_hh, db_ih, db_hh, work, n_groups=1, n_threads=1):

@@ -95,10 +95,11 @@ def kernel_params(case):
                  for a in (p["w_ih"], p["w_hh"], w_hr, bias, peep))
 
 
-def run_forward(case, training, fill=0.0, fill_x=None):
+def run_forward(case, training, fill=0.0, fill_x=None, team=None, rows=None):
     """The forward kernel on fresh buffers; `fill` goes where the contract promises zeros
     (padding of h, gates, c; of x too unless fill_x is given) to show that the kernel neither
-    reads nor writes there."""
+    reads nor writes there. team, rows: the team and its decomposition forced (None: the
+    kernel's rules)."""
     T, B, H, Hout, dt = (case[k] for k in ("T", "B", "H", "Hout", "dtype"))
     code = case["cell"][2]
     G, Gs = gate_widths(code, H)
@@ -116,7 +117,8 @@ def run_forward(case, training, fill=0.0, fill_x=None):
     gates = np.full((K, B, Gs), fill if training else np.nan, dt)
     W = 3 * H if code in (1, 2) else (H if case["P"] else 0)
     work = np.full((B, W), np.nan, dt)
-    nb_fwd.forward(code, x, w_ih, w_hh, w_hr, bias, peep, case["lengths"], h, c, gates, work)
+    nb_fwd.forward(code, x, w_ih, w_hh, w_hr, bias, peep, case["lengths"], h, c, gates, work,
+                   team=team, rows=rows)
     return dict(x=x, w_ih=w_ih, w_hh=w_hh, w_hr=w_hr, peep=peep, h=h, c=c, gates=gates)
 
 
@@ -287,3 +289,58 @@ def test_no_allocation_in_the_time_loop():
     finally:
         if not was_enabled:
             _nrt_python.memsys_disable_stats()
+
+
+# The column split (numba_recurrent_forward.forward_team on a numba_team team of threads):
+# every cell on teams of 1, 2 and 3 threads, at a hidden size of several chunks of units that
+# is not a whole number of them (so that each thread's slice and the last, short one are
+# exercised) and with a projection wider than one chunk.
+TEAM_SHAPES = {
+    "team-ragged": (7, 3, 5, 37, [7, 4, 0], 3),     # 3 chunks of units, the last short
+    "team-B1": (5, 1, 4, 40, [5], 5),
+    "team-B5": (6, 5, 3, 29, [6, 6, 5, 2, 1], 6),   # tiles of 3 rows and of 2
+}
+SHAPES.update(TEAM_SHAPES)
+TEAM_CELLS = CELLS + [("lstm-peep-wide-proj", "lstm", 0, {}, True, 21)]
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("shape", list(TEAM_SHAPES))
+@pytest.mark.parametrize("cell", TEAM_CELLS, ids=[c[0] for c in TEAM_CELLS])
+def test_column_split_teams(cell, shape, dtype, training):
+    """The column split on teams of 2 and 3 threads gives bit for bit what one thread gives
+    (these projections are below PROJECTION_BLAS_ROWS, so one thread uses rows_product too);
+    groups of rows on 2 and 3 threads give it to rounding; all of them the reference."""
+    case = make_case(cell, shape, dtype, seed=3)
+    T, B = case["T"], case["B"]
+    assert T * B < nb_fwd.PROJECTION_BLAS_ROWS
+    y, state_n, tape, _ = reference(case)
+    keys = ("h", "c", "gates") if training else ("h", "c")
+    one = run_forward(case, training=training, team=1)
+    valid = np.broadcast_to(case["valid"], one["h"][1:].shape)
+    for team in (2, 3):
+        split = run_forward(case, training=training, team=team, rows=False)
+        for key in keys:
+            np.testing.assert_array_equal(split[key], one[key], err_msg=f"{key}, team {team}")
+        rows = run_forward(case, training=training, team=team, rows=True)
+        for key in keys:
+            assert_close(rows[key], one[key], TOL[dtype], f"{key}, rows on {team}")
+        for out in (split, rows):
+            assert_close(out["h"][1:][valid], y[valid], TOL[dtype], "h (valid steps)")
+            assert_close(out["h"][case["lengths"], np.arange(B)], state_n[0], TOL[dtype], "h_n")
+
+
+def test_column_split_rule():
+    """team_size: one thread for small steps or calls; by_rows: the split for few rows per
+    thread (as many as w_hh has 512 KiB, at least one), groups of rows beyond."""
+    assert nb_fwd.team_size(2, 100, 1, 0, 64, 64) == 1            # 16K multiply-adds a step
+    assert nb_fwd.team_size(2, 100, 1, 0, 256, 256) == 2
+    assert nb_fwd.team_size(1, 100, 1, 0, 512, 512) == 1
+    assert nb_fwd.team_size(8, 100, 1, 0, 20, 20) == 1            # 6.4K a step
+    assert nb_fwd.team_size(2, 1, 1, 0, 512, 512) == 1            # one step: not worth a team
+    assert not nb_fwd.by_rows(2, 1, 0, 256, 256, 4)               # B=1: the split
+    assert not nb_fwd.by_rows(2, 4, 0, 256, 256, 4)               # w_hh 1 MiB: 2 rows a thread
+    assert nb_fwd.by_rows(2, 6, 0, 256, 256, 4)
+    assert nb_fwd.by_rows(2, 32, 0, 128, 128, 4)
+    assert nb_fwd.by_rows(3, 2, 0, 20, 20, 4)                     # two chunks for three threads

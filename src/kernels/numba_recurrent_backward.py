@@ -2,8 +2,10 @@
 src/kernels/CONTRACT.md.
 
 Mirrors fastlstm.reference.sequence.sequence_backward with the cells' pointwise math from
-numba_cells.py; the twin of recurrent_backward.pyx, with the whole batch as one group and BLAS
-products (`gemm` of numba_recurrent_forward.py). The walk goes s = T-1 ... 0 over the running
+numba_cells.py; the twin of recurrent_backward.pyx, with the whole batch as one group. The
+walk's products are numba_matmul.rows_product on copies of w_hh^T and w_hr^T (rows of
+contiguous values, the layout it reads); the products over all steps after it are BLAS
+(numba_matmul.gemm). The walk goes s = T-1 ... 0 over the running
 rows, a prefix that grows as s goes down (a row joins at its last valid step, so its dh_n and
 dc_n enter there); per step the output gradient dy is added, then the cell's pointwise pass
 for the gate gradients and the product(s) that carry the gradient to h_{s-1}. Rows that do not
@@ -13,16 +15,19 @@ dw_ih = dA_in^T x, dw_hh = dA_rec^T h_prev (the GRU's n block: dm, against m for
 Nothing is allocated in the walk. As in the forward driver, the step is written inside the
 walk (one level of calls less for Numba to re-optimise).
 """
+import numpy as np
+
 from ._jit import jit
 from .numba_cells import (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
                           gate_width, gru_backward_rows, gru_reset_backward_rows,
                           lstm_backward_rows, rnn_backward_rows)
-from .numba_recurrent_forward import check_buffers, check_lengths, gemm, gemm_coefficients
+from .numba_matmul import gemm, gemm_coefficients, rows_product, transposed
+from .numba_recurrent_forward import check_buffers, check_lengths
 
 
 @jit
 def _backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp, dx,
-              dw_ih, dw_hh, db_ih, db_hh, work):
+              dw_ih, dw_hh, db_ih, db_hh, work, w_hh_t, w_hr_t):
     """`backward` once its buffers' dtypes and memory are checked; checks the shapes."""
     T, B, Gs = gates.shape
     I = x.shape[2]
@@ -52,12 +57,14 @@ def _backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc,
             or db_ih.shape[0] != G or db_hh.shape[0] != G
             or (has_dy and (dy.shape[0] != T or dy.shape[1] != B or dy.shape[2] != Hout))
             or work.shape[0] != B
-            or ((cell == GRU_RESET_BEFORE or P > 0) and work.shape[1] < H)):
+            or ((cell == GRU_RESET_BEFORE or P > 0) and work.shape[1] < H)
+            or w_hh_t.shape[0] != Hout or w_hh_t.shape[1] != G
+            or w_hr_t.shape[0] != H or w_hr_t.shape[1] != P):
         raise ValueError("numba recurrent backward: inconsistent buffer shapes")
     check_lengths(lengths, T)
-    one, zero = gemm_coefficients(x)
-    w_hh_a = w_hh[:, :]
-    w_hr_a = w_hr[:, :]
+    one, zero_ = gemm_coefficients(x)
+    zero = np.intp(0)           # constants as variables (numba_recurrent_forward.forward_team)
+    add, put = zero == 0, zero != 0
     # the walk
     nb = 0
     for t in range(T - 1, -1, -1):
@@ -84,32 +91,32 @@ def _backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc,
                     for j in range(Hout):
                         dhp[t, b, j] = dh[b, j]
                 # the gradient reaching o * tanh(c_t) (nb, H) = dh (nb, P) @ W_hr
-                gemm(dh[:nb, :], w_hr_a, work[:nb, :H], one, zero)
+                rows_product(dh, zero, w_hr_t, zero, work, zero, nb, P, put)
                 lstm_backward_rows(g, peep, c[t], c[t + 1], work, dc, dA_t, nb)
             else:
                 lstm_backward_rows(g, peep, c[t], c[t + 1], dh, dc, dA_t, nb)
-            gemm(dA_t[:nb, :], w_hh_a, dh[:nb, :], one, zero)             # dh = dA W_hh
+            rows_product(dA_t, zero, w_hh_t, zero, dh, zero, nb, G, put)   # dh = dA W_hh
         elif gru:
             gru_backward_rows(g, h[t], dh, dA_t, linear_before_reset, nb)  # dh = dh * z
             if linear_before_reset:
                 # dh += dm @ W_hn (and [da_r, da_z] @ W_hh[:2H] below)
-                gemm(dA_t[:nb, 3 * H:4 * H], w_hh_a[2 * H:3 * H, :], dh[:nb, :], one, one)
+                rows_product(dA_t, 3 * H, w_hh_t, 2 * H, dh, zero, nb, H, add)
             else:
                 # work = da_n @ W_hn: the gradient of m = r * h; then da_r, and dh += dm * r
-                gemm(dA_t[:nb, 2 * H:3 * H], w_hh_a[2 * H:3 * H, :], work[:nb, :H], one, zero)
+                rows_product(dA_t, 2 * H, w_hh_t, 2 * H, work, zero, nb, H, put)
                 gru_reset_backward_rows(g, h[t], work, dh, dA_t, nb)
-            gemm(dA_t[:nb, :2 * H], w_hh_a[:2 * H, :], dh[:nb, :], one, one)
+            rows_product(dA_t, zero, w_hh_t, zero, dh, zero, nb, 2 * H, add)
         else:
             rnn_backward_rows(g, dh, dA_t, cell == RNN_RELU, nb)
-            gemm(dA_t[:nb, :], w_hh_a, dh[:nb, :], one, zero)             # dh = dA W_hh
+            rows_product(dA_t, zero, w_hh_t, zero, dh, zero, nb, H, put)   # dh = dA W_hh
     # the products over all steps; dA_in = dA[..., :G]; dA_rec = dA_in, except for the GRU's
     # n block: dm (slot 3), whose input is h_prev (code 1) or m (gates slot 3, code 2)
     TB = T * B
     dA2 = dA.reshape(TB, Gs)
     x2 = x.reshape(TB, I)[:, :]
     h2 = h[:T].reshape(TB, Hout)[:, :]
-    gemm(dA2[:, :G], w_ih[:, :], dx.reshape(TB, I)[:, :], one, zero)   # dx = dA_in W_ih
-    gemm(dA2[:, :G].T, x2, dw_ih[:, :], one, zero)                      # dw_ih = dA_in^T x
+    gemm(dA2[:, :G], w_ih[:, :], dx.reshape(TB, I)[:, :], one, zero_)   # dx = dA_in W_ih
+    gemm(dA2[:, :G].T, x2, dw_ih[:, :], one, zero_)                      # dw_ih = dA_in^T x
     for j in range(G):
         db_ih[j] = 0
     for r in range(TB):
@@ -117,12 +124,12 @@ def _backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc,
         for j in range(G):
             db_ih[j] += row[j]
     if gru:
-        gemm(dA2[:, :2 * H].T, h2, dw_hh[:2 * H, :], one, zero)
+        gemm(dA2[:, :2 * H].T, h2, dw_hh[:2 * H, :], one, zero_)
         if cell == GRU_RESET_BEFORE:
             m2 = gates.reshape(TB, Gs)[:, 3 * H:4 * H]
-            gemm(dA2[:, 3 * H:4 * H].T, m2, dw_hh[2 * H:3 * H, :], one, zero)
+            gemm(dA2[:, 3 * H:4 * H].T, m2, dw_hh[2 * H:3 * H, :], one, zero_)
         else:
-            gemm(dA2[:, 3 * H:4 * H].T, h2, dw_hh[2 * H:3 * H, :], one, zero)
+            gemm(dA2[:, 3 * H:4 * H].T, h2, dw_hh[2 * H:3 * H, :], one, zero_)
         for j in range(2 * H):
             db_hh[j] = db_ih[j]
         for j in range(2 * H, 3 * H):
@@ -132,7 +139,7 @@ def _backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc,
             for j in range(H):
                 db_hh[2 * H + j] += row[3 * H + j]
     else:
-        gemm(dA2[:, :].T, h2, dw_hh[:, :], one, zero)                   # dA^T h_prev
+        gemm(dA2[:, :].T, h2, dw_hh[:, :], one, zero_)                   # dA^T h_prev
         for j in range(G):
             db_hh[j] = db_ih[j]
 
@@ -147,11 +154,11 @@ def backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, 
     dh (B, Hout), dc (B, H) (LSTM; else (0, H))  IN/OUT: dh_n, dc_n in, dh_0, dc_0 out;
     dA (T, B, Gs), dhp (T, B, P) or (0, B, P), dx (T, B, I), dw_ih (G, I), dw_hh (G, Hout),
     db_ih, db_hh (G,)  OUT; work (B, W) scratch (W >= H for the GRU code 2 and a projection
-    LSTM).
+    LSTM). The walk's products read w_hh^T (Hout, G) and w_hr^T (H, P), copies made here.
     """
     check_buffers("numba recurrent backward",
                   (x, w_ih, w_hh, w_hr, peep, h, c, gates, dy, dh, dc, dA, dhp, dx, dw_ih, dw_hh,
                    db_ih, db_hh, work),
                   (dh, dc, dA, dhp, dx, dw_ih, dw_hh, db_ih, db_hh, work), lengths)
     _backward(int(cell), x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp,
-              dx, dw_ih, dw_hh, db_ih, db_hh, work)
+              dx, dw_ih, dw_hh, db_ih, db_hh, work, transposed(w_hh), transposed(w_hr))

@@ -2,110 +2,52 @@
 
 Mirrors fastlstm.reference.sequence.sequence_forward (without reverse, which the Python layer
 turns into loop order), with the cells' pointwise math from numba_cells.py; the twin of
-recurrent_forward.pyx, but the whole batch runs as one group (lengths never increase over it,
-so the active rows of step s are the prefix with lengths > s) and the matrix products are BLAS
-calls. Each chunk of K steps starts with the input projection of its active rows (one product
+recurrent_forward.pyx. The batch is one group of rows (lengths never increase over it, so the
+active rows of step s are the prefix with lengths > s). Large calls are shared by a team of
+threads (numba_team.py), in the Cython driver's two decompositions (forward_team): the column
+split, for few rows, where thread k owns whole chunks of hidden units with every gate column
+of them and a barrier publishes h_t at every step; or, for more rows, groups of rows that each
+thread runs through the whole loop alone. team_size() and by_rows() are the rules. Each chunk
+of K steps starts with the input projection of the thread's gate columns and rows (one product
 for the steps that every row runs, then step by step on the running rows); then per step the
 recurrent product(s) of the active rows and the cell's fused pointwise pass. Only active rows
 are read or written; nothing is allocated in the time loop.
 
-The products go through `gemm`: BLAS ?gemm through numba_xxgemm, the very entry point that
-Numba's np.dot calls (SciPy's cython_blas), but with the leading dimensions and beta that
-np.dot hides, so that a product can read or write a block of columns in place (the GRU's gate
-blocks, gates rows of width Gs > G: np.dot would copy such views, or refuse them as `out`) and
-accumulate (the LSTM's and RNN's recurrent product goes straight into gates, as in the Cython
-driver). Transposed weights are views (w[:, :].T), read transposed by BLAS: no copy. The code
-refers to the symbol by name, so it caches like np.dot.
+The products of one step are numba_matmul.rows_product, which reads the weights in their own
+layout (w_hh, w_hr rows) by tiles that do not depend on how the units are shared out: the
+column split gives the same results bit for bit on any number of threads. Groups of rows may
+differ from it by rounding (a row's products run in tiles of 1, 2 or 3 rows, as its group
+falls), and one thread may too (it makes an input projection of 32 rows or more with one BLAS
+call, numba_matmul.gemm).
 
 Compile time: one compiled kernel per dtype serves every cell (cell is an int; absent parts
-are empty arrays); `gemm` takes 'A'-layout views only, so it is compiled once per dtype; the
-step is written inside the time loop rather than as a function of its own, because Numba
-re-optimises the code of every callee at each level of calls it is linked into.
+are empty arrays).
 """
 import numpy as np
-from numba import types
-
-try:  # what np.dot checks before its first BLAS call: SciPy's BLAS is there, of Numba's width
-    from numba.np.linalg import ensure_blas as _ensure_blas
-except ImportError:  # pragma: no cover  (a Numba without it: numba_xxgemm checks for SciPy)
-    _ensure_blas = None
 
 from ._jit import jit
+from .numba_matmul import TILE_ALIGN, gemm, gemm_coefficients, rows_product
 from .numba_cells import (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
                           gate_width, gru_forward_rows, gru_new_rows, gru_reset_rows,
                           lstm_forward_rows, rnn_forward_rows)
+from .numba_team import barrier, run_team
 
-# int numba_xxgemm(char kind, char transa, char transb, Py_ssize_t m, n, k, void *alpha,
-#                  void *a, Py_ssize_t lda, void *b, Py_ssize_t ldb, void *beta, void *c,
-#                  Py_ssize_t ldc): column-major ?gemm (numba/_lapack.c)
-_xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
-    types.int8, types.int8, types.int8, types.intp, types.intp, types.intp,
-    types.voidptr, types.voidptr, types.intp, types.voidptr, types.intp, types.voidptr,
-    types.voidptr, types.intp))
-
-_N, _T, _S, _D = ord("n"), ord("t"), ord("s"), ord("d")
-if _ensure_blas is not None:
-    _ensure_blas()
-
-
-@jit
-def gemm_coefficients(dtype_of):
-    """(one, zero): (1,) arrays holding 1 and 0 in dtype_of's dtype, the alpha and beta that
-    `gemm` reads (views of one array allocated once per kernel call, before its loops)."""
-    coef = np.empty(2, dtype_of.dtype)
-    coef[0] = 1
-    coef[1] = 0
-    return coef[0:1], coef[1:2]
-
-
-@jit
-def _operand(a, it):
-    """(transposed, ld) of a 2-D view with unit stride along its rows (row-major: False) or
-    its columns (a transposed view: True), for the column-major BLAS."""
-    r, c = a.shape
-    s0 = a.strides[0] // it
-    s1 = a.strides[1] // it
-    if c == 1 or a.strides[1] == it:
-        return False, max(s0, c, 1)
-    if r == 1 or a.strides[0] == it:
-        return True, max(s1, r, 1)
-    raise ValueError("gemm: an operand has no unit stride")
-
-
-@jit
-def gemm(a, b, c, alpha, beta):
-    """c = alpha a @ b + beta c, one BLAS ?gemm call.
-
-    a (m, k), b (k, n): 2-D views with unit stride along their rows or their columns (a
-    transposed view: BLAS reads it transposed, no copy); c (m, n) with unit stride along its
-    rows; any leading dimensions (blocks of columns of a wider buffer included). alpha, beta:
-    (1,) arrays (gemm_coefficients). Row-major c = a b is column-major c^T = b^T a^T.
-    To keep one compiled gemm per dtype, callers pass 'A'-layout views (x[r0:r1, :],
-    w[:, :].T, ...).
-    """
-    m, n = c.shape
-    k = a.shape[1]
-    if a.shape[0] != m or b.shape[0] != k or b.shape[1] != n:
-        raise ValueError("gemm: incompatible shapes")
-    if m == 0 or n == 0:
-        return
-    if k == 0:
-        if beta[0] == 0:
-            for i in range(m):
-                for j in range(n):
-                    c[i, j] = 0
-        return
-    it = c.itemsize
-    trans_a, lda = _operand(a, it)
-    trans_b, ldb = _operand(b, it)
-    trans_c, ldc = _operand(c, it)
-    if trans_c:
-        raise ValueError("gemm: c must have unit stride along its rows")
-    status = _xxgemm(np.int8(_S if it == 4 else _D), np.int8(_T if trans_b else _N),
-                     np.int8(_T if trans_a else _N), n, m, k, alpha.ctypes, b.ctypes, ldb,
-                     a.ctypes, lda, beta.ctypes, c.ctypes, ldc)
-    if status != 0:
-        raise RuntimeError("gemm: the BLAS call failed")
+#: units per chunk of the column split: a multiple of numba_matmul.TILE_ALIGN, and 64 bytes of
+#: float32 (a cache line: threads that write next to each other share as few lines as can be)
+UNIT_CHUNK = 16
+#: the column split's rule (team_size): multiply-adds of one step's recurrent product at least
+#: this, and of the whole call at least COLUMN_MIN_CALL_MACS (a team costs a pool hand-off of
+#: tens of microseconds per call and a barrier of 1-2 us per step)
+COLUMN_MIN_STEP_MACS = 1 << 16
+COLUMN_MIN_CALL_MACS = 1 << 22
+#: on one thread, input projections of at least this many rows (steps x rows) are one BLAS
+#: product (BLAS packs w_ih once for them all; for fewer rows rows_product is faster). A team
+#: projects its own columns with rows_product: a BLAS call on one member, whose own threads
+#: compete with the others' spinning at the barrier, ran 4-20x slower on a loaded machine.
+PROJECTION_BLAS_ROWS = 32
+#: by_rows: the bytes of w_hh per row of a thread's share under the column split (as the
+#: Cython rule's COLUMN_ROW_BYTES)
+ROW_GROUP_BYTES = 512 * 1024
 
 
 @jit
@@ -129,8 +71,8 @@ def check_lengths(lengths, T):
 
 
 @jit
-def _forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work):
-    """`forward` once its buffers' dtypes and memory are checked; checks the shapes."""
+def _check_shapes(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work):
+    """Raises ValueError unless the buffers' shapes and the lengths fit one forward call."""
     T, B, I = x.shape
     Hout = h.shape[2]
     P, H = w_hr.shape
@@ -153,58 +95,166 @@ def _forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work):
             or (P > 0 and W < H)):
         raise ValueError("numba recurrent forward: inconsistent buffer shapes")
     check_lengths(lengths, T)
-    keep_c = c.shape[0] == T + 1
-    one, zero = gemm_coefficients(x)
+
+
+@jit
+def share(n, tid, team):
+    """(first, count) of thread tid's slice of n units: whole chunks of UNIT_CHUNK (a multiple
+    of the products' TILE_ALIGN, so that every output is computed by the same tile code
+    whatever the team's size: results do not depend on the number of threads)."""
+    chunks = (n + UNIT_CHUNK - 1) // UNIT_CHUNK
+    first = min(n, tid * chunks // team * UNIT_CHUNK)
+    last = min(n, (tid + 1) * chunks // team * UNIT_CHUNK)
+    return first, last - first
+
+
+@jit
+def share_rows(B, tid, team):
+    """(first, count) of thread tid's rows of B: contiguous blocks, as even as can be."""
+    first = tid * B // team
+    return first, (tid + 1) * B // team - first
+
+
+@jit
+def _project(x, w_ih, gates, s0, s1, t0, b0, nb, H, n_blocks, u0, n):
+    """gates[s0:s1] = x[t0+s0 : t0+s1] @ W_ih^T for the gate columns of units u0 <= u < u0+n
+    of each of the n_blocks gate blocks, rows b0 .. b0+nb-1 of every step."""
+    I = x.shape[2]
+    B = x.shape[1]
+    zero = np.intp(0)
+    if s1 <= s0 or n <= 0 or nb <= 0:
+        return
+    if b0 == 0 and nb == B:     # every row: the steps as one product
+        x2 = x.reshape(x.shape[0] * B, I)[(t0 + s0) * B:(t0 + s1) * B]
+        g2 = gates.reshape(gates.shape[0] * B, gates.shape[2])[s0 * B:s1 * B]
+        for q in range(n_blocks):
+            rows_product(x2, zero, w_ih[q * H + u0:q * H + u0 + n], zero, g2, q * H + u0,
+                         (s1 - s0) * B, I, zero != 0)
+    else:
+        for s in range(s0, s1):
+            for q in range(n_blocks):
+                rows_product(x[t0 + s][b0:b0 + nb], zero, w_ih[q * H + u0:q * H + u0 + n], zero,
+                             gates[s][b0:b0 + nb], q * H + u0, nb, I, zero != 0)
+
+
+@jit
+def _project_blas(x, w_ih, gates, steps, t0, G, one, zero):
+    """gates[:steps, :, :G] = x[t0 : t0+steps] @ W_ih^T, every row, as one BLAS product
+    (one, zero: gemm_coefficients)."""
+    T, B, I = x.shape
     x2 = x.reshape(T * B, I)
-    gates2 = gates.reshape(K * B, Gs)
-    w_ih_t = w_ih[:, :].T
-    w_hh_t = w_hh[:, :].T
-    w_hr_t = w_hr[:, :].T
+    g2 = gates.reshape(gates.shape[0] * B, gates.shape[2])
+    gemm(x2[t0 * B:(t0 + steps) * B, :], w_ih[:, :].T, g2[:steps * B, :G], one, zero)
+
+
+@jit
+def _recurrent(a, ac, w, out, oc, nb, K, H, n_blocks, u0, n, accumulate):
+    """out[:nb, oc + q*H + u] (+)= a[:nb, ac:ac+K] @ w[q*H + u]^T for the gate blocks q <
+    n_blocks and the units u0 <= u < u0 + n: one thread's columns of a recurrent product."""
+    zero = np.intp(0)
+    if n <= 0:
+        return
+    if n == H and H % TILE_ALIGN == 0:  # every unit (one thread): the blocks are one run of
+        # rows of w, whose tiles fall where the blocks' would (so the results are the same)
+        rows_product(a, ac, w[:n_blocks * H], zero, out, oc, nb, K, accumulate)
+        return
+    for q in range(n_blocks):
+        rows_product(a, ac, w[q * H + u0:q * H + u0 + n], zero, out, oc + q * H + u0, nb, K,
+                     accumulate)
+
+
+@jit
+def forward_team(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, by_rows,
+                 tid, team, sync):
+    """The time loop for thread tid of a team of `team` (1: the whole call on one thread), its
+    shapes checked (_check_shapes), in one of two decompositions:
+
+    - by_rows False, the column split: thread tid owns the hidden units of share(H, tid, team),
+      with every gate column of them. It projects their inputs, computes their columns of the
+      recurrent product and their pointwise update, and writes their part of c_t and h_t; a
+      barrier publishes h_t before the next step (and, for the reset-before GRU, m = r * h_{t-1}
+      before its second product; for a projection LSTM o * tanh(c_t) before the W_hr product,
+      whose outputs are shared out the same way).
+    - by_rows True, groups of rows: thread tid runs the rows of share_rows(B, tid, team) through
+      the whole loop alone (every unit, no barrier): for larger batches, where the split's
+      exchange of h_t between the cores at every step costs more than it saves.
+    """
+    T, B, I = x.shape
+    Hout = h.shape[2]
+    P, H = w_hr.shape
+    K = gates.shape[0]
+    keep_c = c.shape[0] == T + 1
+    if by_rows:
+        b0, n_rows = share_rows(B, tid, team)
+        u0, n, p0, pn, meet = 0, H, 0, P, 1
+    else:
+        b0, n_rows = 0, B
+        u0, n = share(H, tid, team)
+        p0, pn = share(P, tid, team)
+        meet = team        # the barrier's team
+    b1 = b0 + n_rows
+    lens = lengths[b0:b1]
+    n_blocks = 4 if cell == LSTM else (3 if cell <= GRU_RESET_BEFORE else 1)
+    one, zero_ = gemm_coefficients(x)    # before the loop: nothing is allocated in it
+    # the constants passed to the products as variables: Numba compiles a function once per
+    # combination of the literal constants it is called with, and each version re-optimises
+    # the tiles under it (a cold first call took 3x as long)
+    zero = np.intp(0)
+    two, three, four = zero + 2, zero + 3, zero + 4
+    one_block = zero + 1
+    add, put = zero == 0, zero != 0
     t0 = 0
-    while t0 < T and lengths[0] > t0:
+    while n_rows > 0 and t0 < T and lens[0] > t0:
         k = min(K, T - t0)
-        # input projection: gates[s] (active rows, [0, G)) = x[t0 + s] @ W_ih^T; one product
-        # for the steps that every row runs, then step by step on the running rows
-        full = min(k, max(0, lengths[B - 1] - t0))
-        if full > 0:
-            gemm(x2[t0 * B:(t0 + full) * B, :], w_ih_t, gates2[:full * B, :G], one, zero)
-        nb = B
+        # input projection of the chunk: one product for the steps that every row runs,
+        # then step by step on the running rows
+        full = min(k, max(0, lens[n_rows - 1] - t0))
+        if team == 1 and full * B >= PROJECTION_BLAS_ROWS:   # one thread: BLAS, which is
+            _project_blas(x, w_ih, gates, full, t0, n_blocks * H, one, zero_)  # faster there
+        else:
+            _project(x, w_ih, gates, zero, full, t0, b0, n_rows, H, n_blocks, u0, n)
+        nb = n_rows
         for s in range(full, k):
-            nb = active_rows(lengths, nb, t0 + s)
+            nb = active_rows(lens, nb, t0 + s)
             if nb == 0:
                 break
-            gemm(x[t0 + s, :nb, :], w_ih_t, gates[s, :nb, :G], one, zero)
+            _project(x, w_ih, gates, s, s + 1, t0, b0, nb, H, n_blocks, u0, n)
         # the steps: the recurrent product(s) of the active rows, the cell's pointwise pass
-        nb = B
+        nb = n_rows
         for s in range(k):
             t = t0 + s
-            nb = active_rows(lengths, nb, t)
+            nb = active_rows(lens, nb, t)
             if nb == 0:
                 break
-            g = gates[s]
-            h_prev = h[t, :nb, :]
+            g = gates[s][b0:b1]
+            h_prev = h[t][b0:b1]
+            h_next = h[t + 1][b0:b1]
+            rec = work[b0:b1]
             if cell == LSTM:
-                gemm(h_prev, w_hh_t, g[:nb, :], one, one)                 # g += h W_hh^T
-                c_prev = c[t] if keep_c else c[t % 2]
-                c_next = c[t + 1] if keep_c else c[(t + 1) % 2]
+                _recurrent(h_prev, zero, w_hh, g, zero, nb, Hout, H, four, u0, n, add)
+                c_prev = (c[t] if keep_c else c[t % 2])[b0:b1]
+                c_next = (c[t + 1] if keep_c else c[(t + 1) % 2])[b0:b1]
                 if P > 0:   # h = (o * tanh(c)) W_hr^T
-                    lstm_forward_rows(g, bias[0], peep, c_prev, c_next, work, nb)
-                    gemm(work[:nb, :H], w_hr_t, h[t + 1, :nb, :], one, zero)
+                    lstm_forward_rows(g, bias[0], peep, c_prev, c_next, rec, nb, u0, n)
+                    barrier(sync, meet)
+                    if pn > 0:
+                        rows_product(rec, zero, w_hr[p0:p0 + pn], zero, h_next, p0, nb, H, put)
                 else:
-                    lstm_forward_rows(g, bias[0], peep, c_prev, c_next, h[t + 1], nb)
+                    lstm_forward_rows(g, bias[0], peep, c_prev, c_next, h_next, nb, u0, n)
             elif cell == GRU_LINEAR_BEFORE_RESET:
-                gemm(h_prev, w_hh_t, work[:nb, :G], one, zero)            # rec = h W_hh^T
-                gru_forward_rows(g, work, bias[0], bias[1], h[t], h[t + 1], nb)
+                _recurrent(h_prev, zero, w_hh, rec, zero, nb, Hout, H, three, u0, n, put)
+                gru_forward_rows(g, rec, bias[0], bias[1], h_prev, h_next, nb, u0, n)
             elif cell == GRU_RESET_BEFORE:
-                gemm(h_prev, w_hh_t[:, :2 * H], work[:nb, :2 * H], one, zero)  # h W_h{r,z}^T
-                gru_reset_rows(g, work, bias[0], h[t], nb)
-                # rec[:, 2H:3H] = m (= r * h, gates slot 3) @ W_hn^T
-                gemm(g[:nb, 3 * H:4 * H], w_hh_t[:, 2 * H:3 * H], work[:nb, 2 * H:3 * H], one,
-                     zero)
-                gru_new_rows(g, work, bias[0], h[t], h[t + 1], nb)
+                _recurrent(h_prev, zero, w_hh, rec, zero, nb, Hout, H, two, u0, n, put)  # r, z
+                gru_reset_rows(g, rec, bias[0], h_prev, nb, u0, n)
+                barrier(sync, meet)
+                # rec[:, 2H:3H] = m (= r * h, gates slot 3; every unit's) @ W_hn^T
+                _recurrent(g, 3 * H, w_hh[2 * H:], rec, 2 * H, nb, H, H, one_block, u0, n, put)
+                gru_new_rows(g, rec, bias[0], h_prev, h_next, nb, u0, n)
             else:
-                gemm(h_prev, w_hh_t, g[:nb, :], one, one)                 # g += h W_hh^T
-                rnn_forward_rows(g, bias[0], h[t + 1], cell == RNN_RELU, nb)
+                _recurrent(h_prev, zero, w_hh, g, zero, nb, Hout, H, one_block, u0, n, add)
+                rnn_forward_rows(g, bias[0], h_next, cell == RNN_RELU, nb, u0, n)
+            barrier(sync, meet)
         t0 += k
 
 
@@ -228,10 +278,39 @@ def check_buffers(name, arrays, outputs, lengths):
         raise TypeError(f"{name}: lengths must be a C-contiguous int64 array")
 
 
-def forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work):
+def team_size(n_threads, T, B, cell, H, Hout):
+    """Threads for a call of T steps of B rows (1: one thread), on at most n_threads: only
+    where one step's recurrent product (B * G * Hout multiply-adds) and the whole call are
+    large enough to pay for the hand-off to the team and, under the column split, its barriers
+    (COLUMN_MIN_STEP_MACS, COLUMN_MIN_CALL_MACS); no more than the batch has rows or the layer
+    chunks of units."""
+    G = gate_width(int(cell), H)
+    step_macs = B * G * Hout
+    team = min(int(n_threads), max(B, (H + UNIT_CHUNK - 1) // UNIT_CHUNK))
+    if team < 2 or step_macs < COLUMN_MIN_STEP_MACS or T * step_macs < COLUMN_MIN_CALL_MACS:
+        return 1
+    return team
+
+
+def by_rows(team, B, cell, H, Hout, itemsize):
+    """Whether a team of `team` shares the call by groups of rows rather than by the column
+    split: when each thread would have more rows than max(1, bytes of w_hh / ROW_GROUP_BYTES)
+    (the Cython rule, _layout.pxd column_threads), or the layer has fewer chunks of units than
+    the team has threads. The split exchanges h_t between the cores at every step (B x H_out
+    values), which for many rows costs more than reading w_hh (at B=32, H=128 the split ran
+    1.1-1.3x one thread, groups of rows 1.6x)."""
+    rows_per_thread = max(1, gate_width(int(cell), H) * Hout * itemsize // ROW_GROUP_BYTES)
+    return B > team * rows_per_thread or (H + UNIT_CHUNK - 1) // UNIT_CHUNK < team
+
+
+def forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, n_threads=1,
+            team=None, rows=None):
     """Run `cell` (0 LSTM, 1 GRU linear before reset, 2 GRU reset before, 3 RNN tanh,
     4 RNN relu) over T >= 1 steps of B >= 1 rows; buffers as in src/kernels/CONTRACT.md
-    (without n_threads: the batch is one group, so lengths never increase over it).
+    (the batch is one group, so lengths never increase over it); n_threads: at most this many
+    threads share the call (team_size, by_rows); team, rows: that many threads, and groups of
+    rows (True) or the column split (False), instead of the rules' choice (the tests force
+    each decomposition with them).
 
     x (T, B, I), w_ih (G, I), w_hh (G, Hout), w_hr (P, H) or (0, H), bias (2, G),
     peep (3, H) or (0, H), lengths (B,) int64  IN;
@@ -241,4 +320,18 @@ def forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work):
     """
     check_buffers("numba recurrent forward", (x, w_ih, w_hh, w_hr, bias, peep, h, c, gates, work),
                   (h, c, gates, work), lengths)
-    _forward(int(cell), x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work)
+    cell = int(cell)
+    _check_shapes(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work)
+    T, B = x.shape[0], x.shape[1]
+    H, Hout = w_hr.shape[1], h.shape[2]
+    if team is None:
+        team = team_size(n_threads, T, B, cell, H, Hout)
+    elif int(team) < 1:
+        raise ValueError(f"numba recurrent forward: team must be >= 1, got {team}")
+    team = int(team)
+    if rows is None:
+        rows = team > 1 and by_rows(team, B, cell, H, Hout, x.dtype.itemsize)
+    if rows:
+        team = min(team, B)
+    run_team(forward_team, (cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work,
+                            bool(rows)), team)

@@ -1,0 +1,291 @@
+"""The recurrent products of the Numba drivers, written in Numba: the twin of _gemm.h's
+gemm_step for the small row counts of one step (numba_recurrent_forward.py,
+numba_recurrent_backward.py).
+
+    out[:nb, :N] = a[:nb, :K] @ w[:N, :K]^T        (accumulate: out[:nb, :N] += ...)
+
+w is read in its natural layout, rows of K contiguous values: the forward's w_hh (G, Hout) and
+w_hr (P, H) as they are, the backward's w_hh^T and w_hr^T as copies made before the walk. Each
+output is a dot product over K, vectorised by LLVM (the loop may be reassociated: 'reassoc'
+and 'contract' only, so NaN and inf still propagate); a tile of 3 rows of `a` by 4 rows of `w`
+reads 7 vectors for 12 multiply-adds (the last one or two rows: tiles of 1 x 4 and 2 x 4). The rows of w are taken in blocks of at most
+BLOCK_BYTES, so that a block stays in the core's L2 while every row of `a` passes over it.
+
+Why not BLAS, as for the input projection: for a few rows, ?gemm packs all of w at every call
+(OpenBLAS's sgemm_incopy was 65% of an LSTM's time at B=1, H=512), and w is what dominates a
+step's memory traffic. The product of a block does not depend on how many blocks there are, so
+results do not depend on the block size either.
+"""
+import numpy as np
+from numba import types
+
+try:  # what np.dot checks before its first BLAS call: SciPy's BLAS is there, of Numba's width
+    from numba.np.linalg import ensure_blas as _ensure_blas
+except ImportError:  # pragma: no cover  (a Numba without it: numba_xxgemm checks for SciPy)
+    _ensure_blas = None
+
+from ._jit import jit, jit_reassociating
+from .numba_cells import row_slice, zero_of
+
+#: the most bytes of w one block of rows holds (L2 of every supported core is >= 512 KiB)
+BLOCK_BYTES = 1 << 17
+#: the tiles' width (4 columns): a product that starts at a multiple of it puts every output
+#: in the same tile position, so that how the columns are shared out (blocks of rows of w, a
+#: team's slices of units) does not change the results
+TILE_ALIGN = 4
+
+
+@jit_reassociating
+def _store(out, b, j, s, accumulate):
+    """out[b, j] = s, or += s."""
+    if accumulate:
+        out[b, j] += s
+    else:
+        out[b, j] = s
+
+
+@jit_reassociating
+def _three_rows(a, ac, w, wc, out, oc, K, b, j0, j1, accumulate):
+    """Rows b .. b+2 and columns j0 <= j < j1 of the product (rows_product): tiles of 3 x 4
+    outputs (7 vector loads for 12 multiply-adds: the fastest tile measured, 3 x 3 and 2 x 4
+    were 5-15% slower, 4 x 2 and 2 x 2 more), LLVM vectorising each dot product."""
+    a0 = row_slice(a, b, ac, K)
+    a1 = row_slice(a, b + 1, ac, K)
+    a2 = row_slice(a, b + 2, ac, K)
+    j = j0
+    while j + 4 <= j1:
+        w0, w1, w2, w3 = (row_slice(w, j, wc, K), row_slice(w, j + 1, wc, K),
+                          row_slice(w, j + 2, wc, K), row_slice(w, j + 3, wc, K))
+        s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero_of(a0[0])
+        s20 = s21 = s22 = s23 = s00
+        for k in range(K):
+            x0 = a0[k]
+            x1 = a1[k]
+            x2 = a2[k]
+            v0 = w0[k]
+            v1 = w1[k]
+            v2 = w2[k]
+            v3 = w3[k]
+            s00 += x0 * v0
+            s01 += x0 * v1
+            s02 += x0 * v2
+            s03 += x0 * v3
+            s10 += x1 * v0
+            s11 += x1 * v1
+            s12 += x1 * v2
+            s13 += x1 * v3
+            s20 += x2 * v0
+            s21 += x2 * v1
+            s22 += x2 * v2
+            s23 += x2 * v3
+        _store(out, b, oc + j, s00, accumulate)
+        _store(out, b, oc + j + 1, s01, accumulate)
+        _store(out, b, oc + j + 2, s02, accumulate)
+        _store(out, b, oc + j + 3, s03, accumulate)
+        _store(out, b + 1, oc + j, s10, accumulate)
+        _store(out, b + 1, oc + j + 1, s11, accumulate)
+        _store(out, b + 1, oc + j + 2, s12, accumulate)
+        _store(out, b + 1, oc + j + 3, s13, accumulate)
+        _store(out, b + 2, oc + j, s20, accumulate)
+        _store(out, b + 2, oc + j + 1, s21, accumulate)
+        _store(out, b + 2, oc + j + 2, s22, accumulate)
+        _store(out, b + 2, oc + j + 3, s23, accumulate)
+        j += 4
+    while j < j1:
+        w0 = row_slice(w, j, wc, K)
+        s0 = s1 = s2 = zero_of(a0[0])
+        for k in range(K):
+            v = w0[k]
+            s0 += a0[k] * v
+            s1 += a1[k] * v
+            s2 += a2[k] * v
+        _store(out, b, oc + j, s0, accumulate)
+        _store(out, b + 1, oc + j, s1, accumulate)
+        _store(out, b + 2, oc + j, s2, accumulate)
+        j += 1
+
+
+@jit_reassociating
+def _two_rows(a, ac, w, wc, out, oc, K, b, j0, j1, accumulate):
+    """Rows b, b+1 and columns j0 <= j < j1 of the product (rows_product): tiles of 2 x 4
+    outputs."""
+    a0 = row_slice(a, b, ac, K)
+    a1 = row_slice(a, b + 1, ac, K)
+    j = j0
+    while j + 4 <= j1:
+        w0, w1, w2, w3 = (row_slice(w, j, wc, K), row_slice(w, j + 1, wc, K),
+                          row_slice(w, j + 2, wc, K), row_slice(w, j + 3, wc, K))
+        s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero_of(a0[0])
+        for k in range(K):
+            x0 = a0[k]
+            x1 = a1[k]
+            s00 += x0 * w0[k]
+            s01 += x0 * w1[k]
+            s02 += x0 * w2[k]
+            s03 += x0 * w3[k]
+            s10 += x1 * w0[k]
+            s11 += x1 * w1[k]
+            s12 += x1 * w2[k]
+            s13 += x1 * w3[k]
+        _store(out, b, oc + j, s00, accumulate)
+        _store(out, b, oc + j + 1, s01, accumulate)
+        _store(out, b, oc + j + 2, s02, accumulate)
+        _store(out, b, oc + j + 3, s03, accumulate)
+        _store(out, b + 1, oc + j, s10, accumulate)
+        _store(out, b + 1, oc + j + 1, s11, accumulate)
+        _store(out, b + 1, oc + j + 2, s12, accumulate)
+        _store(out, b + 1, oc + j + 3, s13, accumulate)
+        j += 4
+    while j < j1:
+        w0 = row_slice(w, j, wc, K)
+        s0 = s1 = zero_of(a0[0])
+        for k in range(K):
+            s0 += a0[k] * w0[k]
+            s1 += a1[k] * w0[k]
+        _store(out, b, oc + j, s0, accumulate)
+        _store(out, b + 1, oc + j, s1, accumulate)
+        j += 1
+
+
+@jit_reassociating
+def _one_row(a, ac, w, wc, out, oc, K, b, j0, j1, accumulate):
+    """Row b and columns j0 <= j < j1 of the product (rows_product): tiles of 1 x 4 outputs."""
+    a0 = row_slice(a, b, ac, K)
+    j = j0
+    while j + 4 <= j1:
+        w0, w1, w2, w3 = (row_slice(w, j, wc, K), row_slice(w, j + 1, wc, K),
+                          row_slice(w, j + 2, wc, K), row_slice(w, j + 3, wc, K))
+        s0 = s1 = s2 = s3 = zero_of(a0[0])
+        for k in range(K):
+            x0 = a0[k]
+            s0 += x0 * w0[k]
+            s1 += x0 * w1[k]
+            s2 += x0 * w2[k]
+            s3 += x0 * w3[k]
+        _store(out, b, oc + j, s0, accumulate)
+        _store(out, b, oc + j + 1, s1, accumulate)
+        _store(out, b, oc + j + 2, s2, accumulate)
+        _store(out, b, oc + j + 3, s3, accumulate)
+        j += 4
+    while j < j1:
+        w0 = row_slice(w, j, wc, K)
+        s0 = zero_of(a0[0])
+        for k in range(K):
+            s0 += a0[k] * w0[k]
+        _store(out, b, oc + j, s0, accumulate)
+        j += 1
+
+
+@jit_reassociating
+def rows_product(a, ac, w, wc, out, oc, nb, K, accumulate):
+    """out[:nb, oc:oc+N] (+)= a[:nb, ac:ac+K] @ w[:N, wc:wc+K]^T, N = w.shape[0].
+
+    a, w, out: C-contiguous 2-D arrays (row blocks of a C array, such as w_hh[2H:3H], are
+    C-contiguous too); the blocks of columns are given by their first column, so that every
+    row is a contiguous vector to LLVM (a view of columns would have an unknown stride). The
+    output block must not overlap the operands' blocks.
+    """
+    # the callers pass constants (0, True, ...), which Numba types as literals: re-typed here,
+    # so that the tiles compile once per dtype rather than once per combination of constants
+    ac, wc, oc, nb, K = np.intp(ac), np.intp(wc), np.intp(oc), np.intp(nb), np.intp(K)
+    accumulate = accumulate != 0
+    N = w.shape[0]
+    if (ac < 0 or wc < 0 or oc < 0 or K < 0 or ac + K > a.shape[1] or wc + K > w.shape[1]
+            or oc + N > out.shape[1] or a.shape[0] < nb or out.shape[0] < nb):
+        raise ValueError("rows_product: incompatible shapes")
+    if nb <= 0 or N == 0:
+        return
+    rows = BLOCK_BYTES // max(1, K * w.itemsize)
+    rows = max(TILE_ALIGN, rows - rows % TILE_ALIGN)
+    for j0 in range(0, N, rows):
+        j1 = min(j0 + rows, N)
+        b = ac - ac                 # 0, typed as a variable (not the literal 0)
+        while b + 3 <= nb:
+            _three_rows(a, ac, w, wc, out, oc, K, b, j0, j1, accumulate)
+            b += 3
+        if nb - b == 2:
+            _two_rows(a, ac, w, wc, out, oc, K, b, j0, j1, accumulate)
+        elif nb - b == 1:
+            _one_row(a, ac, w, wc, out, oc, K, b, j0, j1, accumulate)
+
+
+def transposed(w):
+    """w^T as a C-contiguous copy: the layout rows_product reads for a product by w itself
+    (the backward's dA @ w_hh)."""
+    return np.ascontiguousarray(w.T)
+
+
+# --------------------------------------------------------------------------------------------
+# BLAS, for the backward's products over all steps at once
+
+# int numba_xxgemm(char kind, char transa, char transb, Py_ssize_t m, n, k, void *alpha,
+#                  void *a, Py_ssize_t lda, void *b, Py_ssize_t ldb, void *beta, void *c,
+#                  Py_ssize_t ldc): column-major ?gemm (numba/_lapack.c)
+_xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
+    types.int8, types.int8, types.int8, types.intp, types.intp, types.intp,
+    types.voidptr, types.voidptr, types.intp, types.voidptr, types.intp, types.voidptr,
+    types.voidptr, types.intp))
+
+_N, _T, _S, _D = ord("n"), ord("t"), ord("s"), ord("d")
+if _ensure_blas is not None:
+    _ensure_blas()
+
+
+@jit
+def gemm_coefficients(dtype_of):
+    """(one, zero): (1,) arrays holding 1 and 0 in dtype_of's dtype, the alpha and beta that
+    `gemm` reads (views of one array allocated once per kernel call, before its loops)."""
+    coef = np.empty(2, dtype_of.dtype)
+    coef[0] = 1
+    coef[1] = 0
+    return coef[0:1], coef[1:2]
+
+
+@jit
+def _operand(a, it):
+    """(transposed, ld) of a 2-D view with unit stride along its rows (row-major: False) or
+    its columns (a transposed view: True), for the column-major BLAS."""
+    r, c = a.shape
+    s0 = a.strides[0] // it
+    s1 = a.strides[1] // it
+    if c == 1 or a.strides[1] == it:
+        return False, max(s0, c, 1)
+    if r == 1 or a.strides[0] == it:
+        return True, max(s1, r, 1)
+    raise ValueError("gemm: an operand has no unit stride")
+
+
+@jit
+def gemm(a, b, c, alpha, beta):
+    """c = alpha a @ b + beta c, one BLAS ?gemm call.
+
+    a (m, k), b (k, n): 2-D views with unit stride along their rows or their columns (a
+    transposed view: BLAS reads it transposed, no copy); c (m, n) with unit stride along its
+    rows; any leading dimensions (blocks of columns of a wider buffer included). alpha, beta:
+    (1,) arrays (gemm_coefficients). Row-major c = a b is column-major c^T = b^T a^T.
+    To keep one compiled gemm per dtype, callers pass 'A'-layout views (x[r0:r1, :],
+    w[:, :].T, ...).
+    """
+    m, n = c.shape
+    k = a.shape[1]
+    if a.shape[0] != m or b.shape[0] != k or b.shape[1] != n:
+        raise ValueError("gemm: incompatible shapes")
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        if beta[0] == 0:
+            for i in range(m):
+                for j in range(n):
+                    c[i, j] = 0
+        return
+    it = c.itemsize
+    trans_a, lda = _operand(a, it)
+    trans_b, ldb = _operand(b, it)
+    trans_c, ldc = _operand(c, it)
+    if trans_c:
+        raise ValueError("gemm: c must have unit stride along its rows")
+    status = _xxgemm(np.int8(_S if it == 4 else _D), np.int8(_T if trans_b else _N),
+                     np.int8(_T if trans_a else _N), n, m, k, alpha.ctypes, b.ctypes, ldb,
+                     a.ctypes, lda, beta.ctypes, c.ctypes, ldc)
+    if status != 0:
+        raise RuntimeError("gemm: the BLAS call failed")

@@ -1,0 +1,170 @@
+"""The Numba drivers' team of threads (src/kernels/numba_team.py) and its column split.
+
+- The barrier: a team of threads passing it many times, each checking at every pass that the
+  whole team arrived at the previous one.
+- The split through the API, where the rule picks it (B=1, H=256), on 2 and 3 threads:
+  bit for bit the same as on 2 threads, and the NumPy reference to rounding.
+- Python threads running split calls at once (they share the pool); a loaded machine (a busy
+  process per core: the barrier yields after a bounded spin); a child forked after the parent
+  ran a team (the pool is made afresh there; Numba's own OpenMP layer would kill the child).
+"""
+import multiprocessing
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import fastlstm
+
+from conftest import require_backend
+
+
+@pytest.fixture(scope="module")
+def team_module():
+    require_backend("numba")
+    from fastlstm._kernels import numba_team
+
+    return numba_team
+
+
+def test_numba_barrier_holds_every_pass(team_module):
+    """Each thread adds 1 to a shared counter per pass, then meets the others: after pass p
+    every thread sees exactly team * p."""
+    from numba import njit
+
+    atomic_add, atomic_load, barrier = (team_module.atomic_add, team_module.atomic_load,
+                                        team_module.barrier)
+
+    @njit(nogil=True)
+    def passes(counter, seen, n, tid, team, sync):
+        for p in range(n):
+            atomic_add(counter, 0, 1)
+            barrier(sync, team)
+            seen[tid, p] = atomic_load(counter, 0)
+            barrier(sync, team)      # nobody adds for pass p + 1 before all have looked
+
+    team, n = 3, 2000
+    counter = np.zeros(1, np.int64)
+    seen = np.zeros((team, n), np.int64)
+    team_module.run_team(passes, (counter, seen, n), team)
+    assert (seen == team * np.arange(1, n + 1)).all()
+
+
+def _problem(cell, T=40, B=1, I=24, H=256, seed=0):
+    rng = np.random.default_rng(seed)
+    model = {"lstm": fastlstm.LSTM, "gru": fastlstm.GRU, "rnn": fastlstm.RNN}[cell](
+        I, H, seed=seed, backend="numba")
+    model.eval()
+    return model, rng.standard_normal((T, B, I)).astype(np.float32)
+
+
+def _call(model, x, n_threads):
+    with fastlstm.threads(n_threads):
+        y, state = model(x)
+    return [y] + list(state if isinstance(state, tuple) else (state,))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_numba_split_through_the_api(team_module, cell, monkeypatch):
+    from fastlstm._kernels import numba_recurrent_forward as nb_fwd
+
+    teams = []
+    run_team = nb_fwd.run_team
+    monkeypatch.setattr(nb_fwd, "run_team", lambda k, a, team: (teams.append(team),
+                                                                 run_team(k, a, team)))
+    model, x = _problem(cell, T=80)
+    two = _call(model, x, 2)
+    three = _call(model, x, 3)
+    assert teams == [2, 3], "the rule did not pick the split at B=1, H=256"
+    for a, b in zip(two, three):
+        np.testing.assert_array_equal(a, b)
+    ref_model = type(model)(24, 256, seed=0, backend="numpy")
+    ref_model.eval()
+    for a, b in zip(two, _call(ref_model, x, 1)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_numba_split_from_python_threads(team_module):
+    model, x = _problem("lstm")
+    want = _call(model, x, 2)
+    with ThreadPoolExecutor(3) as pool:
+        runs = list(pool.map(lambda _: _call(model, x, 2), range(9)))
+    for got in runs:
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture
+def busy_cores():
+    """A busy process per CPU (plus one) for the duration of the test."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+             for _ in range((os.cpu_count() or 1) + 1)]
+    yield len(procs)
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def test_numba_split_on_a_loaded_machine(team_module, busy_cores):
+    model, x = _problem("gru", T=20)
+    want = _call(model, x, 2)
+    for n_threads in (2, 3):
+        got = _call(model, x, n_threads)
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
+def _child(model, x, queue):
+    queue.put(_call(model, x, 2))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork is the default start method on Linux")
+def test_numba_split_in_a_forked_child(team_module):
+    model, x = _problem("lstm", T=10)
+    want = _call(model, x, 2)            # the parent has run a team: its pool threads exist
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child, args=(model, x, queue))
+    child.start()
+    try:
+        got = queue.get(timeout=120)
+    finally:
+        child.join(30)
+        if child.is_alive():
+            child.kill()
+    assert child.exitcode == 0
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_numba_run_team_reports_errors_of_its_helpers(team_module):
+    """A helper thread's exception reaches the caller (the kernels never raise once started;
+    this is a plain Python function that fails on thread 1 before any barrier)."""
+    def kernel(flag, tid, team, sync):
+        if tid == 1:
+            raise RuntimeError("thread 1 failed")
+
+    with pytest.raises(RuntimeError, match="thread 1 failed"):
+        team_module.run_team(kernel, (None,), 2)
+
+
+def test_numba_groups_of_rows_through_the_api(team_module, monkeypatch):
+    """At B=32, H=128 the rule shares the call by groups of rows (by_rows): the reference to
+    rounding, on 2 and 3 threads."""
+    from fastlstm._kernels import numba_recurrent_forward as nb_fwd
+
+    calls = []
+    run_team = nb_fwd.run_team
+    monkeypatch.setattr(nb_fwd, "run_team", lambda k, a, team: (calls.append((team, a[-1])),
+                                                                 run_team(k, a, team)))
+    model, x = _problem("lstm", T=30, B=32, I=16, H=128)
+    ref_model = fastlstm.LSTM(16, 128, seed=0, backend="numpy")
+    ref_model.eval()
+    want = _call(ref_model, x, 1)
+    for n_threads in (2, 3):
+        for a, b in zip(_call(model, x, n_threads), want):
+            np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    assert calls == [(2, True), (3, True)]
