@@ -39,6 +39,7 @@ SHAPES = {
     "T1-B1": (1, 1, 4, 2, [1], 1),
     "empty": (2, 1, 3, 4, [0], 1),                  # no row runs at all
     "long": (40, 3, 2, 3, [40, 17, 0], 6),          # longer: chunks, rows ending mid-chunk
+    "batch-9": (4, 9, 3, 6, [4, 4, 4, 3, 3, 2, 1, 1, 0], 2),  # walks of >= WALK_BLAS_ROWS rows
 }
 
 

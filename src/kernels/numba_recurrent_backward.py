@@ -2,10 +2,10 @@
 src/kernels/CONTRACT.md.
 
 Mirrors fastlstm.reference.sequence.sequence_backward with the cells' pointwise math from
-numba_cells.py; the twin of recurrent_backward.pyx, with the whole batch as one group. The
-walk's products are numba_matmul.rows_product on copies of w_hh^T and w_hr^T (rows of
-contiguous values, the layout it reads); the products over all steps after it are BLAS
-(numba_matmul.gemm). The walk goes s = T-1 ... 0 over the running
+numba_cells.py; the twin of recurrent_backward.pyx, with the whole batch as one group, on one
+thread. The walk's products of few rows are numba_matmul.rows_product on copies of w_hh^T and
+w_hr^T (rows of contiguous values, the layout it reads), of WALK_BLAS_ROWS rows or more BLAS
+calls (numba_matmul.gemm, on BLAS's threads), as are the products over all steps after it. The walk goes s = T-1 ... 0 over the running
 rows, a prefix that grows as s goes down (a row joins at its last valid step, so its dh_n and
 dc_n enter there); per step the output gradient dy is added, then the cell's pointwise pass
 for the gate gradients and the product(s) that carry the gradient to h_{s-1}. Rows that do not
@@ -23,6 +23,22 @@ from .numba_cells import (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_R
                           lstm_backward_rows, rnn_backward_rows)
 from .numba_matmul import gemm, gemm_coefficients, rows_product, transposed
 from .numba_recurrent_forward import check_buffers, check_lengths
+
+
+#: the walk's products of at least this many rows are BLAS calls (on the BLAS library's
+#: threads; it packs w for them all), fewer rows numba_matmul.rows_product (no packing)
+WALK_BLAS_ROWS = 8
+
+
+@jit
+def _walk_product(a, ac, K, w, w_t, r0, out, nb, accumulate, one, zero):
+    """out[:nb, :N] (+)= a[:nb, ac:ac+K] @ w[r0:r0+K]: w (R, N) as an 'A' view, w_t = w^T
+    (N, R) C-contiguous, its copy; one, zero: gemm_coefficients."""
+    if nb >= WALK_BLAS_ROWS:
+        gemm(a[:nb, ac:ac + K], w[r0:r0 + K, :], out[:nb, :w.shape[1]], one,
+             one if accumulate else zero)
+    else:
+        rows_product(a, ac, w_t, r0, out, r0 - r0, nb, K, accumulate)
 
 
 @jit
@@ -65,6 +81,8 @@ def _backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc,
     one, zero_ = gemm_coefficients(x)
     zero = np.intp(0)           # constants as variables (numba_recurrent_forward.forward_team)
     add, put = zero == 0, zero != 0
+    w_hh_a = w_hh[:, :]         # 'A' views: one compiled gemm
+    w_hr_a = w_hr[:, :]
     # the walk
     nb = 0
     for t in range(T - 1, -1, -1):
@@ -91,24 +109,24 @@ def _backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc,
                     for j in range(Hout):
                         dhp[t, b, j] = dh[b, j]
                 # the gradient reaching o * tanh(c_t) (nb, H) = dh (nb, P) @ W_hr
-                rows_product(dh, zero, w_hr_t, zero, work, zero, nb, P, put)
+                _walk_product(dh, zero, P, w_hr_a, w_hr_t, zero, work, nb, put, one, zero_)
                 lstm_backward_rows(g, peep, c[t], c[t + 1], work, dc, dA_t, nb)
             else:
                 lstm_backward_rows(g, peep, c[t], c[t + 1], dh, dc, dA_t, nb)
-            rows_product(dA_t, zero, w_hh_t, zero, dh, zero, nb, G, put)   # dh = dA W_hh
+            _walk_product(dA_t, zero, G, w_hh_a, w_hh_t, zero, dh, nb, put, one, zero_)  # dA W_hh
         elif gru:
             gru_backward_rows(g, h[t], dh, dA_t, linear_before_reset, nb)  # dh = dh * z
             if linear_before_reset:
                 # dh += dm @ W_hn (and [da_r, da_z] @ W_hh[:2H] below)
-                rows_product(dA_t, 3 * H, w_hh_t, 2 * H, dh, zero, nb, H, add)
+                _walk_product(dA_t, 3 * H, H, w_hh_a, w_hh_t, 2 * H, dh, nb, add, one, zero_)
             else:
                 # work = da_n @ W_hn: the gradient of m = r * h; then da_r, and dh += dm * r
-                rows_product(dA_t, 2 * H, w_hh_t, 2 * H, work, zero, nb, H, put)
+                _walk_product(dA_t, 2 * H, H, w_hh_a, w_hh_t, 2 * H, work, nb, put, one, zero_)
                 gru_reset_backward_rows(g, h[t], work, dh, dA_t, nb)
-            rows_product(dA_t, zero, w_hh_t, zero, dh, zero, nb, 2 * H, add)
+            _walk_product(dA_t, zero, 2 * H, w_hh_a, w_hh_t, zero, dh, nb, add, one, zero_)
         else:
             rnn_backward_rows(g, dh, dA_t, cell == RNN_RELU, nb)
-            rows_product(dA_t, zero, w_hh_t, zero, dh, zero, nb, H, put)   # dh = dA W_hh
+            _walk_product(dA_t, zero, H, w_hh_a, w_hh_t, zero, dh, nb, put, one, zero_)  # dA W_hh
     # the products over all steps; dA_in = dA[..., :G]; dA_rec = dA_in, except for the GRU's
     # n block: dm (slot 3), whose input is h_prev (code 1) or m (gates slot 3, code 2)
     TB = T * B
