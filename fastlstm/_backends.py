@@ -96,8 +96,8 @@ class CythonBackend:
 class NumbaBackend:
     """src/kernels/numba_recurrent_forward.py and numba_recurrent_backward.py: the batch as
     one group; a large forward shared by a team of threads, by slices of the hidden units or
-    by groups of rows (numba_recurrent_forward.team_size, by_rows); the per-step products
-    numba_matmul.rows_product, the backward's products over all steps BLAS."""
+    by groups of rows (numba_recurrent_forward.team_size, by_rows), a large backward by
+    groups of rows; every product numba_matmul.rows_product (no BLAS)."""
 
     name = "numba"
 
@@ -116,7 +116,7 @@ class NumbaBackend:
     def backward(self, cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA,
                  dhp, dx, dw_ih, dw_hh, db_ih, db_hh, work, n_groups=1, n_threads=1):
         self._bwd(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp,
-                  dx, dw_ih, dw_hh, db_ih, db_hh, work)
+                  dx, dw_ih, dw_hh, db_ih, db_hh, work, n_threads)
 
 
 _FACTORIES = {"cython": CythonBackend, "numba": NumbaBackend, "numpy": NumpyBackend}

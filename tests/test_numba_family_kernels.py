@@ -310,12 +310,10 @@ TEAM_CELLS = CELLS + [("lstm-peep-wide-proj", "lstm", 0, {}, True, 21)]
 @pytest.mark.parametrize("shape", list(TEAM_SHAPES))
 @pytest.mark.parametrize("cell", TEAM_CELLS, ids=[c[0] for c in TEAM_CELLS])
 def test_column_split_teams(cell, shape, dtype, training):
-    """The column split on teams of 2 and 3 threads gives bit for bit what one thread gives
-    (these projections are below PROJECTION_BLAS_ROWS, so one thread uses rows_product too);
+    """The column split on teams of 2 and 3 threads gives bit for bit what one thread gives;
     groups of rows on 2 and 3 threads give it to rounding; all of them the reference."""
     case = make_case(cell, shape, dtype, seed=3)
-    T, B = case["T"], case["B"]
-    assert T * B < nb_fwd.PROJECTION_BLAS_ROWS
+    B = case["B"]
     y, state_n, tape, _ = reference(case)
     keys = ("h", "c", "gates") if training else ("h", "c")
     one = run_forward(case, training=training, team=1)
@@ -345,3 +343,44 @@ def test_column_split_rule():
     assert nb_fwd.by_rows(2, 6, 0, 256, 256, 4)
     assert nb_fwd.by_rows(2, 32, 0, 128, 128, 4)
     assert nb_fwd.by_rows(3, 2, 0, 20, 20, 4)                     # two chunks for three threads
+
+
+def run_backward(case, out, team):
+    """The backward kernel on the forward's tape `out`, its team forced; the gradients."""
+    T, B, H, P, Hout, G, dt = (case[k] for k in ("T", "B", "H", "P", "Hout", "G", "dtype"))
+    code = case["cell"][2]
+    _, Gs = gate_widths(code, H)
+    dh = case["d_state"][0].astype(dt)
+    dc = case["d_state"][1].astype(dt) if code == 0 else np.zeros((0, H), dt)
+    grads = dict(dA=np.full((T, B, Gs), np.nan, dt),
+                 dhp=np.full((T, B, P), np.nan, dt) if P else np.zeros((0, B, 0), dt),
+                 dx=np.full((T, B, case["I"]), np.nan, dt),
+                 dw_ih=np.full((G, case["I"]), np.nan, dt), dw_hh=np.full((G, Hout), np.nan, dt),
+                 db_ih=np.full(G, np.nan, dt), db_hh=np.full(G, np.nan, dt))
+    nb_bwd.backward(code, out["x"], out["w_ih"], out["w_hh"], out["w_hr"], out["peep"],
+                    case["lengths"], out["h"], out["c"], out["gates"], case["dy"].astype(dt),
+                    dh, dc, grads["dA"], grads["dhp"], grads["dx"], grads["dw_ih"],
+                    grads["dw_hh"], grads["db_ih"], grads["db_hh"], np.full((B, H), np.nan, dt),
+                    team=team)
+    return dict(grads, dh=dh, dc=dc)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("shape", ["team-ragged", "team-B5", "batch-9", "T1-B1"])
+@pytest.mark.parametrize("cell", TEAM_CELLS, ids=[c[0] for c in TEAM_CELLS])
+def test_backward_teams(cell, shape, dtype):
+    """The backward on teams of 1-3 threads (the walk by groups of rows, then the products
+    shared by rows of dx and gate rows of dW): the reference's gradients to rounding, dA zero
+    past each row's length, and teams larger than the batch (threads without rows)."""
+    case = make_case(cell, shape, dtype, seed=4)
+    tol, code, valid = TOL[dtype], cell[2], case["valid"]
+    _, _, _, grads = reference(case)
+    out = run_forward(case, training=True)
+    for team in (1, 2, 3):
+        got = run_backward(case, out, team)
+        assert not np.any(masked(got["dA"], ~valid)), f"dA past the lengths, team {team}"
+        for key, ref in (("dx", "x"), ("dw_ih", "w_ih"), ("dw_hh", "w_hh"), ("db_ih", "b_ih"),
+                         ("db_hh", "b_hh"), ("dh", "h0")):
+            assert_close(got[key], grads[ref], tol, f"{key}, team {team}")
+        if code == 0:
+            assert_close(got["dc"], grads["c0"], tol, f"dc_0, team {team}")

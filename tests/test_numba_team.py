@@ -168,3 +168,33 @@ def test_numba_groups_of_rows_through_the_api(team_module, monkeypatch):
         for a, b in zip(_call(model, x, n_threads), want):
             np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
     assert calls == [(2, True), (3, True)]
+
+
+def test_numba_backward_team_through_the_api(team_module, monkeypatch):
+    """Training at B=32, H=128 on 2 threads: the backward runs on a team of two (the walk by
+    groups of rows, the products after it shared); every gradient is the NumPy reference's to
+    rounding."""
+    from fastlstm._kernels import numba_recurrent_backward as nb_bwd
+
+    teams = []
+    run_team = nb_bwd.run_team
+    monkeypatch.setattr(nb_bwd, "run_team", lambda k, a, team: (teams.append(team),
+                                                                 run_team(k, a, team)))
+    rng = np.random.default_rng(5)
+    T, B, I, H = 30, 32, 16, 128
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    w_ih = (0.1 * rng.standard_normal((4 * H, I))).astype(np.float32)
+    w_hh = (0.1 * rng.standard_normal((4 * H, H))).astype(np.float32)
+    b = (0.1 * rng.standard_normal(4 * H)).astype(np.float32)
+    lengths = rng.integers(1, T + 1, B)
+    results = {}
+    for backend in ("numba", "numpy"):
+        with fastlstm.threads(2):
+            out = fastlstm.forward(x, w_ih, w_hh, b, b, lengths=lengths, backend=backend,
+                                   return_tape=True)
+            results[backend] = fastlstm.backward(out[-1], np.ones_like(out[0]))
+    assert teams == [2]
+    for key in ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "c0"):
+        want = getattr(results["numpy"], key)
+        np.testing.assert_allclose(getattr(results["numba"], key), want, rtol=2e-4, atol=2e-4,
+                                   err_msg=key)

@@ -2,49 +2,39 @@
 src/kernels/CONTRACT.md.
 
 Mirrors fastlstm.reference.sequence.sequence_backward with the cells' pointwise math from
-numba_cells.py; the twin of recurrent_backward.pyx, with the whole batch as one group, on one
-thread. The walk's products of few rows are numba_matmul.rows_product on copies of w_hh^T and
-w_hr^T (rows of contiguous values, the layout it reads), of WALK_BLAS_ROWS rows or more BLAS
-calls (numba_matmul.gemm, on BLAS's threads), as are the products over all steps after it. The walk goes s = T-1 ... 0 over the running
+numba_cells.py; the twin of recurrent_backward.pyx. The batch is one group of rows; a large call
+is shared by a team of threads (numba_team.py) as the Cython driver's groups of rows: each
+thread walks its rows (share_rows) back through time alone, s = T-1 ... 0 over its running
 rows, a prefix that grows as s goes down (a row joins at its last valid step, so its dh_n and
 dc_n enter there); per step the output gradient dy is added, then the cell's pointwise pass
 for the gate gradients and the product(s) that carry the gradient to h_{s-1}. Rows that do not
-run at step s get zeros in dA (and dhp). After the walk, the input, weight and bias gradients
-are products over all T*B rows at once (padded rows are zeros): dx = dA_in W_ih,
-dw_ih = dA_in^T x, dw_hh = dA_rec^T h_prev (the GRU's n block: dm, against m for code 2).
-Nothing is allocated in the walk. As in the forward driver, the step is written inside the
-walk (one level of calls less for Numba to re-optimise).
+run at step s get zeros in dA (and dhp). After the walk, a barrier; the input, weight and bias
+gradients are then products over all T*B rows at once (padded rows are zeros): dx = dA_in W_ih,
+dw_ih = dA_in^T x, dw_hh = dA_rec^T h_prev (the GRU's n block: dm, against m for code 2),
+shared by the team by rows of dx and by gate rows of dW.
+
+No BLAS: every product is numba_matmul.rows_product, on copies the wrapper makes (w_hh^T,
+w_hr^T, w_ih^T) and on transposes of dA, x, h_prev (and m) the team writes into scratch after
+the walk. BLAS's own worker threads keep spinning for a while after each call, and two of them
+beside a team on two cores starved its next forward (a training step at 100x4x256x256 took
+84 ms for its forward instead of 4.4). Nothing is allocated in the walk.
 """
 import numpy as np
 
 from ._jit import jit
 from .numba_cells import (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
                           gate_width, gru_backward_rows, gru_reset_backward_rows,
-                          lstm_backward_rows, rnn_backward_rows)
-from .numba_matmul import gemm, gemm_coefficients, rows_product, transposed
-from .numba_recurrent_forward import check_buffers, check_lengths
-
-
-#: the walk's products of at least this many rows are BLAS calls (on the BLAS library's
-#: threads; it packs w for them all), fewer rows numba_matmul.rows_product (no packing)
-WALK_BLAS_ROWS = 8
+                          lstm_backward_rows, rnn_backward_rows, zero_of)
+from .numba_matmul import rows_product, transposed
+from .numba_recurrent_forward import check_buffers, check_lengths, share_rows, team_size
+from .numba_team import barrier, run_team
 
 
 @jit
-def _walk_product(a, ac, K, w, w_t, r0, out, nb, accumulate, one, zero):
-    """out[:nb, :N] (+)= a[:nb, ac:ac+K] @ w[r0:r0+K]: w (R, N) as an 'A' view, w_t = w^T
-    (N, R) C-contiguous, its copy; one, zero: gemm_coefficients."""
-    if nb >= WALK_BLAS_ROWS:
-        gemm(a[:nb, ac:ac + K], w[r0:r0 + K, :], out[:nb, :w.shape[1]], one,
-             one if accumulate else zero)
-    else:
-        rows_product(a, ac, w_t, r0, out, r0 - r0, nb, K, accumulate)
-
-
-@jit
-def _backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp, dx,
-              dw_ih, dw_hh, db_ih, db_hh, work, w_hh_t, w_hr_t):
-    """`backward` once its buffers' dtypes and memory are checked; checks the shapes."""
+def _check_shapes(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp,
+                  dx, dw_ih, dw_hh, db_ih, db_hh, work, w_hh_t, w_hr_t, w_ih_t, dA_t_all, x_t,
+                  h_t, m_t):
+    """Raises ValueError unless the buffers' shapes and the lengths fit one backward call."""
     T, B, Gs = gates.shape
     I = x.shape[2]
     Hout = h.shape[2]
@@ -75,20 +65,59 @@ def _backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc,
             or work.shape[0] != B
             or ((cell == GRU_RESET_BEFORE or P > 0) and work.shape[1] < H)
             or w_hh_t.shape[0] != Hout or w_hh_t.shape[1] != G
-            or w_hr_t.shape[0] != H or w_hr_t.shape[1] != P):
+            or w_hr_t.shape[0] != H or w_hr_t.shape[1] != P
+            or w_ih_t.shape[0] != I or w_ih_t.shape[1] != G
+            or dA_t_all.shape[0] != Gs or dA_t_all.shape[1] != T * B
+            or x_t.shape[0] != I or x_t.shape[1] != T * B
+            or h_t.shape[0] != Hout or h_t.shape[1] != T * B
+            or m_t.shape[1] != T * B or m_t.shape[0] != (H if cell == GRU_RESET_BEFORE else 0)):
         raise ValueError("numba recurrent backward: inconsistent buffer shapes")
     check_lengths(lengths, T)
-    one, zero_ = gemm_coefficients(x)
+
+
+@jit
+def _transpose_rows(a, r0, r1, c0, n, out):
+    """out[j, r] = a[r, c0 + j] for r0 <= r < r1, j < n (a (R, >= c0+n), out (n, R))."""
+    for r in range(r0, r1):
+        for j in range(n):
+            out[j, r] = a[r, c0 + j]
+
+
+@jit
+def backward_team(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp,
+                  dx, dw_ih, dw_hh, db_ih, db_hh, work, w_hh_t, w_hr_t, w_ih_t, dA_t_all, x_t,
+                  h_t, m_t, tid, team, sync):
+    """The backward for thread tid of a team of `team` (1: the whole call on one thread), its
+    shapes checked (_check_shapes): the walk of the rows of share_rows(B, tid, team); a
+    barrier; its rows of the transposes dA^T, x^T, h_prev^T (m^T) and of dx; a barrier; its
+    gate rows of dw_ih, dw_hh, db_ih, db_hh.
+
+    w_hh_t (Hout, G), w_hr_t (H, P), w_ih_t (I, G): copies of the transposed weights;
+    dA_t_all (Gs, T*B), x_t (I, T*B), h_t (Hout, T*B), m_t (H or 0, T*B): scratch.
+    """
+    T, B, Gs = gates.shape
+    Hout = h.shape[2]
+    P, H = w_hr.shape
+    G = gate_width(cell, H)
+    I = x.shape[2]
+    TB = T * B
+    has_dy = dy.shape[0] > 0
+    gru = cell == GRU_LINEAR_BEFORE_RESET or cell == GRU_RESET_BEFORE
+    linear_before_reset = cell == GRU_LINEAR_BEFORE_RESET
     zero = np.intp(0)           # constants as variables (numba_recurrent_forward.forward_team)
     add, put = zero == 0, zero != 0
-    w_hh_a = w_hh[:, :]         # 'A' views: one compiled gemm
-    w_hr_a = w_hr[:, :]
-    # the walk
+    b0, n_rows = share_rows(B, tid, team)
+    b1 = b0 + n_rows
+    lens = lengths[b0:b1]
+    dh_g = dh[b0:b1]
+    dc_g = dc[b0:b1]
+    work_g = work[b0:b1]
+    # the walk of this thread's rows
     nb = 0
     for t in range(T - 1, -1, -1):
-        while nb < B and lengths[nb] > t:      # rows whose last valid step is t join
+        while nb < n_rows and lens[nb] > t:    # rows whose last valid step is t join
             nb += 1
-        for b in range(nb, B):
+        for b in range(b0 + nb, b1):
             for j in range(Gs):
                 dA[t, b, j] = 0
             for j in range(P):
@@ -98,85 +127,113 @@ def _backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc,
         if has_dy:
             for b in range(nb):
                 for j in range(Hout):
-                    dh[b, j] += dy[t, b, j]
+                    dh_g[b, j] += dy[t, b0 + b, j]
         # the cell's pointwise pass and the product(s) to h_{t-1}: dh (rows < nb) holds the
         # whole gradient reaching h_t, then the one reaching h_{t-1}
-        g = gates[t]
-        dA_t = dA[t]
+        g = gates[t][b0:b1]
+        dA_t = dA[t][b0:b1]
         if cell == LSTM:
+            c_prev = c[t][b0:b1]
+            c_t = c[t + 1][b0:b1]
             if P > 0:
                 for b in range(nb):
                     for j in range(Hout):
-                        dhp[t, b, j] = dh[b, j]
+                        dhp[t, b0 + b, j] = dh_g[b, j]
                 # the gradient reaching o * tanh(c_t) (nb, H) = dh (nb, P) @ W_hr
-                _walk_product(dh, zero, P, w_hr_a, w_hr_t, zero, work, nb, put, one, zero_)
-                lstm_backward_rows(g, peep, c[t], c[t + 1], work, dc, dA_t, nb)
+                rows_product(dh_g, zero, w_hr_t, zero, work_g, zero, nb, P, put)
+                lstm_backward_rows(g, peep, c_prev, c_t, work_g, dc_g, dA_t, nb)
             else:
-                lstm_backward_rows(g, peep, c[t], c[t + 1], dh, dc, dA_t, nb)
-            _walk_product(dA_t, zero, G, w_hh_a, w_hh_t, zero, dh, nb, put, one, zero_)  # dA W_hh
+                lstm_backward_rows(g, peep, c_prev, c_t, dh_g, dc_g, dA_t, nb)
+            rows_product(dA_t, zero, w_hh_t, zero, dh_g, zero, nb, G, put)   # dh = dA W_hh
         elif gru:
-            gru_backward_rows(g, h[t], dh, dA_t, linear_before_reset, nb)  # dh = dh * z
+            h_prev = h[t][b0:b1]
+            gru_backward_rows(g, h_prev, dh_g, dA_t, linear_before_reset, nb)  # dh = dh * z
             if linear_before_reset:
                 # dh += dm @ W_hn (and [da_r, da_z] @ W_hh[:2H] below)
-                _walk_product(dA_t, 3 * H, H, w_hh_a, w_hh_t, 2 * H, dh, nb, add, one, zero_)
+                rows_product(dA_t, 3 * H, w_hh_t, 2 * H, dh_g, zero, nb, H, add)
             else:
                 # work = da_n @ W_hn: the gradient of m = r * h; then da_r, and dh += dm * r
-                _walk_product(dA_t, 2 * H, H, w_hh_a, w_hh_t, 2 * H, work, nb, put, one, zero_)
-                gru_reset_backward_rows(g, h[t], work, dh, dA_t, nb)
-            _walk_product(dA_t, zero, 2 * H, w_hh_a, w_hh_t, zero, dh, nb, add, one, zero_)
+                rows_product(dA_t, 2 * H, w_hh_t, 2 * H, work_g, zero, nb, H, put)
+                gru_reset_backward_rows(g, h_prev, work_g, dh_g, dA_t, nb)
+            rows_product(dA_t, zero, w_hh_t, zero, dh_g, zero, nb, 2 * H, add)
         else:
-            rnn_backward_rows(g, dh, dA_t, cell == RNN_RELU, nb)
-            _walk_product(dA_t, zero, H, w_hh_a, w_hh_t, zero, dh, nb, put, one, zero_)  # dA W_hh
-    # the products over all steps; dA_in = dA[..., :G]; dA_rec = dA_in, except for the GRU's
-    # n block: dm (slot 3), whose input is h_prev (code 1) or m (gates slot 3, code 2)
-    TB = T * B
+            rnn_backward_rows(g, dh_g, dA_t, cell == RNN_RELU, nb)
+            rows_product(dA_t, zero, w_hh_t, zero, dh_g, zero, nb, H, put)   # dh = dA W_hh
+    barrier(sync, team)
+    # this thread's rows r of the T*B: the transposes, and dx = dA_in W_ih
+    r0, nr = share_rows(TB, tid, team)
     dA2 = dA.reshape(TB, Gs)
-    x2 = x.reshape(TB, I)[:, :]
-    h2 = h[:T].reshape(TB, Hout)[:, :]
-    gemm(dA2[:, :G], w_ih[:, :], dx.reshape(TB, I)[:, :], one, zero_)   # dx = dA_in W_ih
-    gemm(dA2[:, :G].T, x2, dw_ih[:, :], one, zero_)                      # dw_ih = dA_in^T x
-    for j in range(G):
-        db_ih[j] = 0
-    for r in range(TB):
-        row = dA2[r]
-        for j in range(G):
-            db_ih[j] += row[j]
-    if gru:
-        gemm(dA2[:, :2 * H].T, h2, dw_hh[:2 * H, :], one, zero_)
-        if cell == GRU_RESET_BEFORE:
-            m2 = gates.reshape(TB, Gs)[:, 3 * H:4 * H]
-            gemm(dA2[:, 3 * H:4 * H].T, m2, dw_hh[2 * H:3 * H, :], one, zero_)
-        else:
-            gemm(dA2[:, 3 * H:4 * H].T, h2, dw_hh[2 * H:3 * H, :], one, zero_)
-        for j in range(2 * H):
-            db_hh[j] = db_ih[j]
-        for j in range(2 * H, 3 * H):
-            db_hh[j] = 0
-        for r in range(TB):
-            row = dA2[r]
-            for j in range(H):
-                db_hh[2 * H + j] += row[3 * H + j]
-    else:
-        gemm(dA2[:, :].T, h2, dw_hh[:, :], one, zero_)                   # dA^T h_prev
-        for j in range(G):
-            db_hh[j] = db_ih[j]
-
+    _transpose_rows(dA2, r0, r0 + nr, zero, Gs, dA_t_all)
+    _transpose_rows(x.reshape(TB, I), r0, r0 + nr, zero, I, x_t)
+    _transpose_rows(h.reshape((T + 1) * B, Hout), r0, r0 + nr, zero, Hout, h_t)
+    if cell == GRU_RESET_BEFORE:
+        _transpose_rows(gates.reshape(TB, Gs), r0, r0 + nr, 3 * H, H, m_t)
+    if nr > 0:
+        rows_product(dA2[r0:r0 + nr], zero, w_ih_t, zero, dx.reshape(TB, I)[r0:r0 + nr], zero,
+                     nr, G, put)
+    barrier(sync, team)
+    # this thread's gate rows: dw_ih = dA_in^T x, dw_hh = dA_rec^T h_prev (the GRU's n block:
+    # dm (slot 3) against h_prev, or m for code 2), and the bias gradients, column sums of dA
+    g0, ng = share_rows(G, tid, team)
+    if ng > 0:
+        rows_product(dA_t_all[g0:g0 + ng], zero, x_t, zero, dw_ih[g0:g0 + ng], zero, ng, TB,
+                     put)
+    for r in range(g0, g0 + ng):
+        s = zero_of(dA_t_all[r, 0])
+        for k in range(TB):
+            s += dA_t_all[r, k]
+        db_ih[r] = s
+        db_hh[r] = s
+    if not gru:
+        if ng > 0:
+            rows_product(dA_t_all[g0:g0 + ng], zero, h_t, zero, dw_hh[g0:g0 + ng], zero, ng,
+                         TB, put)
+        return
+    # the GRU: the r, z rows as above; the n block from dA's slot 3 (dm)
+    r1 = min(g0 + ng, 2 * H)
+    if r1 > g0:
+        rows_product(dA_t_all[g0:r1], zero, h_t, zero, dw_hh[g0:r1], zero, r1 - g0, TB, put)
+    n0 = max(g0, 2 * H)
+    if g0 + ng > n0:
+        rows_product(dA_t_all[n0 + H:g0 + ng + H], zero, m_t if cell == GRU_RESET_BEFORE else h_t,
+                     zero, dw_hh[n0:g0 + ng], zero, g0 + ng - n0, TB, put)
+    for r in range(n0, g0 + ng):
+        s = zero_of(dA_t_all[r, 0])
+        for k in range(TB):
+            s += dA_t_all[r + H, k]
+        db_hh[r] = s
 
 def backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp, dx,
-             dw_ih, dw_hh, db_ih, db_hh, work):
+             dw_ih, dw_hh, db_ih, db_hh, work, n_threads=1, team=None):
     """Back-propagate `cell` (codes as in forward) through T >= 1 steps of B >= 1 rows;
-    buffers as in src/kernels/CONTRACT.md (without n_threads: the batch is one group).
+    buffers as in src/kernels/CONTRACT.md (the batch is one group of rows). n_threads: at
+    most this many threads share the call (numba_recurrent_forward.team_size; the walk on at
+    most B of them); team: that many instead (the tests force it).
 
     x, w_ih, w_hh, w_hr, peep, lengths  IN as in forward; h (T+1, B, Hout), c (T+1, B, H)
     (LSTM; else (0, B, H)), gates (T, B, Gs)  IN: the tape; dy (T, B, Hout) or (0, B, Hout) IN;
     dh (B, Hout), dc (B, H) (LSTM; else (0, H))  IN/OUT: dh_n, dc_n in, dh_0, dc_0 out;
     dA (T, B, Gs), dhp (T, B, P) or (0, B, P), dx (T, B, I), dw_ih (G, I), dw_hh (G, Hout),
     db_ih, db_hh (G,)  OUT; work (B, W) scratch (W >= H for the GRU code 2 and a projection
-    LSTM). The walk's products read w_hh^T (Hout, G) and w_hr^T (H, P), copies made here.
+    LSTM). Made here: the transposed weights, and the scratch for the transposes of dA, x,
+    h_prev (and m) after the walk (T*B * (Gs + I + Hout (+ H)) values).
     """
     check_buffers("numba recurrent backward",
                   (x, w_ih, w_hh, w_hr, peep, h, c, gates, dy, dh, dc, dA, dhp, dx, dw_ih, dw_hh,
                    db_ih, db_hh, work),
                   (dh, dc, dA, dhp, dx, dw_ih, dw_hh, db_ih, db_hh, work), lengths)
-    _backward(int(cell), x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp,
-              dx, dw_ih, dw_hh, db_ih, db_hh, work, transposed(w_hh), transposed(w_hr))
+    cell = int(cell)
+    T, B, Gs = gates.shape
+    I, Hout, H = x.shape[2], h.shape[2], w_hr.shape[1]
+    dt = x.dtype
+    args = (cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp, dx,
+            dw_ih, dw_hh, db_ih, db_hh, work, transposed(w_hh), transposed(w_hr),
+            transposed(w_ih), np.empty((Gs, T * B), dt), np.empty((I, T * B), dt),
+            np.empty((Hout, T * B), dt),
+            np.empty((H if cell == GRU_RESET_BEFORE else 0, T * B), dt))
+    _check_shapes(*args)
+    if team is None:
+        team = team_size(n_threads, T, B, cell, H, Hout)
+    elif int(team) < 1:
+        raise ValueError(f"numba recurrent backward: team must be >= 1, got {team}")
+    run_team(backward_team, args, int(team))

@@ -13,12 +13,12 @@ for the steps that every row runs, then step by step on the running rows); then 
 recurrent product(s) of the active rows and the cell's fused pointwise pass. Only active rows
 are read or written; nothing is allocated in the time loop.
 
-The products of one step are numba_matmul.rows_product, which reads the weights in their own
-layout (w_hh, w_hr rows) by tiles that do not depend on how the units are shared out: the
-column split gives the same results bit for bit on any number of threads. Groups of rows may
-differ from it by rounding (a row's products run in tiles of 1, 2 or 3 rows, as its group
-falls), and one thread may too (it makes an input projection of 32 rows or more with one BLAS
-call, numba_matmul.gemm).
+Every product is numba_matmul.rows_product, which reads the weights in their own layout
+(w_ih, w_hh, w_hr rows) by tiles that do not depend on how the units are shared out: the
+column split gives the same results bit for bit on any number of threads, one thread
+included. Groups of rows may differ from it by rounding (a row's products run in tiles of 1,
+2 or 3 rows, as its group falls). No BLAS: its worker threads spin for a while after each
+call, and beside a team on two cores they starved it (numba_recurrent_backward.py).
 
 Compile time: one compiled kernel per dtype serves every cell (cell is an int; absent parts
 are empty arrays).
@@ -26,7 +26,7 @@ are empty arrays).
 import numpy as np
 
 from ._jit import jit
-from .numba_matmul import TILE_ALIGN, gemm, gemm_coefficients, rows_product
+from .numba_matmul import TILE_ALIGN, rows_product
 from .numba_cells import (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
                           gate_width, gru_forward_rows, gru_new_rows, gru_reset_rows,
                           lstm_forward_rows, rnn_forward_rows)
@@ -40,11 +40,6 @@ UNIT_CHUNK = 16
 #: tens of microseconds per call and a barrier of 1-2 us per step)
 COLUMN_MIN_STEP_MACS = 1 << 16
 COLUMN_MIN_CALL_MACS = 1 << 22
-#: on one thread, input projections of at least this many rows (steps x rows) are one BLAS
-#: product (BLAS packs w_ih once for them all; for fewer rows rows_product is faster). A team
-#: projects its own columns with rows_product: a BLAS call on one member, whose own threads
-#: compete with the others' spinning at the barrier, ran 4-20x slower on a loaded machine.
-PROJECTION_BLAS_ROWS = 32
 #: by_rows: the bytes of w_hh per row of a thread's share under the column split (as the
 #: Cython rule's COLUMN_ROW_BYTES)
 ROW_GROUP_BYTES = 512 * 1024
@@ -138,16 +133,6 @@ def _project(x, w_ih, gates, s0, s1, t0, b0, nb, H, n_blocks, u0, n):
 
 
 @jit
-def _project_blas(x, w_ih, gates, steps, t0, G, one, zero):
-    """gates[:steps, :, :G] = x[t0 : t0+steps] @ W_ih^T, every row, as one BLAS product
-    (one, zero: gemm_coefficients)."""
-    T, B, I = x.shape
-    x2 = x.reshape(T * B, I)
-    g2 = gates.reshape(gates.shape[0] * B, gates.shape[2])
-    gemm(x2[t0 * B:(t0 + steps) * B, :], w_ih[:, :].T, g2[:steps * B, :G], one, zero)
-
-
-@jit
 def _recurrent(a, ac, w, out, oc, nb, K, H, n_blocks, u0, n, accumulate):
     """out[:nb, oc + q*H + u] (+)= a[:nb, ac:ac+K] @ w[q*H + u]^T for the gate blocks q <
     n_blocks and the units u0 <= u < u0 + n: one thread's columns of a recurrent product."""
@@ -195,7 +180,6 @@ def forward_team(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, wo
     b1 = b0 + n_rows
     lens = lengths[b0:b1]
     n_blocks = 4 if cell == LSTM else (3 if cell <= GRU_RESET_BEFORE else 1)
-    one, zero_ = gemm_coefficients(x)    # before the loop: nothing is allocated in it
     # the constants passed to the products as variables: Numba compiles a function once per
     # combination of the literal constants it is called with, and each version re-optimises
     # the tiles under it (a cold first call took 3x as long)
@@ -209,10 +193,7 @@ def forward_team(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, wo
         # input projection of the chunk: one product for the steps that every row runs,
         # then step by step on the running rows
         full = min(k, max(0, lens[n_rows - 1] - t0))
-        if team == 1 and full * B >= PROJECTION_BLAS_ROWS:   # one thread: BLAS, which is
-            _project_blas(x, w_ih, gates, full, t0, n_blocks * H, one, zero_)  # faster there
-        else:
-            _project(x, w_ih, gates, zero, full, t0, b0, n_rows, H, n_blocks, u0, n)
+        _project(x, w_ih, gates, zero, full, t0, b0, n_rows, H, n_blocks, u0, n)
         nb = n_rows
         for s in range(full, k):
             nb = active_rows(lens, nb, t0 + s)
