@@ -14,6 +14,7 @@
   error tests check that no kernel runs before an argument error).
 """
 import contextlib
+import os
 from dataclasses import dataclass, replace
 from typing import Optional
 from unittest import mock
@@ -347,3 +348,37 @@ def numeric_grad(f, arr, eps=1e-6, entries=None):
         flat[i] = old
         g.reshape(-1)[i] = (up - down) / (2 * eps)
     return g
+
+
+@pytest.fixture
+def busy_cores():
+    """A busy process per CPU (plus one) for the duration of the test (the teams' barriers
+    must complete on a loaded machine)."""
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+             for _ in range((os.cpu_count() or 1) + 1)]
+    yield len(procs)
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def run_in_forked_child(target, *args, timeout=120):
+    """target(queue, *args) in a child started by multiprocessing's "fork"; returns what it put
+    on the queue, after checking that the child exited cleanly (a hang fails after timeout)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=target, args=(queue,) + args)
+    child.start()
+    try:
+        got = queue.get(timeout=timeout)
+    finally:
+        child.join(30)
+        if child.is_alive():
+            child.kill()
+    assert child.exitcode == 0
+    return got

@@ -21,8 +21,6 @@ batches the threads share every step by slices of the hidden units.
 The test names say "cython", so CI's per-level runs (-k cython) run them at every level.
 """
 import os
-import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -239,17 +237,6 @@ def test_cython_column_split_through_the_api(kernels, case):
     ref = _flatten(_family_call(cell, p, "numpy", 1, lengths, reverse))
     for a, b in zip(want, ref):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
-
-
-@pytest.fixture
-def busy_cores():
-    """A busy process per CPU (plus one) for the duration of the test."""
-    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-             for _ in range((os.cpu_count() or 1) + 1)]
-    yield len(procs)
-    for proc in procs:
-        proc.kill()
-        proc.wait()
 
 
 def test_cython_column_split_on_a_loaded_machine(kernels, busy_cores):

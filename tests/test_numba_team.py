@@ -8,9 +8,6 @@
   process per core: the barrier yields after a bounded spin); a child forked after the parent
   ran a team (the pool is made afresh there; Numba's own OpenMP layer would kill the child).
 """
-import multiprocessing
-import os
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,7 +16,7 @@ import pytest
 
 import fastlstm
 
-from conftest import require_backend
+from conftest import require_backend, run_in_forked_child
 
 
 @pytest.fixture(scope="module")
@@ -97,17 +94,6 @@ def test_numba_split_from_python_threads(team_module):
             np.testing.assert_array_equal(a, b)
 
 
-@pytest.fixture
-def busy_cores():
-    """A busy process per CPU (plus one) for the duration of the test."""
-    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-             for _ in range((os.cpu_count() or 1) + 1)]
-    yield len(procs)
-    for proc in procs:
-        proc.kill()
-        proc.wait()
-
-
 def test_numba_split_on_a_loaded_machine(team_module, busy_cores):
     model, x = _problem("gru", T=20)
     want = _call(model, x, 2)
@@ -117,7 +103,7 @@ def test_numba_split_on_a_loaded_machine(team_module, busy_cores):
             np.testing.assert_array_equal(a, b)
 
 
-def _child(model, x, queue):
+def _child(queue, model, x):
     queue.put(_call(model, x, 2))
 
 
@@ -125,17 +111,7 @@ def _child(model, x, queue):
 def test_numba_split_in_a_forked_child(team_module):
     model, x = _problem("lstm", T=10)
     want = _call(model, x, 2)            # the parent has run a team: its pool threads exist
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_child, args=(model, x, queue))
-    child.start()
-    try:
-        got = queue.get(timeout=120)
-    finally:
-        child.join(30)
-        if child.is_alive():
-            child.kill()
-    assert child.exitcode == 0
+    got = run_in_forked_child(_child, model, x)
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
 

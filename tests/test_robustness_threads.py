@@ -19,7 +19,7 @@ import numpy as np
 
 import fastlstm
 
-from conftest import GRAD_NAMES, make_problem, require_backend
+from conftest import GRAD_NAMES, make_problem, require_backend, run_in_forked_child
 
 N_THREADS = 8
 #: calls per thread, each checked; FASTLSTM_STRESS_REPEATS=N for a longer stress run
@@ -171,7 +171,6 @@ def test_a_child_forked_after_threaded_kernels_runs(backend):
     """GNU OpenMP cannot start threads in a child forked from a process that had some (the
     child would hang at its first parallel region): the kernels run on one thread there
     (fastlstm._threads), and give the parent's results."""
-    import multiprocessing
     import sys
 
     if sys.platform != "linux":
@@ -182,15 +181,5 @@ def test_a_child_forked_after_threaded_kernels_runs(backend):
     x = np.random.default_rng(0).standard_normal((20, 2, 64)).astype(np.float32)
     with fastlstm.threads(2):
         want, _ = model(x)   # the kernels' threads exist in this process now
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_forked_child, args=(queue, model, x))
-    child.start()
-    try:
-        got = queue.get(timeout=120)
-    finally:
-        child.join(30)
-        if child.is_alive():
-            child.kill()
-    assert child.exitcode == 0
+    got = run_in_forked_child(_forked_child, model, x)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)

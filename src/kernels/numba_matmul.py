@@ -1,30 +1,24 @@
-"""The recurrent products of the Numba drivers, written in Numba: the twin of _gemm.h's
-gemm_step for the small row counts of one step (numba_recurrent_forward.py,
-numba_recurrent_backward.py).
+"""The matrix products of the Numba drivers, written in Numba: the twin of _gemm.h's gemm
+(numba_recurrent_forward.py, numba_recurrent_backward.py).
 
     out[:nb, :N] = a[:nb, :K] @ w[:N, :K]^T        (accumulate: out[:nb, :N] += ...)
 
-w is read in its natural layout, rows of K contiguous values: the forward's w_hh (G, Hout) and
-w_hr (P, H) as they are, the backward's w_hh^T and w_hr^T as copies made before the walk. Each
-output is a dot product over K, vectorised by LLVM (the loop may be reassociated: 'reassoc'
-and 'contract' only, so NaN and inf still propagate); a tile of 3 rows of `a` by 4 rows of `w`
-reads 7 vectors for 12 multiply-adds (the last one or two rows: tiles of 1 x 4 and 2 x 4). The rows of w are taken in blocks of at most
-BLOCK_BYTES, so that a block stays in the core's L2 while every row of `a` passes over it.
+w is read in its natural layout, rows of K contiguous values: the forward's w_ih, w_hh and w_hr
+as they are; the backward's w_hh^T, w_hr^T, w_ih^T as copies (transposed) and the transposes of
+dA, x, h_prev it forms after the walk. Each output is a dot product over K, vectorised by LLVM
+(the loop may be reassociated: 'reassoc' and 'contract' only, so NaN and inf still propagate);
+a tile of 3 rows of `a` by 4 rows of `w` reads 7 vectors for 12 multiply-adds (the last one or
+two rows: tiles of 1 x 4 and 2 x 4). The rows of w are taken in blocks of at most BLOCK_BYTES,
+so that a block stays in the core's L2 while every row of `a` passes over it.
 
-Why not BLAS, as for the input projection: for a few rows, ?gemm packs all of w at every call
-(OpenBLAS's sgemm_incopy was 65% of an LSTM's time at B=1, H=512), and w is what dominates a
-step's memory traffic. The product of a block does not depend on how many blocks there are, so
-results do not depend on the block size either.
+Why not BLAS: for a few rows, ?gemm packs all of w at every call (OpenBLAS's sgemm_incopy was
+65% of an LSTM's time at B=1, H=512), and its worker threads keep spinning after each call,
+which starved the Numba team (numba_recurrent_backward.py). The product of a block does not
+depend on how many blocks there are, so results do not depend on the block size either.
 """
 import numpy as np
-from numba import types
 
-try:  # what np.dot checks before its first BLAS call: SciPy's BLAS is there, of Numba's width
-    from numba.np.linalg import ensure_blas as _ensure_blas
-except ImportError:  # pragma: no cover  (a Numba without it: numba_xxgemm checks for SciPy)
-    _ensure_blas = None
-
-from ._jit import jit, jit_reassociating
+from ._jit import jit_reassociating
 from .numba_cells import row_slice, zero_of
 
 #: the most bytes of w one block of rows holds (L2 of every supported core is >= 512 KiB)
@@ -213,79 +207,3 @@ def transposed(w):
     """w^T as a C-contiguous copy: the layout rows_product reads for a product by w itself
     (the backward's dA @ w_hh)."""
     return np.ascontiguousarray(w.T)
-
-
-# --------------------------------------------------------------------------------------------
-# BLAS, for the backward's products over all steps at once
-
-# int numba_xxgemm(char kind, char transa, char transb, Py_ssize_t m, n, k, void *alpha,
-#                  void *a, Py_ssize_t lda, void *b, Py_ssize_t ldb, void *beta, void *c,
-#                  Py_ssize_t ldc): column-major ?gemm (numba/_lapack.c)
-_xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
-    types.int8, types.int8, types.int8, types.intp, types.intp, types.intp,
-    types.voidptr, types.voidptr, types.intp, types.voidptr, types.intp, types.voidptr,
-    types.voidptr, types.intp))
-
-_N, _T, _S, _D = ord("n"), ord("t"), ord("s"), ord("d")
-if _ensure_blas is not None:
-    _ensure_blas()
-
-
-@jit
-def gemm_coefficients(dtype_of):
-    """(one, zero): (1,) arrays holding 1 and 0 in dtype_of's dtype, the alpha and beta that
-    `gemm` reads (views of one array allocated once per kernel call, before its loops)."""
-    coef = np.empty(2, dtype_of.dtype)
-    coef[0] = 1
-    coef[1] = 0
-    return coef[0:1], coef[1:2]
-
-
-@jit
-def _operand(a, it):
-    """(transposed, ld) of a 2-D view with unit stride along its rows (row-major: False) or
-    its columns (a transposed view: True), for the column-major BLAS."""
-    r, c = a.shape
-    s0 = a.strides[0] // it
-    s1 = a.strides[1] // it
-    if c == 1 or a.strides[1] == it:
-        return False, max(s0, c, 1)
-    if r == 1 or a.strides[0] == it:
-        return True, max(s1, r, 1)
-    raise ValueError("gemm: an operand has no unit stride")
-
-
-@jit
-def gemm(a, b, c, alpha, beta):
-    """c = alpha a @ b + beta c, one BLAS ?gemm call.
-
-    a (m, k), b (k, n): 2-D views with unit stride along their rows or their columns (a
-    transposed view: BLAS reads it transposed, no copy); c (m, n) with unit stride along its
-    rows; any leading dimensions (blocks of columns of a wider buffer included). alpha, beta:
-    (1,) arrays (gemm_coefficients). Row-major c = a b is column-major c^T = b^T a^T.
-    To keep one compiled gemm per dtype, callers pass 'A'-layout views (x[r0:r1, :],
-    w[:, :].T, ...).
-    """
-    m, n = c.shape
-    k = a.shape[1]
-    if a.shape[0] != m or b.shape[0] != k or b.shape[1] != n:
-        raise ValueError("gemm: incompatible shapes")
-    if m == 0 or n == 0:
-        return
-    if k == 0:
-        if beta[0] == 0:
-            for i in range(m):
-                for j in range(n):
-                    c[i, j] = 0
-        return
-    it = c.itemsize
-    trans_a, lda = _operand(a, it)
-    trans_b, ldb = _operand(b, it)
-    trans_c, ldc = _operand(c, it)
-    if trans_c:
-        raise ValueError("gemm: c must have unit stride along its rows")
-    status = _xxgemm(np.int8(_S if it == 4 else _D), np.int8(_T if trans_b else _N),
-                     np.int8(_T if trans_a else _N), n, m, k, alpha.ctypes, b.ctypes, ldb,
-                     a.ctypes, lda, beta.ctypes, c.ctypes, ldc)
-    if status != 0:
-        raise RuntimeError("gemm: the BLAS call failed")
