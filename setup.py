@@ -27,7 +27,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 #: the kernel modules built once per level
-KERNELS = ["recurrent_forward", "recurrent_backward", "_info"]
+KERNELS = ["recurrent_forward", "recurrent_backward", "recurrent_quantized", "_info"]
 #: x86-64 levels: GCC's -march name, the flags for a compiler that lacks that name, and the
 #: level's own tuning (AVX-512: 512-bit vectors in the gate loops, about 10% per step at
 #: H=64-128; GCC's generic tuning prefers 256-bit ones)

@@ -14,7 +14,7 @@ from ._backends import get_backend
 from ._checks import (GATE_BLOCKS, check_flag, check_lengths, check_nonlinearity, check_state,
                       check_weights, check_x)
 from ._loop_order import arrange
-from ._threads import current_threads
+from ._threads import blas_on_one_thread, current_threads
 from ._validate import optional_array
 
 # Inference projects the input of at most this many rows (steps x batch) per matrix product,
@@ -41,7 +41,9 @@ class PackedLayer:
     """
 
     __slots__ = ("cell", "w_ih", "w_hh", "w_hr", "peep", "bias", "has_b_ih", "has_b_hh",
-                 "scratch")
+                 "scratch", "dtype")
+    #: None: float weights (fastlstm._reduced.ReducedLayer has "int8" or "bfloat16")
+    precision = None
 
     def __init__(self, cell, w_ih, w_hh, b_ih, b_hh, w_hr, peepholes, dtype):
         G, H = w_ih.shape[0], w_hh.shape[0] // GATE_BLOCKS[_KIND_OF_CELL[cell]]
@@ -55,6 +57,7 @@ class PackedLayer:
         self.bias = _fold_biases(cell, b_ih, b_hh, G, np.dtype(dtype))
         self.has_b_ih, self.has_b_hh = b_ih is not None, b_hh is not None
         self.scratch = {}
+        self.dtype = np.dtype(dtype)
 
 
 @dataclass(frozen=True)
@@ -200,9 +203,9 @@ def _run(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr, peepholes, lengths, reve
         w_hr = packed.w_hr if packed.w_hr.shape[0] else None
         peepholes = packed.peep if packed.peep.shape[0] else None
         H, H_out = packed.w_hr.shape[1], w_hh.shape[1]
-        if w_ih.shape[1] != I or w_ih.dtype != dtype or packed.cell != cell:
+        if w_ih.shape[1] != I or packed.dtype != dtype or packed.cell != cell:
             raise ValueError(f"x: expected input size {w_ih.shape[1]} and dtype "
-                             f"{w_ih.dtype} (the layer's), got shape {x.shape}, {dtype}")
+                             f"{packed.dtype} (the layer's), got shape {x.shape}, {dtype}")
     if packed is None:
         h0 = check_state("h0", h0, dtype, B, H_out, unbatched,
                          "H_out" if w_hr is not None else "H")
@@ -216,7 +219,9 @@ def _run(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr, peepholes, lengths, reve
     G = GATE_BLOCKS[kind] * H
     Gs = H if kind == "rnn" else 4 * H
     n_threads = _kernel_threads(T, B, I, G, H_out)
-    n_groups = kernel.groups(n_threads, B, cell, H, H_out, dtype)
+    # reduced precision: one group of rows (its driver shares every step, at any batch)
+    n_groups = 1 if packed is not None and packed.precision else \
+        kernel.groups(n_threads, B, cell, H, H_out, dtype)
     order = arrange(T, B, lengths, reverse, n_groups)
     x_loop = order.gather(_to_time_major(x, batch_first, unbatched))
     if packed is None:
@@ -406,7 +411,8 @@ def backward(tape, dy=None, dh_n=None, dc_n=None):
             dw_hr = extra["w_hr"]
         else:  # dW_hr = sum over steps of dh_t^T (o * tanh(c_t))
             o_tc = tape.gates[..., 3 * H:] * np.tanh(tape.c[1:])
-            dw_hr = dhp.reshape(T * B, P).T @ o_tc.reshape(T * B, H)
+            with blas_on_one_thread():   # the same bits whatever fastlstm.threads says
+                dw_hr = dhp.reshape(T * B, P).T @ o_tc.reshape(T * B, H)
     if tape.peep.shape[0]:
         if extra is not None:
             dpeep = extra["peepholes"]

@@ -17,12 +17,14 @@ import os
 
 import numpy as np
 
-from . import _isa
+from . import _isa, _reduced
 from ._numpy_backend import NumpyBackend
 
 #: every backend fastlstm knows, fastest first
 BACKEND_NAMES = ("cython", "numba", "numpy")
 ENV_VAR = "FASTLSTM_BACKEND"
+#: "0" keeps the reduced-precision kernels off the dot-product instructions (CythonBackend)
+DOT_ENV_VAR = "FASTLSTM_DOT_PRODUCTS"
 
 
 class CythonBackend:
@@ -44,6 +46,30 @@ class CythonBackend:
         self._fwd_scratch = self.info.forward_scratch_length
         self._bwd_scratch = self.info.backward_scratch_length
         self._column_threads = self.info.column_threads
+        self._reduced = None   # recurrent_quantized, loaded at the first reduced-precision call
+        self._dot = None
+
+    @property
+    def reduced_module(self):
+        """The level's reduced-precision driver (src/kernels/recurrent_quantized.pyx)."""
+        if self._reduced is None:
+            self._reduced = _isa.kernel_module("recurrent_quantized", self.level)
+        return self._reduced
+
+    def dot_products(self):
+        """{"int8": bool, "bfloat16": bool}: whether the reduced-precision driver uses the
+        dot-product instructions (vpdpbusd, vdpbf16ps): the build has them and the CPU runs
+        them, and $FASTLSTM_DOT_PRODUCTS is not "0" (which keeps the plain AVX2 / SSSE3
+        paths, to measure or test them on a CPU that has both)."""
+        if self._dot is None:   # the build's and the CPU's, found once
+            built = self.reduced_module.dot_paths()
+            features = _isa.cpu_features()
+            cpu = {"int8": features.get("avx512_vnni", False) if self.level == "x86-64-v4"
+                   else features.get("avx_vnni", False),
+                   "bfloat16": features.get("avx512_bf16", False)}
+            self._dot = {p: bool(built[p] and cpu[p]) for p in built}
+        allowed = os.environ.get(DOT_ENV_VAR, "").strip() != "0"
+        return {p: usable and allowed for p, usable in self._dot.items()}
 
     def groups(self, n_threads, B, cell, H, Hout, dtype):
         if n_threads > 1 and self._column_threads(cell, B, Hout, H, dtype.itemsize, n_threads):
@@ -53,7 +79,11 @@ class CythonBackend:
     def forward(self, cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work,
                 n_threads=1, packed=None):
         """packed: a fastlstm._api.PackedLayer holding these weights, whose panels for this
-        call's decomposition are packed once and then reused (its scratch dict)."""
+        call's decomposition are packed once and then reused (its scratch dict); or a
+        fastlstm._reduced.ReducedLayer (int8, bfloat16), run by recurrent_quantized."""
+        if packed is not None and packed.precision:
+            self._forward_reduced(cell, x, packed, lengths, h, c, gates, work, n_threads)
+            return
         _, B, I = x.shape
         Hout, H = w_hh.shape[1], w_hr.shape[1]
         if packed is None:
@@ -76,6 +106,28 @@ class CythonBackend:
         self._fwd(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, scratch,
                   n_threads, True, columns)
         packed.scratch[columns] = scratch
+
+    def _forward_reduced(self, cell, x, layer, lengths, h, c, gates, work, n_threads):
+        """recurrent_quantized.forward on a ReducedLayer's panels; its activation scratch is
+        kept in the layer per (K, B, team)."""
+        module = self.reduced_module
+        _, B, I = x.shape
+        H, P = layer.w_hr.shape[1], layer.w_hr.shape[0]
+        K, Hout = gates.shape[0], h.shape[2]
+        code = _reduced.PRECISION_CODES[layer.precision]
+        team = max(1, min(n_threads, -(-H // _reduced.PANEL_ROWS)))
+        key = ("act", K, B, team)
+        act = layer.scratch.pop(key, None)   # taken: a concurrent call makes its own
+        if act is None:
+            act = np.empty(module.activation_scratch_bytes(code, K, B, I, Hout, H, team),
+                           np.uint8)
+        dot = self.dot_products()[layer.precision]
+        ih, hh, hr = layer.panels["ih"], layer.panels["hh"], layer.panels["hr"]
+        try:
+            module.forward(cell, code, dot, x, *ih, *hh, *hr, layer.bias, layer.peep, lengths,
+                           h, c, gates, work, act, H, P, n_threads)
+        finally:
+            layer.scratch[key] = act
 
     def backward(self, cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA,
                  dhp, dx, dw_ih, dw_hh, db_ih, db_hh, work, n_groups=1, n_threads=1,
@@ -111,6 +163,9 @@ class NumbaBackend:
 
     def forward(self, cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work,
                 n_threads=1, packed=None):
+        if packed is not None and packed.precision:
+            raise ValueError(f"backend: the numba backend has no {packed.precision} kernels; "
+                             f"use backend='cython' (or 'numpy', the reference)")
         self._fwd(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, n_threads)
 
     def backward(self, cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA,

@@ -42,6 +42,10 @@ def config():
         info["cython openmp"] = build.openmp_enabled()
         info["cython openmp max threads"] = build.openmp_max_threads()
         info["cython vector bytes"] = build.vector_bytes()
+        # which products m.quantize(...) runs: the dot-product instructions, or the plain path
+        from ._backends import CythonBackend
+
+        info["cython reduced precision dot products"] = CythonBackend(level).dot_products()
     except ImportError:
         info["cython isa"] = None
         info["cython openmp"] = None

@@ -47,18 +47,23 @@ def levels_of(features):
     return tuple(levels)
 
 
+def cpu_features():
+    """{feature: bool} of this CPU and OS (_cpu.x86_features; {} off x86)."""
+    return importlib.import_module("fastlstm._kernels._cpu").x86_features()
+
+
 def cpu_levels():
     """The levels this CPU and OS run; (PORTABLE,) off x86."""
-    cpu = importlib.import_module("fastlstm._kernels._cpu")
-    features = cpu.x86_features()
+    features = cpu_features()
     return levels_of(features) if features else (PORTABLE,)
 
 
 def built_levels():
-    """The levels whose three kernel modules are installed, lowest first."""
+    """The levels whose kernel modules are all installed, lowest first."""
     def built(level):
         return all(importlib.util.find_spec(f"fastlstm._kernels.{name}_{suffix(level)}")
-                   is not None for name in ("recurrent_forward", "recurrent_backward", "_info"))
+                   is not None for name in ("recurrent_forward", "recurrent_backward",
+                                            "recurrent_quantized", "_info"))
 
     return tuple(level for level in X86_LEVELS + (PORTABLE,) if built(level))
 

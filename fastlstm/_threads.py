@@ -53,3 +53,23 @@ def threads(n):
             yield n
     finally:
         _threads.reset(token)
+
+
+_blas_controller = None
+
+
+@contextlib.contextmanager
+def blas_on_one_thread():
+    """Run the block with the BLAS libraries loaded in the process on one thread.
+
+    For the few products the Python layer forms with NumPy (a projection LSTM's dW_hr): the
+    kernels OpenBLAS picks, and so how it rounds, can depend on its thread count, and
+    fastlstm's results must not depend on fastlstm.threads. The threadpoolctl controller is
+    made once (the libraries are NumPy's and SciPy's, loaded at import)."""
+    global _blas_controller
+    if _blas_controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas_controller = ThreadpoolController()
+    with _blas_controller.limit(limits=1, user_api="blas"):
+        yield

@@ -291,3 +291,89 @@ def test_denormals_table_smoke():
     assert all(r.normal_s > 0 and r.subnormal_s > 0 for r in result["rows"])
     assert "denormals: LSTM 5x2x3x4" in denormals.format_denormals(result)
     assert json.loads(json.dumps(denormals.to_json(result)))["rows"][0]["ratio"] > 0
+
+
+def test_quantized_table_smoke(tmp_path, capsys):
+    """The reduced-precision table (`--quantized`) at tiny shapes: fastlstm float32, int8 and
+    bfloat16 and the installed peers' int8 and float32 LSTM / GRU timed, each with its error
+    against fastlstm float32 (int8 below 0.1, the float32 peers at float32 tolerance), the
+    speed-ups, and the machine facts in the JSON; ONNX Runtime has no int8 GRU ("-")."""
+    from fastlstm.bench import quantized
+
+    out = tmp_path / "q.json"
+    rc = cli.main(["--quantized", "--quantized-shapes", "6x1x5x8", "6x3x5x8",
+                   "--quantized-gru-shapes", "6x1x5x8", "--threads", "1", "--min-time", "0.005",
+                   "--repeats", "2", "--no-progress", "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "reduced precision: whole-sequence inference" in text and "dot-product paths" in text
+    assert "fastlstm bench," not in text            # only the selected table ran
+    data = json.loads(out.read_text())
+    assert set(data) == {"quantized"}
+    meta, rows = data["quantized"]["meta"], data["quantized"]["rows"]
+    assert meta["threads"] == 1 and meta["machine"]["cpu"] == machine.cpu_model()
+    assert {"cpu_isa", "cython_isa", "dot_products", "env"} <= set(meta)
+    if "cython" in fastlstm.available_backends():
+        assert set(meta["dot_products"]) == {"int8", "bfloat16"}
+    installed, _ = quantized.available_peers()
+    expected = [n for n in quantized.QUANTIZED_CONTENDERS
+                if quantized._NEEDS.get(n) in (None, *installed)]
+    cases = [("lstm", "6x1x5x8"), ("lstm", "6x3x5x8"), ("gru", "6x1x5x8")]
+    assert [(r["cell"], r["shape"], r["contender"]) for r in rows] == \
+        [c + (n,) for c in cases for n in expected]
+    for r in rows:
+        if r["cell"] == "gru" and r["contender"] == "ort int8":
+            assert r["median_s"] is None and "no int8 GRU" in r["note"]
+            continue
+        assert r["median_s"] > 0
+        assert np.isfinite(r["max_abs_error"]) and np.isfinite(r["max_rel_error"])
+        if r["contender"].endswith("f32"):
+            assert r["max_rel_error"] <= peers.RTOL
+        else:
+            assert 0 < r["max_abs_error"] < 0.1, r
+    for s in data["quantized"]["speedups"]:
+        assert s["int8_vs_f32"] > 0 and s["bf16_vs_f32"] > 0
+        assert (s["int8_vs_ort_int8"] is not None) == ("onnxruntime" in installed
+                                                       and s["cell"] == "lstm")
+        assert (s["int8_vs_torch_int8"] is not None) == ("torch" in installed)
+    missing = [p for p in peers.PEERS if p not in installed]
+    if missing:
+        assert all(f"skipped: {p}" in text for p in missing)
+        pytest.skip(f"not installed, rows not run: {', '.join(missing)}")
+
+
+def test_quantized_accuracy_smoke():
+    """The accuracy report at a tiny shape, every cell, without the demos and silero: int8 and
+    bfloat16 errors finite and small, the peers' int8 where they exist, and its text."""
+    from fastlstm.bench import quantized
+
+    result = quantized.run_accuracy([(6, 2, 5, 8)], demos=False, silero=False, threads=1)
+    rows = {r.variant: r for r in result["rows"]}
+    assert list(rows) == list(quantized.ACCURACY_VARIANTS)
+    installed, _ = quantized.available_peers()
+    for name, r in rows.items():
+        assert 0 < r.int8_abs < 0.1 and 0 < r.bf16_abs < 0.05, name
+        assert np.isfinite(r.int8_rel) and np.isfinite(r.bf16_rel)
+        assert (r.ort_int8_abs is not None) == (name == "lstm" and "onnxruntime" in installed)
+        assert (r.torch_int8_abs is not None) == (name in ("lstm", "gru")
+                                                  and "torch" in installed)
+        if r.ort_int8_abs is not None:
+            assert r.vs_ort == pytest.approx(r.int8_abs / r.ort_int8_abs)
+    text = quantized.format_accuracy(result)
+    assert "reduced-precision accuracy" in text and "lstm+proj" in text and "rnn-relu" in text
+    data = json.loads(json.dumps(quantized.accuracy_to_json(result)))
+    assert data["demos"] is None and data["silero"] is None
+    assert data["rows"][0]["shape"] == "6x2x5x8"
+
+
+def test_demo_models_quantized():
+    """fastlstm.demos.quantized: a trained demo model evaluated with its LSTM quantized (a
+    short adding run); the structure and head are shared, the float model untouched."""
+    from fastlstm.demos import quantized as demo_q
+
+    result = demo_q.adding_accuracy(epochs=1, samples=64)
+    assert set(result["results"]) == {"float32", "int8", "bfloat16"}
+    f32 = result["results"]["float32"]
+    for p in ("int8", "bfloat16"):
+        assert abs(result["results"][p] - f32) < 0.05 * max(f32, 1e-3) + 1e-3
+        assert result["max_abs_output_diff"][p] < 0.05

@@ -538,9 +538,11 @@ def test_invalid_options():
 
 
 def _quantized_lstm():
+    """A statically quantized LSTM: still refused (the dynamic ones import, see
+    tests/test_quantized_interop.py)."""
     with warnings.catch_warnings():   # torch deprecates its quantized tensor constructors
         warnings.simplefilter("ignore")
-        return torch.ao.nn.quantized.dynamic.LSTM(I, H)
+        return torch.ao.nn.quantized.LSTM(I, H)
 
 
 WRONG_OBJECTS = [

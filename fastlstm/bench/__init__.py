@@ -27,10 +27,19 @@ The tables, in the order `python -m fastlstm bench` prints them (--json FILE wri
     fit          fastlstm.fit against the equivalent PyTorch loop on the adding problem
                  (--no-training skips these two; they need torch)
 
+Two reduced-precision tables run instead of those when asked for (fastlstm.bench.quantized):
+    quantized           --quantized: fastlstm float32, int8 and bfloat16 (m.quantize) against
+                        ONNX Runtime's and torch's int8 and float32 LSTM / GRU, times and errors
+                        against float32 (--quantized-shapes, --quantized-gru-shapes)
+    quantized_accuracy  --quantized-accuracy: int8 and bfloat16 errors for every cell at the
+                        grid's shapes, the peers' int8 errors, the digits and adding demos
+                        quantized (--no-demos skips them), silero VAD's LSTM when silero-vad is
+                        installed (--no-silero skips it)
+
 The other modules: peers (the contenders, built for one problem, and their checks), timing
 (medians of alternating calls), machine (CPU, x86-64 levels, versions, matmul rate, load), cli
 (the options). Imports go one way (tests/test_bench_smoke.py checks it): cli imports the
-tables; the tables import peers, timing and machine (scaling also grid, stacks also streams);
-machine imports timing. Nothing here imports torch, onnx or onnxruntime until a contender that
+tables; the tables import peers, timing and machine (scaling and quantized also grid, stacks
+also streams); machine imports timing. Nothing here imports torch, onnx or onnxruntime until a contender that
 needs them is built.
 """

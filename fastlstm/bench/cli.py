@@ -9,7 +9,7 @@ from typing import List, Sequence
 
 import fastlstm
 
-from . import denormals, grid, per_call, peers, scaling, stacks, streams
+from . import denormals, grid, per_call, peers, quantized, scaling, stacks, streams
 from .machine import DEFAULT_PEAK_SIZE
 from .timing import DEFAULT_MIN_TIME, DEFAULT_REPEATS, DEFAULT_WARMUP, Progress
 
@@ -64,6 +64,38 @@ def build_parser() -> argparse.ArgumentParser:
                         help="skip the training-loop tables (fastlstm.torch.LSTM against "
                              "torch.nn.LSTM in a PyTorch loop; fastlstm.fit against a PyTorch "
                              "loop on the adding problem); they need torch")
+    parser.add_argument("--quantized", action="store_true",
+                        help="run the reduced-precision table instead of the others: fastlstm "
+                             "float32, int8 and bfloat16 (m.quantize) against ONNX Runtime's "
+                             "int8 LSTM (DynamicQuantizeLSTM), torch's dynamic int8 LSTM / GRU "
+                             "and both float32, each time with its error against fastlstm "
+                             "float32, at --quantized-shapes (LSTM) and --quantized-gru-shapes "
+                             "(GRU), --threads threads")
+    parser.add_argument("--quantized-shapes", nargs="*", metavar="TxBxIxH",
+                        default=[shape_label(s) for s in quantized.DEFAULT_QUANTIZED_SHAPES],
+                        help="LSTM shapes of --quantized (default: "
+                             + " ".join(shape_label(s) for s in
+                                        quantized.DEFAULT_QUANTIZED_SHAPES) + ")")
+    parser.add_argument("--quantized-gru-shapes", nargs="*", metavar="TxBxIxH",
+                        default=[shape_label(s) for s in quantized.DEFAULT_QUANTIZED_GRU_SHAPES],
+                        help="GRU shapes of --quantized (default: "
+                             + " ".join(shape_label(s) for s in
+                                        quantized.DEFAULT_QUANTIZED_GRU_SHAPES) + ")")
+    parser.add_argument("--quantized-accuracy", action="store_true",
+                        help="run the reduced-precision accuracy report instead of the other "
+                             "tables (with --quantized: both): int8 and bfloat16 errors "
+                             "against float32 for every cell at --accuracy-shapes, ONNX "
+                             "Runtime's and torch's int8 errors where they exist, the digits "
+                             "and adding demos quantized, silero VAD's LSTM when silero-vad "
+                             "is installed")
+    parser.add_argument("--accuracy-shapes", nargs="+", metavar="TxBxIxH",
+                        default=[shape_label(s) for s in grid.DEFAULT_SHAPES],
+                        help="shapes of --quantized-accuracy (default: the grid's)")
+    parser.add_argument("--no-demos", action="store_true",
+                        help="--quantized-accuracy without the demos (training the digits and "
+                             "adding models takes about 5 s on one core)")
+    parser.add_argument("--no-silero", action="store_true",
+                        help="--quantized-accuracy without silero VAD")
     parser.add_argument("--threads", type=int, default=grid.DEFAULT_THREADS,
                         help="threads for everyone: BLAS/OpenMP pools (threadpoolctl), "
                              "torch.set_num_threads, onnxruntime intra-op (default %(default)s)")
@@ -150,6 +182,8 @@ def main(argv=None) -> int:
     progress = Progress(enabled=not args.no_progress)
     timing = dict(min_time=args.min_time, repeats=args.repeats)
     data = {}
+    if args.quantized or args.quantized_accuracy:
+        return _main_quantized(parser, args, contenders, progress, timing)
 
     try:
         result = grid.run_benchmark(shapes, modes, contenders, threads=args.threads,
@@ -204,4 +238,38 @@ def main(argv=None) -> int:
     if args.plot:
         grid.plot(result, args.plot)
         print(f"wrote {args.plot}")
+    return 0
+
+
+def _main_quantized(parser, args, contenders, progress, timing) -> int:
+    """--quantized and / or --quantized-accuracy: those tables only (fastlstm.bench.quantized),
+    and the JSON {"quantized": ..., "quantized_accuracy": ...}."""
+    try:
+        shapes = [grid.parse_shape(s) for s in _split_list(args.quantized_shapes)]
+        gru_shapes = [grid.parse_shape(s) for s in _split_list(args.quantized_gru_shapes)]
+        accuracy_shapes = [grid.parse_shape(s) for s in _split_list(args.accuracy_shapes)]
+    except ValueError as exc:
+        parser.error(str(exc))
+    data = {}
+    try:
+        chosen = [p for p in peers.PEERS if p in contenders]
+        if args.quantized:
+            result = quantized.run_quantized(shapes, gru_shapes, threads=args.threads,
+                                             warmup=args.warmup, peers_to_run=chosen,
+                                             progress=progress, **timing)
+            print(quantized.format_quantized(result), flush=True)
+            data["quantized"] = quantized.to_json(result)
+        if args.quantized_accuracy:
+            result = quantized.run_accuracy(accuracy_shapes, demos=not args.no_demos,
+                                            silero=not args.no_silero, threads=args.threads,
+                                            peers_to_run=chosen, progress=progress)
+            print(quantized.format_accuracy(result), flush=True)
+            data["quantized_accuracy"] = quantized.accuracy_to_json(result)
+    except peers.MismatchError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(data, f, indent=2)
+        print(f"\nwrote {args.json}")
     return 0

@@ -14,6 +14,11 @@ What maps (ONNX layouts in SPEC.md section 5):
 What is refused (ValueError naming the node and the attribute): clip, input_forget=1, any
 other activations, activation_alpha / activation_beta, unknown attributes.
 
+ONNX Runtime's com.microsoft DynamicQuantizeLSTM nodes (what
+onnxruntime.quantization.quantize_dynamic writes for an LSTM) are read too, as int8 modules
+(fastlstm.layers.quantized.Quantized) with the node's integer codes: see
+fastlstm.interop.onnx_quantized for the layout and what is exact.
+
 Weights (W, R, B, P) must be constants: initializers, or values computed from initializers and
 Constant nodes only (Unsqueeze, Concat, Slice, Reshape, Transpose, ... as exporters emit them,
 also inside If branches and reading names of the enclosing graphs). They are computed with
@@ -33,15 +38,19 @@ from .onnx_graph import GATES, KINDS, ConstantFolder, MissingValue, load_model, 
     onnx_to_torch_params, walk_nodes
 from .onnx_layer import OnnxRecurrent
 
-#: input positions of the recurrent ops
-_ROLES = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")
+#: input positions of the recurrent ops (the last four: DynamicQuantizeLSTM only)
+_ROLES = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P", "W_scale",
+          "W_zero_point", "R_scale", "R_zero_point")
+#: ONNX Runtime's quantized recurrent ops: op_type -> (domain, kind); read by onnx_quantized
+CONTRIB_KINDS = {"DynamicQuantizeLSTM": ("com.microsoft", "lstm")}
 _DIRECTIONS = ("forward", "reverse", "bidirectional")
 #: each op's activations in ONNX's default (one direction)
 _DEFAULT_ACTIVATIONS = {"LSTM": ("sigmoid", "tanh", "tanh"), "GRU": ("sigmoid", "tanh"),
-                        "RNN": ("tanh",)}
+                        "RNN": ("tanh",), "DynamicQuantizeLSTM": ("sigmoid", "tanh", "tanh")}
 _KNOWN_ATTRIBUTES = {"activation_alpha", "activation_beta", "activations", "clip", "direction",
                      "hidden_size", "layout", "output_sequence"}
-_OP_ATTRIBUTES = {"LSTM": {"input_forget"}, "GRU": {"linear_before_reset"}, "RNN": set()}
+_OP_ATTRIBUTES = {"LSTM": {"input_forget"}, "GRU": {"linear_before_reset"}, "RNN": set(),
+                  "DynamicQuantizeLSTM": {"input_forget"}}
 
 
 class _NodeReader:
@@ -178,6 +187,10 @@ class _NodeReader:
 
     # ------------------------------------------------------------------ the layer
     def read(self):
+        if self.op in CONTRIB_KINDS:
+            from .onnx_quantized import read_dynamic_quantize_lstm
+
+            return read_dynamic_quantize_lstm(self)
         from ..layers.modules import GRU, LSTM, RNN
 
         op, kind = self.op, KINDS[self.op]
@@ -210,30 +223,7 @@ class _NodeReader:
         if P is not None:
             P = self.float_array("P", P, dtype)
             self.check_shape("P", P, (D, 3 * H), "[D, 3*H]")
-
-        runtime = [r for r in ("sequence_lens", "initial_h", "initial_c")
-                   if (r != "initial_c" or op == "LSTM") and self.is_runtime(r)]
-        lens = self.constant("sequence_lens")
-        if lens is not None:
-            if lens.dtype.kind not in "iu" or lens.ndim != 1:
-                raise self.fail(f"input sequence_lens: expected a 1-D integer tensor, got "
-                                f"dtype {lens.dtype} and shape {lens.shape}")
-            if lens.size and lens.min() < 0:
-                raise self.fail(f"input sequence_lens: negative length {lens.min()}")
-        states = {}
-        for role in ("initial_h", "initial_c") if op == "LSTM" else ("initial_h",):
-            value = self.constant(role)
-            if value is not None:
-                value = self.float_array(role, value, dtype)
-                d_and_h = None if value.ndim != 3 else \
-                    (value.shape[0], value.shape[2]) if layout == 0 else value.shape[1:]
-                if d_and_h != (D, H):
-                    spelled = "[D, B, H]" if layout == 0 else "[B, D, H]"
-                    raise self.fail(f"input {role}: expected shape {spelled} with D = {D}, "
-                                    f"H = {H} (layout {layout}), got {value.shape}")
-                if not np.any(value):
-                    value = None    # zeros: the same as no initial state
-            states[role] = value
+        lens, states, runtime = self.run_inputs(D, H, layout, dtype, op == "LSTM")
 
         options = dict(bias=B is not None, batch_first=layout == 1,
                        bidirectional=D == 2, reverse=direction == "reverse",
@@ -246,7 +236,40 @@ class _NodeReader:
             module = RNN(I, H, nonlinearity=nonlinearity, **options)
         module.load_state_dict(onnx_to_torch_params(kind, W, R, B, P))
         module.eval()
-        return OnnxRecurrent(module, name=self.name, op_type=op, direction=direction,
+        return self.layer(module, direction, layout, lens, states, runtime)
+
+    def run_inputs(self, D, H, layout, dtype, has_cell):
+        """(sequence_lens or None, {"initial_h": value or None[, "initial_c": ...]},
+        runtime_inputs) of the node: its constant optional inputs (checked; zeros are None)
+        and the names of those it reads from run-time values."""
+        runtime = [r for r in ("sequence_lens", "initial_h", "initial_c")
+                   if (r != "initial_c" or has_cell) and self.is_runtime(r)]
+        lens = self.constant("sequence_lens")
+        if lens is not None:
+            if lens.dtype.kind not in "iu" or lens.ndim != 1:
+                raise self.fail(f"input sequence_lens: expected a 1-D integer tensor, got "
+                                f"dtype {lens.dtype} and shape {lens.shape}")
+            if lens.size and lens.min() < 0:
+                raise self.fail(f"input sequence_lens: negative length {lens.min()}")
+        states = {}
+        for role in ("initial_h", "initial_c") if has_cell else ("initial_h",):
+            value = self.constant(role)
+            if value is not None:
+                value = self.float_array(role, value, dtype)
+                d_and_h = None if value.ndim != 3 else \
+                    (value.shape[0], value.shape[2]) if layout == 0 else value.shape[1:]
+                if d_and_h != (D, H):
+                    spelled = "[D, B, H]" if layout == 0 else "[B, D, H]"
+                    raise self.fail(f"input {role}: expected shape {spelled} with D = {D}, "
+                                    f"H = {H} (layout {layout}), got {value.shape}")
+                if not np.any(value):
+                    value = None    # zeros: the same as no initial state
+            states[role] = value
+        return lens, states, runtime
+
+    def layer(self, module, direction, layout, lens, states, runtime):
+        """The OnnxRecurrent of this node, computed by `module`."""
+        return OnnxRecurrent(module, name=self.name, op_type=self.op, direction=direction,
                              layout=layout, inputs=self.node.input, outputs=self.node.output,
                              sequence_lens=lens, initial_h=states["initial_h"],
                              initial_c=states.get("initial_c"), runtime_inputs=runtime)
@@ -277,11 +300,13 @@ def _node_names(found):
 
 def from_onnx(path_or_model, *, dtype=None, backend="auto"):
     """Every LSTM, GRU and RNN node of an ONNX model (in its main graph and in subgraphs such as
-    If branches) as a fastlstm layer.
+    If branches) as a fastlstm layer, and every com.microsoft DynamicQuantizeLSTM node as an
+    int8 fastlstm module (fastlstm.interop.onnx_quantized).
 
     path_or_model: a file path, the serialized bytes, or an onnx.ModelProto.
     dtype: None keeps the weights' dtype (float32 or float64); "float32" / "float64" converts
-        (needed for float16 weights).
+        (needed for float16 weights). A DynamicQuantizeLSTM node computes in float32:
+        dtype="float64" is a ValueError there.
     backend: the fastlstm backend of every layer ("auto", "numpy", "cython", "numba").
 
     Returns {node name: OnnxRecurrent} in the model's order (see onnx_layer.OnnxRecurrent:
@@ -303,7 +328,9 @@ def from_onnx(path_or_model, *, dtype=None, backend="auto"):
     model, source = load_model(path_or_model)
     folder = ConstantFolder(model)
     found = [(node, scope) for node, scope in walk_nodes(model.graph)
-             if node.op_type in KINDS and node.domain in ("", "ai.onnx")]
+             if (node.op_type in KINDS and node.domain in ("", "ai.onnx"))
+             or (node.op_type in CONTRIB_KINDS
+                 and node.domain == CONTRIB_KINDS[node.op_type][0])]
     names = _node_names([node for node, _ in found])
     return {name: _NodeReader(node, scope, name, folder, source, dtype, backend).read()
             for name, (node, scope) in zip(names, found)}

@@ -28,8 +28,10 @@ class OnnxRecurrent:
     Attributes:
         module: the fastlstm.LSTM / GRU / RNN (num_layers=1; bidirectional for direction
             "bidirectional", reverse=True for "reverse", batch_first=True for layout 1,
-            peepholes=True when the node has P, bias=False when it has no B).
-        name, op_type ("LSTM", "GRU" or "RNN"), direction, layout (0 or 1).
+            peepholes=True when the node has P, bias=False when it has no B); for a
+            DynamicQuantizeLSTM node the int8 Quantized LSTM (fastlstm.layers.quantized).
+        name, op_type ("LSTM", "GRU", "RNN" or "DynamicQuantizeLSTM"), direction, layout
+            (0 or 1).
         inputs, outputs: the node's input and output value names (tuples, "" for an
             omitted optional input).
         sequence_lens: the node's constant sequence_lens as an int array (B,), or None.
@@ -124,7 +126,7 @@ class OnnxRecurrent:
         lengths = self._lengths(self._pick("sequence_lens", sequence_lens,
                                            self.sequence_lens), T, B)
         h0 = self._state("initial_h", self._pick("initial_h", initial_h, self.initial_h), B)
-        is_lstm = self.op_type == "LSTM"
+        is_lstm = self.op_type in ("LSTM", "DynamicQuantizeLSTM")
         if is_lstm:
             c0 = self._state("initial_c", self._pick("initial_c", initial_c,
                                                       self.initial_c), B)

@@ -43,12 +43,18 @@ are a TypeError unless dtype="float32" or "float64" asks for a conversion (which
 both hold every float16 and bfloat16 value). All the weights of `obj` must share one dtype
 unless `dtype` is given.
 
+torch's dynamically quantized LSTM, GRU and cells (torch.ao.nn.quantized.dynamic, as
+torch.ao.quantization.quantize_dynamic makes them) are read too: qint8 ones give a fastlstm
+Quantized "int8" module with torch's integer codes, float16 ones a float32 module (see
+fastlstm.interop.torch_quantized, which also says what dtype= and the checks do there).
+
 Refused (`obj` named in the message): other torch modules (nn.Linear, nn.Sequential, a
-scripted module, ...), quantized or quantizable RNNs (their weights are packed integers or a
-layout of their own: convert the float model), tensors off the CPU (move the model with
-.cpu() first), non-float, sparse or quantized tensors, anything that is not a mapping, and in
-a state_dict a missing, unexpected or wrongly shaped key. `obj` itself is never modified and
-the result shares no memory with it.
+scripted module, ...), statically quantized or quantizable RNNs (their weights are in a
+layout of their own: convert the float model), the state_dict of a quantized module (packed
+objects: pass the module), tensors off the CPU (move the model with .cpu() first), non-float,
+sparse or quantized tensors, anything that is not a mapping, and in a state_dict a missing,
+unexpected or wrongly shaped key. `obj` itself is never modified and the result shares no
+memory with it.
 
 Training-mode dropout uses fastlstm's own random numbers (seed=), not torch's: the same
 weights give the same outputs in eval mode or with dropout = 0, not the same dropout masks.
@@ -71,6 +77,7 @@ import numpy as np
 from ..layers._params import param_shapes
 from .._validate import check_float_dtype
 from ..layers.modules import GRU, LSTM, RNN
+from .torch_quantized import dynamic_quantized_class, from_dynamic_quantized
 
 _CLASSES = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 _NAMES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
@@ -118,7 +125,9 @@ def from_torch(obj, *, dtype=None, backend="auto", seed=None, prefix="", mode=No
         batch_first and dropout also fill in what its weights cannot tell.
 
     Returns the fastlstm module, in obj's training / eval mode (a new module's training mode
-    for a state_dict). Weights: new arrays of the chosen dtype, shaped as in obj.
+    for a state_dict). Weights: new arrays of the chosen dtype, shaped as in obj. For torch's
+    dynamically quantized modules: a Quantized "int8" module (qint8) or a float module
+    (float16), see fastlstm.interop.torch_quantized.
     """
     given = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
                  bias=bias, bidirectional=bidirectional, proj_size=proj_size,
@@ -128,6 +137,11 @@ def from_torch(obj, *, dtype=None, backend="auto", seed=None, prefix="", mode=No
     want_dtype = None if dtype is None else check_float_dtype(dtype)
     mode_kind, mode_nonlinearity = _parse_mode(mode)
 
+    if dynamic_quantized_class(obj) is not None:
+        return from_dynamic_quantized(obj, dtype=want_dtype, backend=backend, seed=seed,
+                                      prefix=prefix, given=given, mode=mode,
+                                      mode_kind=mode_kind,
+                                      mode_nonlinearity=mode_nonlinearity)
     src = _read_source(obj, prefix)
     args = _resolve(src, given, mode, mode_kind, mode_nonlinearity)
     out_dtype = want_dtype if want_dtype is not None else _source_dtype(src)
@@ -186,7 +200,8 @@ def _read_module(obj, torch):
     if ".quantized" in name or ".quantizable" in name:
         raise TypeError(f"obj: a quantized torch module ({name}) keeps its weights packed or "
                         f"in a layout of its own; convert the float model before "
-                        f"quantization instead")
+                        f"quantization instead (from_torch reads torch's dynamically "
+                        f"quantized LSTM, GRU and cells, torch.ao.nn.quantized.dynamic)")
     nn = torch.nn
     if isinstance(obj, nn.RNNBase):
         if not isinstance(obj.mode, str) or obj.mode.lower() not in _MODES:
@@ -393,6 +408,9 @@ def _resolve(src, given, mode, mode_kind, mode_nonlinearity):
 
 
 def _prefix_hint(key):
+    if isinstance(key, str) and "_all_weight_values." in key:
+        return (" (the state_dict of a dynamically quantized module holds packed objects: "
+                "pass the quantized module itself)")
     if isinstance(key, str) and key.startswith("parametrizations."):
         return (" (the state_dict of a parametrized module: pass the module itself, whose "
                 "weights are computed)")

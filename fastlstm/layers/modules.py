@@ -160,6 +160,14 @@ class _StackBase:
 
         return Stream(self, batch_size)
 
+    def quantize(self, precision):
+        """A new inference-only module at reduced precision, "int8" or "bfloat16", called as
+        this one in eval mode (fastlstm.layers.quantized; the math: SPEC.md section 8 and
+        fastlstm/reference/quantized.py). This module is left as it is."""
+        from .quantized import quantize
+
+        return quantize(self, precision)
+
     def to_torch(self):
         """The torch.nn.LSTM / GRU / RNN with this module's configuration and a copy of its
         weights (fastlstm.interop; imports torch). Options torch.nn lacks (peepholes,

@@ -57,21 +57,26 @@ class _Layer:
         self.packed = False
 
 
+def _check_streamable(module, batch_size):
+    """ValueError unless `module` can stream `batch_size` rows."""
+    if module.bidirectional:
+        raise ValueError("stream: a bidirectional model cannot stream (its backward "
+                         "direction reads the sequence from its end); got "
+                         "bidirectional=True")
+    if module.reverse:
+        raise ValueError("stream: a reverse stack cannot stream (each row runs from its "
+                         "last step back to its first); got reverse=True")
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, numbers.Integral) \
+            or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+
+
 class Stream:
     """Step-by-step inference of a unidirectional fastlstm.LSTM / GRU / RNN (made by
     module.stream(batch_size)). See the module docstring for the calls and shapes."""
 
     def __init__(self, module, batch_size=1):
-        if module.bidirectional:
-            raise ValueError("stream: a bidirectional model cannot stream (its backward "
-                             "direction reads the sequence from its end); got "
-                             "bidirectional=True")
-        if module.reverse:
-            raise ValueError("stream: a reverse stack cannot stream (each row runs from its "
-                             "last step back to its first); got reverse=True")
-        if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, numbers.Integral) \
-                or batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+        _check_streamable(module, batch_size)
         self.kind = module.kind
         self.batch_size = B = int(batch_size)
         self.batch_first = module.batch_first
@@ -260,3 +265,59 @@ class Stream:
                 self._cs[l][0] = c[T % 2]
             inp = h[1:]
         return inp.copy()
+
+
+class ReducedStream(Stream):
+    """A stream of a reduced-precision module (fastlstm.layers.quantized.Quantized): the same
+    calls, state and outputs as Stream. With the cython backend every step or chunk goes
+    straight to the reduced-precision driver on this stream's buffers (the weights were
+    packed once, when the module was made); otherwise each layer goes through
+    fastlstm._api._run."""
+
+    def __init__(self, module, batch_size=1):
+        _check_streamable(module, batch_size)
+        self.kind = module.kind
+        self.batch_size = B = int(batch_size)
+        self.batch_first = module.batch_first
+        self.dtype = module.dtype
+        self.input_size = module.input_size
+        self.num_layers = L = module.num_layers
+        self._H = H = module.hidden_size
+        self._H_out = module.proj_size or H
+        self._backend = get_backend(module.backend)
+        # the module's ReducedLayers (never changed after they are made)
+        self._layers = [module._layers[(l, "")] for l in range(L)]
+        self._hs = [np.zeros((2, B, self._H_out), self.dtype) for _ in range(L)]
+        self._cs = [np.zeros((2 if self.kind == "lstm" else 0, B, H), self.dtype)
+                    for _ in range(L)]
+        self._buffers = {}
+        self._fast = False          # no step plans: step() comes to _run_functions
+        self._kernels = self._backend.name == "cython"
+
+    def _run_functions(self, inp):
+        T, B = inp.shape[0], self.batch_size
+        lstm = self.kind == "lstm"
+        if self._kernels:
+            for l, (layer, (h, c, gates, work, lengths)) in enumerate(
+                    zip(self._layers, self._buffers_for(T))):
+                h[0] = self._hs[l][0]
+                if lstm:
+                    c[0] = self._cs[l][0]
+                threads = _api._kernel_threads(T, B, inp.shape[2], layer.w_ih.shape[0],
+                                               self._H_out)
+                self._backend._forward_reduced(layer.cell, inp, layer, lengths, h, c, gates,
+                                               work, threads)
+                self._hs[l][0] = h[T]
+                if lstm:
+                    self._cs[l][0] = c[T % 2]
+                inp = h[1:]
+            return inp.copy()
+        for l, layer in enumerate(self._layers):
+            y, h_n, c_n, _ = _api._run(layer.cell, inp, None, None, None, None,
+                                       self._hs[l][0], self._cs[l][0] if lstm else None, None,
+                                       None, None, False, False, self._backend, False, layer)
+            self._hs[l][0] = h_n
+            if lstm:
+                self._cs[l][0] = c_n
+            inp = y
+        return inp

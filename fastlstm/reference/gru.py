@@ -10,7 +10,7 @@ m = h W_hn^T + b_hn (linear before reset) or m = r * h (reset before).
 """
 import numpy as np
 
-from ._math import affine, sigmoid, split_gates
+from ._math import affine, row_blocks, sigmoid, split_gates
 
 GATES = 3
 
@@ -22,16 +22,16 @@ def gru_cell_forward(x_t, h_prev, w_ih, w_hh, b_ih=None, b_hh=None, linear_befor
     Returns h_t (B, H) and gates (B, 4H) = [r, z, n, m].
     """
     gi_r, gi_z, gi_n = split_gates(affine(x_t, w_ih, b_ih), GATES)
-    w_hr, w_hz, w_hn = split_gates(w_hh.T, GATES)       # each (H, H), transposed
+    w_hr, w_hz, w_hn = row_blocks(w_hh, GATES)          # each (H, H)
     b_hr, b_hz, b_hn = (None,) * 3 if b_hh is None else split_gates(b_hh, GATES)
-    r = sigmoid(gi_r + affine(h_prev, w_hr.T, b_hr))
-    z = sigmoid(gi_z + affine(h_prev, w_hz.T, b_hz))
+    r = sigmoid(gi_r + affine(h_prev, w_hr, b_hr))
+    z = sigmoid(gi_z + affine(h_prev, w_hz, b_hz))
     if linear_before_reset:
-        m = affine(h_prev, w_hn.T, b_hn)
+        m = affine(h_prev, w_hn, b_hn)
         n = np.tanh(gi_n + r * m)
     else:
         m = r * h_prev
-        n = np.tanh(gi_n + affine(m, w_hn.T, b_hn))
+        n = np.tanh(gi_n + affine(m, w_hn, b_hn))
     h_t = (1 - z) * n + z * h_prev
     return h_t, np.concatenate([r, z, n, m], axis=-1)
 

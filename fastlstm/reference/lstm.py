@@ -36,7 +36,7 @@ def lstm_cell_forward(x_t, h_prev, c_prev, w_ih, w_hh, b_ih=None, b_hh=None, w_h
     o = sigmoid(a_o)
     h_t = o * np.tanh(c_t)
     if w_hr is not None:
-        h_t = h_t @ w_hr.T
+        h_t = affine(h_t, w_hr)
     return h_t, c_t, np.concatenate([i, f, g, o], axis=-1)
 
 

@@ -46,7 +46,8 @@ _BITS = {
     "xsave": (1, 2, 26), "osxsave": (1, 2, 27), "avx": (1, 2, 28), "f16c": (1, 2, 29),
     "bmi1": (7, 1, 3), "avx2": (7, 1, 5), "bmi2": (7, 1, 8), "avx512f": (7, 1, 16),
     "avx512dq": (7, 1, 17), "avx512cd": (7, 1, 28), "avx512bw": (7, 1, 30),
-    "avx512vl": (7, 1, 31),
+    "avx512vl": (7, 1, 31), "avx512_vnni": (7, 2, 11),
+    "avx_vnni": ("7.1", 0, 4), "avx512_bf16": ("7.1", 0, 5),
     "lahf_lm": (0x80000001, 2, 0), "abm": (0x80000001, 2, 5),
 }
 _XCR0_AVX = 0x6        # SSE (bit 1) and AVX (bit 2) state
@@ -60,9 +61,9 @@ def x86_features():
     if not FL_X86:
         return {}
     leaves = {}
-    for leaf in (1, 7, 0x80000001):
-        fl_cpuid(leaf, 0, regs)
-        leaves[leaf] = (regs[0], regs[1], regs[2], regs[3])
+    for leaf, sub, key in ((1, 0, 1), (7, 0, 7), (7, 1, "7.1"), (0x80000001, 0, 0x80000001)):
+        fl_cpuid(leaf, sub, regs)
+        leaves[key] = (regs[0], regs[1], regs[2], regs[3])
     features = {name: bool((leaves[leaf][reg] >> bit) & 1)
                 for name, (leaf, reg, bit) in _BITS.items()}
     if features["osxsave"]:
