@@ -12,9 +12,11 @@ The head (Linear) stays float32; only the recurrent layer is quantized. A quanti
 inference-only, so the model it goes into is for evaluation only.
 """
 import io
+import warnings
 
 import numpy as np
 
+from ..layers.quantized import ReducedPrecisionWarning
 from ..training.fit import evaluate, fit
 from ..training.optim import Adam
 from ._common import Stopwatch, limited_threads
@@ -26,8 +28,12 @@ PRECISIONS = ("int8", "bfloat16")
 def with_quantized_rnn(model, precision):
     """A new structure of model's class (ManyToOne, ManyToMany, ...) holding
     model.rnn.quantize(precision) and model's own head (shared, not copied), in eval mode.
-    model is left as it is."""
-    return type(model)(model.rnn.quantize(precision), model.head).eval()
+    model is left as it is. The demos' layers are small (H = 32), which quantize() warns is
+    too small to run faster than float32: the point here is accuracy, so that warning is
+    silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ReducedPrecisionWarning)
+        return type(model)(model.rnn.quantize(precision), model.head).eval()
 
 
 def evaluate_quantized(model, x, y, loss="mse", lengths=None, precisions=PRECISIONS):
