@@ -130,7 +130,8 @@ FASTLSTM_FUZZ_EXAMPLES="$fuzz_examples" run -m pytest -q -p no:cacheprovider -k 
   tests/test_backends.py tests/test_shapes_layouts.py tests/test_contracts.py \
   tests/test_errors.py tests/test_robustness_fuzz.py tests/test_robustness_numeric.py \
   tests/test_robustness_threads.py tests/test_family_backends.py tests/test_column_split.py \
-  tests/test_denormals.py tests/test_packed_weights.py tests/test_streams.py >"$log" 2>&1
+  tests/test_denormals.py tests/test_packed_weights.py tests/test_streams.py \
+  tests/test_quantized.py >"$log" 2>&1
 status=$?
 set -e
 
