@@ -382,3 +382,20 @@ def test_quantize_says_when_it_will_not_be_faster(monkeypatch):
     for precision in PRECISIONS:
         if _cython().dot_products()[precision]:
             assert speed_caveat(m, precision) is None
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("cls,options", [FAMILY[1], FAMILY[4]], ids=["lstm-proj",
+                                                                      "gru-reset-before"])
+def test_cython_stream_steps_on_two_threads(cls, options, precision):
+    """Single steps through the step plans (shared by two threads at this size) and chunks
+    through the driver, mixed, equal to one whole call."""
+    m = cls(32, 256, seed=4, **options).eval()
+    q = m.quantize(precision)
+    x = np.random.default_rng(10).standard_normal((7, 3, 32)).astype(np.float32)
+    with fastlstm.threads(2):
+        y, _ = q(x)
+        s = q.stream(batch_size=3)
+        got = [s.step(x[0]), s.step(x[1])] + list(s.step(x[2:5])) + [s.step(x[5]),
+                                                                        s.step(x[6])]
+    np.testing.assert_array_equal(np.stack(got), y)

@@ -269,8 +269,9 @@ class Stream:
 
 class ReducedStream(Stream):
     """A stream of a reduced-precision module (fastlstm.layers.quantized.Quantized): the same
-    calls, state and outputs as Stream. With the cython backend every step or chunk goes
-    straight to the reduced-precision driver on this stream's buffers (the weights were
+    calls, state and outputs as Stream. With the cython backend a single step goes through one
+    recurrent_quantized.StepPlan per layer (one call, no allocation but the output) and a
+    chunk straight to the reduced-precision driver on this stream's buffers (the weights were
     packed once, when the module was made); otherwise each layer goes through
     fastlstm._api._run."""
 
@@ -291,27 +292,58 @@ class ReducedStream(Stream):
         self._cs = [np.zeros((2 if self.kind == "lstm" else 0, B, H), self.dtype)
                     for _ in range(L)]
         self._buffers = {}
-        self._fast = False          # no step plans: step() comes to _run_functions
-        self._kernels = self._backend.name == "cython"
+        self._fast = self._backend.name == "cython"
+        if self._fast:
+            self._plans, self._outs = self._step_plans(B, H)
+            Gs = H if self.kind == "rnn" else 4 * H
+            self._step_split = (Gs if self.kind != "gru" else 3 * H) * self._H_out \
+                >= STEP_SPLIT_MACS
+
+    def _step_plans(self, B, H):
+        """One recurrent_quantized.StepPlan per layer on the carried state (self._hs, _cs),
+        with scratch for as many threads as the current limit allows."""
+        from .. import _reduced
+
+        module = self._backend.reduced_module
+        threads = current_threads()
+        Gs = H if self.kind == "rnn" else 4 * H
+        W = 3 * H if self.kind == "gru" else (H if self._layers[0].w_hr.shape[0] else 0)
+        plans, outs = [], []
+        for l, layer in enumerate(self._layers):
+            I_l = self.input_size if l == 0 else self._H_out
+            code = _reduced.PRECISION_CODES[layer.precision]
+            team = max(1, min(threads, -(-H // _reduced.PANEL_ROWS)))
+            act = np.empty(module.activation_scratch_bytes(code, 1, B, I_l, self._H_out, H,
+                                                           team), np.uint8)
+            p = layer.panels
+            plans.append(module.StepPlan(
+                layer.cell, code, self._backend.dot_products()[layer.precision],
+                np.zeros((1, B, I_l), np.float32), *p["ih"], *p["hh"], *p["hr"], layer.bias,
+                layer.peep, self._hs[l], self._cs[l], np.empty((1, B, Gs), np.float32),
+                np.empty((B, W), np.float32), act, H, layer.w_hr.shape[0], threads))
+            outs.append(np.empty((B, self._H_out), np.float32))
+        return plans, outs
+
+    def _run_kernels(self, inp, T):
+        """cython, a chunk of T steps: the reduced-precision driver per layer."""
+        B, lstm = self.batch_size, self.kind == "lstm"
+        for l, (layer, (h, c, gates, work, lengths)) in enumerate(
+                zip(self._layers, self._buffers_for(T))):
+            h[0] = self._hs[l][0]
+            if lstm:
+                c[0] = self._cs[l][0]
+            threads = _api._kernel_threads(T, B, inp.shape[2], layer.w_ih.shape[0],
+                                           self._H_out)
+            self._backend._forward_reduced(layer.cell, inp, layer, lengths, h, c, gates, work,
+                                           threads)
+            self._hs[l][0] = h[T]
+            if lstm:
+                self._cs[l][0] = c[T % 2]
+            inp = h[1:]
+        return inp.copy()
 
     def _run_functions(self, inp):
-        T, B = inp.shape[0], self.batch_size
         lstm = self.kind == "lstm"
-        if self._kernels:
-            for l, (layer, (h, c, gates, work, lengths)) in enumerate(
-                    zip(self._layers, self._buffers_for(T))):
-                h[0] = self._hs[l][0]
-                if lstm:
-                    c[0] = self._cs[l][0]
-                threads = _api._kernel_threads(T, B, inp.shape[2], layer.w_ih.shape[0],
-                                               self._H_out)
-                self._backend._forward_reduced(layer.cell, inp, layer, lengths, h, c, gates,
-                                               work, threads)
-                self._hs[l][0] = h[T]
-                if lstm:
-                    self._cs[l][0] = c[T % 2]
-                inp = h[1:]
-            return inp.copy()
         for l, layer in enumerate(self._layers):
             y, h_n, c_n, _ = _api._run(layer.cell, inp, None, None, None, None,
                                        self._hs[l][0], self._cs[l][0] if lstm else None, None,

@@ -20,6 +20,7 @@ each output is formed by one thread in a fixed order, so the results are the sam
 any number of threads. Nothing is allocated here, and the time loop never returns to Python.
 """
 from libc.stdint cimport int8_t, int32_t, int64_t, uint16_t
+from libc.string cimport memcpy
 from cython.parallel cimport parallel, threadid
 
 from ._gru_cell cimport gru_forward_rows, gru_new_rows, gru_reset_rows
@@ -333,9 +334,23 @@ def forward(int cell, int precision, bint dot, const float[:, :, ::1] x,
     cdef Weights w_ih = weights_of(ih_panels, ih_scale, ih_sums, I)
     cdef Weights w_hh = weights_of(hh_panels, hh_scale, hh_sums, Hout)
     cdef Weights w_hr = weights_of(hr_panels, hr_scale, hr_sums, H)
-    # act: the chunk's input rows, then one part per thread (activation_scratch_bytes)
-    cdef char* base = <char*>&act[0]
-    base += (64 - (<size_t>base) % 64) % 64
+    cdef const float* peep_p = &peep[0, 0] if peep.shape[0] else NULL
+    cdef float* c_p = &c[0, 0, 0] if cell == LSTM else NULL
+    cdef float* work_p = &work[0, 0] if work.shape[1] else NULL
+    with nogil:
+        run(cell, precision, dot, &x[0, 0, 0], &w_ih, &w_hh, &w_hr, &bias[0, 0], peep_p,
+            &lengths[0], &h[0, 0, 0], c_p, &gates[0, 0, 0], work_p, <char*>&act[0], T, B, I,
+            H, Hout, P, K, team)
+
+
+cdef void run(int cell, int precision, int dot, const float* x, const Weights* w_ih,
+              const Weights* w_hh, const Weights* w_hr, const float* bias, const float* peep,
+              const int64_t* lengths, float* h, float* c, float* gates, float* work,
+              char* act, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+              Py_ssize_t Hout, Py_ssize_t P, Py_ssize_t K, int team) noexcept nogil:
+    """forward's time loop on checked buffers: act carved as activation_scratch_bytes says
+    (the chunk's input rows, then one part per thread), the team started when team > 1."""
+    cdef char* base = act + (64 - (<size_t>act) % 64) % 64
     cdef Quantized xq
     cdef Py_ssize_t asz = activation_bytes(precision)
     xq.ld = row_stride(precision, I)
@@ -349,29 +364,94 @@ def forward(int cell, int precision, bint dot, const float[:, :, ::1] x,
     fl_barrier_init(&bar)
     cdef Quantized mine
     cdef int tid
-    cdef const float* peep_p = &peep[0, 0] if peep.shape[0] else NULL
-    cdef float* c_p = &c[0, 0, 0] if cell == LSTM else NULL
-    cdef float* work_p = &work[0, 0] if work.shape[1] else NULL
-    with nogil:
-        if team == 1:
+    if team == 1:
+        mine.ld = ldh
+        mine.size = xq.size
+        mine.codes = base + x_part
+        mine.scale = <float*>(mine.codes + B * ldh * asz)
+        quantized_loop(cell, precision, dot, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c,
+                       gates, work, &xq, &mine, T, B, I, H, Hout, P, K, &bar, 0, 1)
+    else:
+        with parallel(num_threads=team):
+            tid = threadid()
             mine.ld = ldh
             mine.size = xq.size
-            mine.codes = base + x_part
+            mine.codes = base + x_part + tid * thread_part
             mine.scale = <float*>(mine.codes + B * ldh * asz)
-            quantized_loop(cell, precision, dot, &x[0, 0, 0], &w_ih, &w_hh, &w_hr, &bias[0, 0],
-                           peep_p, &lengths[0], &h[0, 0, 0], c_p, &gates[0, 0, 0], work_p, &xq,
-                           &mine, T, B, I, H, Hout, P, K, &bar, 0, 1)
-        else:
-            with parallel(num_threads=team):
-                tid = threadid()
-                mine.ld = ldh
-                mine.size = xq.size
-                mine.codes = base + x_part + tid * thread_part
-                mine.scale = <float*>(mine.codes + B * ldh * asz)
-                quantized_loop(cell, precision, dot, &x[0, 0, 0], &w_ih, &w_hh, &w_hr,
-                               &bias[0, 0], peep_p, &lengths[0], &h[0, 0, 0], c_p,
-                               &gates[0, 0, 0], work_p, &xq, &mine, T, B, I, H, Hout, P, K,
-                               &bar, tid, fl_team_size())
+            quantized_loop(cell, precision, dot, x, w_ih, w_hh, w_hr, bias, peep, lengths, h,
+                           c, gates, work, &xq, &mine, T, B, I, H, Hout, P, K, &bar, tid,
+                           fl_team_size())
+
+
+cdef class StepPlan:
+    """A prepared one-step call of forward for B rows (a stream's single steps): the arrays of
+    forward for T = 1, with h (2, B, Hout) and c (2, B, H) (LSTM; else (0, B, H)) holding the
+    carried state in slot 0, checked once here; step(x, y) then costs one call and no
+    allocation. The arrays are kept alive by the plan; the caller must not resize them."""
+
+    cdef object keep
+    cdef Weights w_ih, w_hh, w_hr
+    cdef int cell, precision, dot
+    cdef Py_ssize_t B, I, H, Hout, P, chunks
+    cdef float* bias
+    cdef float* peep
+    cdef float* h
+    cdef float* c
+    cdef float* gates
+    cdef float* work
+    cdef char* act
+    cdef int64_t* lengths
+
+    def __init__(self, int cell, int precision, bint dot, x_like, ih_panels, ih_scale,
+                 ih_sums, hh_panels, hh_scale, hh_sums, hr_panels, hr_scale, hr_sums, bias,
+                 peep, h, c, gates, work, act, Py_ssize_t H, Py_ssize_t P, int n_threads):
+        """x_like (1, B, I) float32: the step's input shape (forward checks every shape here,
+        on a step of zeros that leaves h and c as they were); act sized for n_threads, the
+        most threads step may take."""
+        import numpy as np
+
+        state_h, state_c = np.array(h, copy=True), np.array(c, copy=True)
+        lengths = np.ones(h.shape[1], np.int64)
+        forward(cell, precision, dot, x_like, ih_panels, ih_scale, ih_sums, hh_panels,
+                hh_scale, hh_sums, hr_panels, hr_scale, hr_sums, bias, peep, lengths, h, c,
+                gates, work, act, H, P, n_threads)
+        h[...] = state_h
+        c[...] = state_c
+        if h.shape[0] != 2 or gates.shape[0] != 1 or x_like.shape[0] != 1:
+            raise ValueError("StepPlan: h (2, B, Hout), gates (1, B, Gs), x (1, B, I) expected")
+        self.keep = (ih_panels, ih_scale, ih_sums, hh_panels, hh_scale, hh_sums, hr_panels,
+                     hr_scale, hr_sums, bias, peep, h, c, gates, work, act, lengths)
+        self.w_ih = weights_of(ih_panels, ih_scale, ih_sums, x_like.shape[2])
+        self.w_hh = weights_of(hh_panels, hh_scale, hh_sums, h.shape[2])
+        self.w_hr = weights_of(hr_panels, hr_scale, hr_sums, H)
+        self.cell, self.precision, self.dot = cell, precision, dot
+        self.B, self.I, self.H, self.Hout, self.P = h.shape[1], x_like.shape[2], H, h.shape[2], P
+        self.chunks = max(1, min(n_threads, (H + FL_QR - 1) // FL_QR))
+        self.bias = <float*><size_t>bias.ctypes.data
+        self.peep = <float*><size_t>peep.ctypes.data if peep.shape[0] else NULL
+        self.h = <float*><size_t>h.ctypes.data
+        self.c = <float*><size_t>c.ctypes.data if cell == LSTM else NULL
+        self.gates = <float*><size_t>gates.ctypes.data
+        self.work = <float*><size_t>work.ctypes.data if work.size else NULL
+        self.act = <char*><size_t>act.ctypes.data
+        self.lengths = <int64_t*><size_t>lengths.ctypes.data
+
+    def step(self, const float[:, ::1] x, float[:, ::1] y, int n_threads=1):
+        """x (B, I) -> y (B, Hout), the state moving on; n_threads: at most the plan's."""
+        cdef Py_ssize_t B = self.B, n = B * self.Hout
+        cdef int team = <int>max(1, min(n_threads, self.chunks))
+        if x.shape[0] != B or x.shape[1] != self.I or y.shape[0] != B or y.shape[1] != self.Hout:
+            raise ValueError(f"StepPlan.step: x ({B}, {self.I}) and y ({B}, {self.Hout}) "
+                             f"expected, got x ({x.shape[0]}, {x.shape[1]}), y "
+                             f"({y.shape[0]}, {y.shape[1]})")
+        with nogil:
+            run(self.cell, self.precision, self.dot, &x[0, 0], &self.w_ih, &self.w_hh,
+                &self.w_hr, self.bias, self.peep, self.lengths, self.h, self.c, self.gates,
+                self.work, self.act, 1, B, self.I, self.H, self.Hout, self.P, 1, team)
+            memcpy(self.h, self.h + n, n * sizeof(float))   # slot 1 -> slot 0: the state
+            memcpy(&y[0, 0], self.h, n * sizeof(float))
+            if self.c != NULL:
+                memcpy(self.c, self.c + B * self.H, B * self.H * sizeof(float))
 
 
 def product(int precision, bint dot, const float[:, ::1] x, const unsigned char[::1] panels,
