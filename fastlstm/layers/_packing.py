@@ -65,6 +65,16 @@ class PackCache:
     def clear(self):
         self.entries.clear()
 
+    # A copy (pickle, copy.deepcopy) starts empty: the Cython kernels find their packed panels
+    # at the first 64-byte boundary of a PackedLayer's scratch, which moves when the array is
+    # copied to other memory, so copied scratch would be read at the wrong offset. The copy
+    # packs again at its first call.
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state):
+        self.entries = {}
+
 
 def _same(copies, params):
     """Whether every parameter still holds its copy's bits (so -0.0 and 0.0 differ, and a
