@@ -7,6 +7,7 @@ import sys
 
 from . import _isa
 from ._backends import ENV_VAR, available_backends, unavailable_backends
+from ._threads import default_threads
 from ._version import __version__
 
 
@@ -32,6 +33,7 @@ def config():
         "unavailable": unavailable_backends(),
         "default backend": os.environ.get(ENV_VAR) or (available_backends() or ("none",))[0],
         "cpu count": os.cpu_count(),
+        "default threads": default_threads(),
     }
     try:
         level = _isa.chosen_level()   # a bad $FASTLSTM_ISA raises its ValueError here too

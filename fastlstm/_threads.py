@@ -1,5 +1,12 @@
 """Thread control: `with fastlstm.threads(n): ...` limits fastlstm's kernels, the BLAS libraries
-and OpenMP to n threads inside the block and restores everything on exit."""
+and OpenMP to n threads inside the block and restores everything on exit.
+
+Outside such a block the kernels use default_threads(): OMP_NUM_THREADS when it is set to a
+positive integer (the first entry of a list such as "4,2"), else the number of CPUs this
+process may run on (os.sched_getaffinity: a `taskset` or a container's cpuset counts, not the
+machine's CPUs), else os.cpu_count(). Both are read at every call, so a process started with
+OMP_NUM_THREADS=1 (as Dask's nanny starts its workers, and as many job schedulers do) runs
+the kernels on one thread per call and does not oversubscribe the CPUs it shares."""
 import contextlib
 import contextvars
 import os
@@ -23,14 +30,44 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _omp_num_threads():
+    """OMP_NUM_THREADS as a positive int (its first entry: "4,2" -> 4), or None when it is
+    unset, empty or not a positive integer."""
+    value = os.environ.get("OMP_NUM_THREADS")
+    if not value:
+        return None
+    first = value.split(",", 1)[0].strip()
+    try:
+        n = int(first)
+    except ValueError:
+        return None
+    return n if n > 0 else None
+
+
+def usable_cpus():
+    """The number of CPUs this process may run on: its CPU affinity (os.sched_getaffinity)
+    where the OS has one, else os.cpu_count(); at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_threads():
+    """The kernels' thread count outside any `threads(n)` block: OMP_NUM_THREADS when set to
+    a positive integer, else usable_cpus() (see the module docstring)."""
+    n = _omp_num_threads()
+    return n if n is not None else usable_cpus()
+
+
 def current_threads():
-    """The thread count set by the innermost `threads(n)` block, else the number of CPUs; 1 in
+    """The thread count set by the innermost `threads(n)` block, else default_threads(); 1 in
     a process forked after its parent may have run the kernels on several threads."""
     global _team_may_exist
     if _forked_after_teams:
         return 1
     n = _threads.get()
-    n = n if n is not None else (os.cpu_count() or 1)
+    n = n if n is not None else default_threads()
     if n > 1:
         _team_may_exist = True
     return n
