@@ -6,7 +6,8 @@ float32 ManyToOne beside it) predicts probabilities for N = 16,000 sequences of 
 of I = 3 features, in chunks of 2,000 rows:
     one process   one thread (fastlstm.threads(1)) working through the same chunks in turn
     dask          fastlstm.dask.predict_proba(model, X), computed on `workers` worker
-                  processes of one thread each, X persisted on the workers (the model is
+                  processes of one thread each, X made and persisted on the workers, a chunk
+                  on each in turn (the model is
                   shipped, the chunks computed and the results gathered in each timed call);
                   "from client" sends X's chunks from this process as part of the call
 the two alternating (timing.measure_pair), each result checked bit for bit against the
@@ -119,12 +120,16 @@ def inference(client, workers, N, T, I, H, chunk, repeats, min_time=2.0):
     import fastlstm.dask as fdask
 
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((N, T, I), dtype=np.float32)
+    # X made on the workers, chunk by chunk, as a job that reads its data there would have it
+    # (a persisted da.from_array of a NumPy array may stay one key on one worker)
+    X = da.random.default_rng(0).standard_normal(size=(N, T, I), chunks=(chunk, T, I)) \
+        .astype(np.float32)
+    X = client.persist(X)
+    x = X.compute()
     rows = []
     models = [("SequenceClassifier float64", _classifier(x, H)),
               ("ManyToOne float32", _structure(I, H))]
     X_client = da.from_array(x, chunks=(chunk, T, I))
-    X = client.persist(X_client)
     n_chunks = len(X.chunks[0])
     for label, model in models:
         if model is None:
