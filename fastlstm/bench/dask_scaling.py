@@ -6,8 +6,8 @@ float32 ManyToOne beside it) predicts probabilities for N = 16,000 sequences of 
 of I = 3 features, in chunks of 2,000 rows:
     one process   one thread (fastlstm.threads(1)) working through the same chunks in turn
     dask          fastlstm.dask.predict_proba(model, X), computed on `workers` worker
-                  processes of one thread each, X made and persisted on the workers, a chunk
-                  on each in turn (the model is
+                  processes of one thread each, X's chunks scattered to the workers in
+                  turn beforehand (the model is
                   shipped, the chunks computed and the results gathered in each timed call);
                   "from client" sends X's chunks from this process as part of the call
 the two alternating (timing.measure_pair), each result checked bit for bit against the
@@ -120,12 +120,13 @@ def inference(client, workers, N, T, I, H, chunk, repeats, min_time=2.0):
     import fastlstm.dask as fdask
 
     rng = np.random.default_rng(0)
-    # X made on the workers, chunk by chunk, as a job that reads its data there would have it
-    # (a persisted da.from_array of a NumPy array may stay one key on one worker)
-    X = da.random.default_rng(0).standard_normal(size=(N, T, I), chunks=(chunk, T, I)) \
-        .astype(np.float32)
-    X = client.persist(X)
-    x = X.compute()
+    x = rng.standard_normal((N, T, I), dtype=np.float32)
+    # X's chunks already on the workers, spread over them (scatter deals them out in turn),
+    # as a job that reads its data there would have them (a persisted da.from_array of a
+    # NumPy array may stay one key on one worker)
+    parts = client.scatter([x[i:i + chunk] for i in range(0, N, chunk)])
+    X = da.concatenate([da.from_delayed(part, shape=(min(chunk, N - i), T, I), dtype=x.dtype)
+                        for part, i in zip(parts, range(0, N, chunk))])
     rows = []
     models = [("SequenceClassifier float64", _classifier(x, H)),
               ("ManyToOne float32", _structure(I, H))]
