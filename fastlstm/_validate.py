@@ -51,6 +51,17 @@ def check_flag(name, value):
     return bool(value)
 
 
+def check_choice(name, value, choices):
+    """`value` when it is one of the strings `choices`: else a TypeError (not a string) or a
+    ValueError naming `name`, the choices and the value."""
+    expected = ", ".join(map(repr, choices))
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected one of {expected}, got {value!r}")
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {expected}, got {value!r}")
+    return value
+
+
 def check_positive_int(name, value):
     """`value` as an int >= 1 (a constructor's size); anything else is a ValueError."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \

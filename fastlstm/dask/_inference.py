@@ -49,6 +49,7 @@ import uuid
 
 import numpy as np
 
+from .._validate import check_choice
 from ._arrays import as_lengths, check_batch_chunks, check_dask_array, check_numbers
 from ._workers import _Shipped
 
@@ -299,12 +300,7 @@ def transform(model, X, *, lengths=None, output="state"):
     output: "state" (default, (N, D*H_out)), "outputs" (y in X's layout), "h_n"
     ((L*D, N, H_out)) or "c_n" (LSTM, (L*D, N, H)); see the module docstring.
     """
-    if not isinstance(output, str):
-        raise TypeError(f"output: expected one of {', '.join(map(repr, _OUTPUTS))}, got "
-                        f"{type(output).__name__}")
-    if output not in _OUTPUTS:
-        raise ValueError(f"output: expected one of {', '.join(map(repr, _OUTPUTS))}, got "
-                         f"{output!r}")
+    check_choice("output", output, _OUTPUTS)
     kind = _kind(model)
     if kind == "estimator":
         X = _checked_x(X, 0, 1, _ESTIMATOR_X)

@@ -62,8 +62,9 @@ import numpy as np
 
 from .._validate import check_flag
 from ..training.clip import clip_grad_norm
-from ..training.fit import (_EVAL_CHUNK, History, _check_model, _evaluate, _int,
-                            _is_file_target, _Layout, _Loss, _module_names, _Progress, _real)
+from ..training.fit import (_EVAL_CHUNK, BestEpoch, History, _check_model, _evaluate, _int,
+                            _is_file_target, _Layout, _Loss, _module_names, _Progress, _real,
+                            _validation_arrays, _validation_cut)
 from ..training.optim import Adam
 from . import _steps
 from ._arrays import (as_lengths, check_aligned, check_batch_chunks, check_dask_array,
@@ -301,25 +302,12 @@ def fit(model, X, y, *, client=None, loss="mse", optimizer=None, epochs=10, batc
                                    ("validation_data[0] (X_val)", "validation_data[1] (y_val)",
                                     "validation_data[2] (lengths_val)"))
         else:
-            from ..training.fit import _as_inputs, _as_lengths, _as_targets, _check_pair
-
             dtype = getattr(model, "dtype", None)
-            xv = _as_inputs("validation_data[0] (X_val)", validation_data[0],
-                            None if dtype is None else np.dtype(dtype), 2)
-            yv = _as_targets("validation_data[1] (y_val)", validation_data[1], xv.dtype,
-                             loss_fn.classification)
-            nv = _check_pair(xv, yv, layout, "validation_data[0] (X_val)",
-                             "validation_data[1] (y_val)")
-            lv = _as_lengths("validation_data[2] (lengths_val)",
-                             validation_data[2] if len(validation_data) == 3 else None, nv)
-            val_local = (xv, yv, lv)
+            val_local = _validation_arrays(validation_data,
+                                           None if dtype is None else np.dtype(dtype), layout,
+                                           loss_fn, x_label="X_val")
     elif validation_split:
-        n_val = int(round(n * validation_split))
-        if n_val < 1 or n_val >= n:
-            raise ValueError(f"validation_split: {validation_split} of {n} samples leaves "
-                             f"{n_val} for validation and {n - n_val} for training; both "
-                             f"need at least one")
-        cut = n - n_val
+        cut = _validation_cut(n, validation_split)
 
         def part(arr, axis, rows):
             return None if arr is None else arr[(slice(None),) * axis + (rows,)]
@@ -353,7 +341,7 @@ def fit(model, X, y, *, client=None, loss="mse", optimizer=None, epochs=10, batc
                       keys + ["epoch_time", "samples_per_s"])
     n_batches = -(-n // batch_size)
     bar = _Progress(progress, epochs, n_batches)
-    best_state, waited = None, 0
+    best = BestEpoch(model, patience)
     shard_states = None
     if average_every is not None:
         start_state = optimizer.state_dict()
@@ -405,17 +393,8 @@ def fit(model, X, y, *, client=None, loss="mse", optimizer=None, epochs=10, batc
             history._append(row)
             bar.end(epoch, row)
 
-            current = row[history.monitor]
-            if history.best_epoch is None or current < history.best:
-                history.best_epoch = epoch
-                waited = 0
-                if patience is not None:
-                    best_state = model.state_dict()
-            elif patience is not None:
-                waited += 1
-                if waited >= patience:
-                    history.stopped_early = True
-                    break
+            if best.end_epoch(history, epoch, row):
+                break
     finally:
         bar.close()
         shards.release()
@@ -425,8 +404,7 @@ def fit(model, X, y, *, client=None, loss="mse", optimizer=None, epochs=10, batc
         shares = [1.0 / len(shard_states)] * len(shard_states)
         optimizer.load_state_dict(_average_states(
             shard_states, shares, optimizer.state_dict()["hyperparameters"]))
-    if best_state is not None and history.best_epoch != history.epochs - 1:
-        model.load_state_dict(best_state)
+    best.restore(history)
     if plot is not None:
         history.plot(plot)
     return history

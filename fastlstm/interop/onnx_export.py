@@ -55,14 +55,45 @@ def to_onnx(module, path, *, lengths=False, initial_states=False, opset=DEFAULT_
     A proj_size > 0 LSTM is a ValueError (ONNX's LSTM has no projection); a module that is not
     a fastlstm LSTM / GRU / RNN, or an option of the wrong type, a TypeError.
     """
-    onnx = import_onnx("to_onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
     from ..layers.modules import _StackBase
 
     if not isinstance(module, _StackBase):
         raise TypeError(f"module: expected a fastlstm LSTM, GRU or RNN, got "
                         f"{type(module).__name__}")
+    check_options(path, lengths, initial_states, opset)
+    if module.proj_size:
+        raise ValueError(f"proj_size={module.proj_size}: ONNX's LSTM has no projection, so a "
+                         f"projection LSTM cannot be written as ONNX")
+    kind, op = module.kind, _OPS[module.kind]
+
+    def node(layer, inputs, add):
+        """The standard ONNX node of one layer: inputs X, W, R, B, sequence_lens, initial_h,
+        (initial_c,) P, trailing omitted ones dropped."""
+        const = inputs["const"]
+        node_inputs = [inputs["x"], const(f"W_l{layer}", inputs["W"]),
+                       const(f"R_l{layer}", inputs["R"]), inputs["B"],
+                       inputs["sequence_lens"]] + inputs["states"]
+        if inputs["P"]:
+            node_inputs.append(inputs["P"])
+        while not node_inputs[-1]:
+            node_inputs.pop()
+        attrs = dict(hidden_size=module.hidden_size, direction=inputs["direction"])
+        if kind == "gru":
+            attrs["linear_before_reset"] = int(module.linear_before_reset)
+        if kind == "rnn" and module.nonlinearity == "relu":
+            attrs["activations"] = ["Relu"] * module.num_directions
+        outs = [f"Y_l{layer}", f"Y_h_l{layer}"] + ([f"Y_c_l{layer}"] if kind == "lstm" else [])
+        add(op, node_inputs, outs, name=f"{op}_l{layer}", **attrs)
+        return outs
+
+    return write_graph(module, path, node, lengths=lengths, initial_states=initial_states,
+                       opset=opset, graph_name=f"fastlstm_{kind}",
+                       doc=f"fastlstm {module!r} (torch semantics, eval mode)")
+
+
+def check_options(path, lengths, initial_states, opset):
+    """The checks of to_onnx's options (TypeError or ValueError naming the option)."""
+    onnx = import_onnx("to_onnx")
     for name, flag in (("lengths", lengths), ("initial_states", initial_states)):
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"{name}: expected True or False, got {flag!r}")
@@ -73,11 +104,22 @@ def to_onnx(module, path, *, lengths=False, initial_states=False, opset=DEFAULT_
                          f"got {opset!r}")
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path: expected a file path or None, got {type(path).__name__}")
-    if module.proj_size:
-        raise ValueError(f"proj_size={module.proj_size}: ONNX's LSTM has no projection, so a "
-                         f"projection LSTM cannot be written as ONNX")
 
-    kind, op = module.kind, _OPS[module.kind]
+
+def write_graph(module, path, node, *, lengths, initial_states, opset, graph_name, doc,
+                extra_opsets=()):
+    """The graph of the module docstring for a stack (float or quantized), its recurrent
+    node of each layer made by node(layer, inputs, add) -> its [Y, Y_h(, Y_c)] names, where
+    inputs = {"x": the layer's input, "W", "R": ONNX's arrays (W [D, G*H, I], R [D, G*H, H],
+    for the node to write with const), "B", "sequence_lens", "P": names ("" when absent),
+    "states": [initial_h(, initial_c)] names ("" when absent), "direction", "const":
+    const(name, array) -> name (an initializer), "params": the module's state_dict()} and
+    add(op_type, inputs, outputs, name=None, **attrs) appends a node (attrs may hold domain).
+    extra_opsets: (domain, version) pairs beside the default domain's opset."""
+    onnx = import_onnx("to_onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    kind = module.kind
     L, D, H = module.num_layers, module.num_directions, module.hidden_size
     lstm = kind == "lstm"
     elem = TensorProto.FLOAT if module.dtype == np.float32 else TensorProto.DOUBLE
@@ -111,32 +153,24 @@ def to_onnx(module, path, *, lengths=False, initial_states=False, opset=DEFAULT_
         const("state_axes", np.array([0], np.int64))
     const("y_shape", np.array([0, 0, -1], np.int64))
     finals = {n: [] for n in ("Y_h", "Y_c")}
+    direction = "bidirectional" if D == 2 else "reverse" if module.reverse else "forward"
     for layer in range(L):
         W, R, Bias, P = torch_to_onnx_params(kind, params, layer, D, module.bias,
                                              module.peepholes)
-        node_inputs = [x, const(f"W_l{layer}", W), const(f"R_l{layer}", R),
-                       const(f"B_l{layer}", Bias) if Bias is not None else "",
-                       "sequence_lens" if lengths else ""]
+        states = []
         if initial_states:    # rows [layer*D, (layer+1)*D) of h0 (c0)
             start = const(f"state_start_l{layer}", np.array([layer * D], np.int64))
             end = const(f"state_end_l{layer}", np.array([(layer + 1) * D], np.int64))
             for state, role in zip(state_names, ("initial_h", "initial_c")):
-                node_inputs.append(add("Slice", [state, start, end, "state_axes"],
-                                       [f"{role}_l{layer}"]))
+                states.append(add("Slice", [state, start, end, "state_axes"],
+                                  [f"{role}_l{layer}"]))
         else:
-            node_inputs += ["", ""] if lstm else [""]
-        if P is not None:
-            node_inputs.append(const(f"P_l{layer}", P))
-        while not node_inputs[-1]:
-            node_inputs.pop()
-        attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else
-                     "reverse" if module.reverse else "forward")
-        if kind == "gru":
-            attrs["linear_before_reset"] = int(module.linear_before_reset)
-        if kind == "rnn" and module.nonlinearity == "relu":
-            attrs["activations"] = ["Relu"] * D
-        outs = [f"Y_l{layer}", f"Y_h_l{layer}"] + ([f"Y_c_l{layer}"] if lstm else [])
-        add(op, node_inputs, outs, name=f"{op}_l{layer}", **attrs)
+            states = [""] * len(state_names)
+        outs = node(layer, {
+            "x": x, "W": W, "R": R, "B": const(f"B_l{layer}", Bias) if Bias is not None else "",
+            "sequence_lens": "sequence_lens" if lengths else "", "states": states,
+            "P": const(f"P_l{layer}", P) if P is not None else "", "direction": direction,
+            "const": const, "params": params}, add)
         finals["Y_h"].append(outs[1])
         if lstm:
             finals["Y_c"].append(outs[2])
@@ -165,11 +199,12 @@ def to_onnx(module, path, *, lengths=False, initial_states=False, opset=DEFAULT_
                     else ["seq_length", "batch_size"]) + [D * H])]
     outputs += [helper.make_tensor_value_info(n, elem, state_dims)
                 for n in (("h_n", "c_n") if lstm else ("h_n",))]
-    graph = helper.make_graph(nodes, f"fastlstm_{kind}", inputs, outputs, initializer=inits)
+    graph = helper.make_graph(nodes, graph_name, inputs, outputs, initializer=inits)
     opsets = [helper.make_opsetid("", int(opset))]
+    opsets += [helper.make_opsetid(domain, version) for domain, version in extra_opsets]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="fastlstm",
-                              ir_version=helper.find_min_ir_version_for(opsets),
-                              doc_string=f"fastlstm {module!r} (torch semantics, eval mode)")
+                              ir_version=helper.find_min_ir_version_for(opsets[:1]),
+                              doc_string=doc)
     onnx.checker.check_model(model, full_check=True)
     if path is None:
         return model

@@ -45,18 +45,16 @@ Caveat of ONNX Runtime's kernels: on x86-64 CPUs with AVX2 but without VNNI, its
 products (VPMADDUBSW) can saturate 16-bit pair sums for large codes; ONNX Runtime's
 documentation describes this for every U8S8 model (its own quantizer's included).
 """
-import os
 
 import numpy as np
 
-from .onnx_graph import ONNX_FROM_TORCH, TORCH_FROM_ONNX, import_onnx, onnx_to_torch_params, \
-    reorder_blocks, torch_to_onnx_params
+from .onnx_export import DEFAULT_OPSET, check_options, write_graph
+from .onnx_graph import ONNX_FROM_TORCH, TORCH_FROM_ONNX, onnx_to_torch_params, reorder_blocks
 
 #: ONNX Runtime's domain and the version of its DynamicQuantizeLSTM
 MS_DOMAIN = "com.microsoft"
 MS_OPSET = 1
 OP = "DynamicQuantizeLSTM"
-DEFAULT_OPSET = 14
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,118 +178,35 @@ def to_onnx(module, path, *, lengths=False, initial_states=False, opset=DEFAULT_
     if module.proj_size:
         raise ValueError(f"proj_size={module.proj_size}: DynamicQuantizeLSTM has no "
                          f"projection, so a projection LSTM cannot be written as ONNX")
-    for name, flag in (("lengths", lengths), ("initial_states", initial_states)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{name}: expected True or False, got {flag!r}")
-    onnx = import_onnx("to_onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
-    max_opset = onnx.defs.onnx_opset_version()
-    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) \
-            or not DEFAULT_OPSET <= opset <= max_opset:
-        raise ValueError(f"opset: expected an integer in [{DEFAULT_OPSET}, {max_opset}], "
-                         f"got {opset!r}")
-    if path is not None and not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path: expected a file path or None, got {type(path).__name__}")
-
-    L, D, H = module.num_layers, module.num_directions, module.hidden_size
-    elem = TensorProto.FLOAT
-    params = module.state_dict()
+    check_options(path, lengths, initial_states, opset)
     order = ONNX_FROM_TORCH["lstm"]
-    nodes, inits = [], []
+    D, H = module.num_directions, module.hidden_size
 
-    def const(name, array):
-        inits.append(numpy_helper.from_array(np.asarray(array), name))
-        return name
-
-    def add(op_type, inputs, outputs, name=None, **attrs):
-        nodes.append(helper.make_node(op_type, inputs, outputs, name=name or outputs[0],
-                                      **attrs))
-        return outputs[0]
-
-    batch_first = module.batch_first
-    x_dims = ["batch_size", "seq_length", module.input_size] if batch_first \
-        else ["seq_length", "batch_size", module.input_size]
-    state_dims = [L * D, "batch_size", H]
-    inputs = [helper.make_tensor_value_info("x", elem, x_dims)]
-    if lengths:
-        inputs.append(helper.make_tensor_value_info("sequence_lens", TensorProto.INT32,
-                                                    ["batch_size"]))
-    state_names = ("h0", "c0")
-    if initial_states:
-        inputs += [helper.make_tensor_value_info(n, elem, state_dims) for n in state_names]
-
-    x = add("Transpose", ["x"], ["x_time_major"], perm=[1, 0, 2]) if batch_first else "x"
-    if initial_states:
-        const("state_axes", np.array([0], np.int64))
-    const("y_shape", np.array([0, 0, -1], np.int64))
-    finals = {"Y_h": [], "Y_c": []}
-    for layer in range(L):
-        W, R, Bias, P = torch_to_onnx_params("lstm", params, layer, D, module.bias,
-                                             module.peepholes)
+    def node(layer, inputs, add):
+        """One DynamicQuantizeLSTM node: the LSTM's inputs with W, R transposed to
+        [D, K, 4H] (column n of W[d] is ONNX gate row n), then P, the scales and zero
+        points."""
+        const, params = inputs["const"], inputs["params"]
         sfxs = [f"l{layer}" + ("_reverse" if d == 1 else "") for d in range(D)]
 
         def scales(name):
             return np.stack([reorder_blocks(params[f"{name}_{s}_scale"], order)
                              for s in sfxs]).astype(np.float32)
 
-        # W [D, 4H, I] -> [D, I, 4H]: column n of W[d] is ONNX gate row n
-        node_inputs = [x, const(f"W_l{layer}", np.ascontiguousarray(W.transpose(0, 2, 1))),
-                       const(f"R_l{layer}", np.ascontiguousarray(R.transpose(0, 2, 1))),
-                       const(f"B_l{layer}", Bias) if Bias is not None else "",
-                       "sequence_lens" if lengths else ""]
-        if initial_states:    # rows [layer*D, (layer+1)*D) of h0 (c0)
-            start = const(f"state_start_l{layer}", np.array([layer * D], np.int64))
-            end = const(f"state_end_l{layer}", np.array([(layer + 1) * D], np.int64))
-            for state, role in zip(state_names, ("initial_h", "initial_c")):
-                node_inputs.append(add("Slice", [state, start, end, "state_axes"],
-                                       [f"{role}_l{layer}"]))
-        else:
-            node_inputs += ["", ""]
-        node_inputs.append(const(f"P_l{layer}", P) if P is not None else "")
-        node_inputs += [const(f"W_scale_l{layer}", scales("weight_ih")),
-                        const(f"W_zero_point_l{layer}", np.zeros((D, 4 * H), np.int8)),
-                        const(f"R_scale_l{layer}", scales("weight_hh")),
-                        const(f"R_zero_point_l{layer}", np.zeros((D, 4 * H), np.int8))]
+        node_inputs = [inputs["x"],
+                       const(f"W_l{layer}", np.ascontiguousarray(inputs["W"].transpose(0, 2, 1))),
+                       const(f"R_l{layer}", np.ascontiguousarray(inputs["R"].transpose(0, 2, 1))),
+                       inputs["B"], inputs["sequence_lens"], *inputs["states"], inputs["P"],
+                       const(f"W_scale_l{layer}", scales("weight_ih")),
+                       const(f"W_zero_point_l{layer}", np.zeros((D, 4 * H), np.int8)),
+                       const(f"R_scale_l{layer}", scales("weight_hh")),
+                       const(f"R_zero_point_l{layer}", np.zeros((D, 4 * H), np.int8))]
         outs = [f"Y_l{layer}", f"Y_h_l{layer}", f"Y_c_l{layer}"]
         add(OP, node_inputs, outs, name=f"{OP}_l{layer}", domain=MS_DOMAIN, hidden_size=H,
-            direction="bidirectional" if D == 2 else
-            "reverse" if module.reverse else "forward")
-        finals["Y_h"].append(outs[1])
-        finals["Y_c"].append(outs[2])
-        # Y [T, D, B, H] -> (T, B, D, H) -> (T, B, D*H)
-        t = add("Transpose", [outs[0]], [f"Y_l{layer}_tbdh"], perm=[0, 2, 1, 3])
-        last = layer == L - 1
-        x = add("Reshape", [t, "y_shape"], ["y" if last and not batch_first else
-                                            f"y_l{layer}"])
-    if batch_first:
-        add("Transpose", [x], ["y"], perm=[1, 0, 2])
+            direction=inputs["direction"])
+        return outs
 
-    # final states (L*D, B, H); torch's rule for rows of length 0 (onnx_export's Where)
-    fix = lengths and initial_states
-    if fix:
-        const("zero_length", np.array(0, np.int32))
-        const("mask_shape", np.array([1, -1, 1], np.int64))
-        add("Equal", ["sequence_lens", "zero_length"], ["empty_rows"])
-        add("Reshape", ["empty_rows", "mask_shape"], ["empty_rows_1b1"])
-    for parts, state, out in zip(finals.values(), state_names, ("h_n", "c_n")):
-        stacked = add("Concat", parts, [f"{out}_ort" if fix else out], axis=0)
-        if fix:
-            add("Where", ["empty_rows_1b1", state, stacked], [out])
-
-    outputs = [helper.make_tensor_value_info(
-        "y", elem, (["batch_size", "seq_length"] if batch_first
-                    else ["seq_length", "batch_size"]) + [D * H])]
-    outputs += [helper.make_tensor_value_info(n, elem, state_dims) for n in ("h_n", "c_n")]
-    graph = helper.make_graph(nodes, "fastlstm_lstm_int8", inputs, outputs, initializer=inits)
-    opsets = [helper.make_opsetid("", int(opset)), helper.make_opsetid(MS_DOMAIN, MS_OPSET)]
-    model = helper.make_model(graph, opset_imports=opsets, producer_name="fastlstm",
-                              ir_version=helper.find_min_ir_version_for(opsets[:1]),
-                              doc_string=f"fastlstm {module!r} (torch semantics; ONNX "
-                                         f"Runtime's com.microsoft.{OP})")
-    onnx.checker.check_model(model, full_check=True)
-    if path is None:
-        return model
-    path = os.fspath(path)
-    onnx.save(model, path)
-    return path
+    return write_graph(module, path, node, lengths=lengths, initial_states=initial_states,
+                       opset=opset, graph_name="fastlstm_lstm_int8",
+                       doc=f"fastlstm {module!r} (torch semantics; ONNX Runtime's "
+                           f"com.microsoft.{OP})", extra_opsets=((MS_DOMAIN, MS_OPSET),))

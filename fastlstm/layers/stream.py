@@ -76,31 +76,17 @@ class Stream:
     module.stream(batch_size)). See the module docstring for the calls and shapes."""
 
     def __init__(self, module, batch_size=1):
-        _check_streamable(module, batch_size)
-        self.kind = module.kind
-        self.batch_size = B = int(batch_size)
-        self.batch_first = module.batch_first
-        self.dtype = module.dtype
-        self.input_size = module.input_size
-        self.num_layers = L = module.num_layers
-        self._H = H = module.hidden_size
-        self._H_out = module.proj_size or H
+        B, L, H = self._common_init(module, batch_size)
         self._cell = cell_code(module)
         self._options = ({} if module.kind == "lstm" else
                          {"linear_before_reset": module.linear_before_reset}
                          if module.kind == "gru" else {"nonlinearity": module.nonlinearity})
         self._function = {"lstm": _api.forward, "gru": _api.gru_forward,
                           "rnn": _api.rnn_forward}[module.kind]
-        self._backend = get_backend(module.backend)
         params = module.state_dict()   # copies: later changes to the module do not leak in
         self._layers = [_Layer(self._cell, _layer_params(params, l, "", module.bias,
                                                          module.proj_size), H, self.dtype)
                         for l in range(L)]
-        # the carried state: slot 0 of per-layer (2, B, n) arrays (slot 1: the step plans')
-        self._hs = [np.zeros((2, B, self._H_out), self.dtype) for _ in range(L)]
-        self._cs = [np.zeros((2 if self.kind == "lstm" else 0, B, H), self.dtype)
-                    for _ in range(L)]
-        self._buffers = {}   # T -> per-layer kernel buffers (cython)
         self._fast = self._backend.name == "cython"
         if self._fast:
             forward_scratch_length = self._backend.info.forward_scratch_length
@@ -128,6 +114,26 @@ class Stream:
                     layer.scratch, self._columns))
                 layer.packed = True
                 self._outs.append(np.empty((B, self._H_out), self.dtype))
+
+    def _common_init(self, module, batch_size):
+        """What every stream holds: the module's sizes, the backend, the carried state (slot 0
+        of per-layer (2, B, n) arrays; slot 1 is the step plans') and the chunks' buffers.
+        Returns (B, L, H)."""
+        _check_streamable(module, batch_size)
+        self.kind = module.kind
+        self.batch_size = B = int(batch_size)
+        self.batch_first = module.batch_first
+        self.dtype = module.dtype
+        self.input_size = module.input_size
+        self.num_layers = L = module.num_layers
+        self._H = H = module.hidden_size
+        self._H_out = module.proj_size or H
+        self._backend = get_backend(module.backend)
+        self._hs = [np.zeros((2, B, self._H_out), self.dtype) for _ in range(L)]
+        self._cs = [np.zeros((2 if self.kind == "lstm" else 0, B, H), self.dtype)
+                    for _ in range(L)]
+        self._buffers = {}   # T -> per-layer kernel buffers (cython)
+        return B, L, H
 
     # ------------------------------------------------------------------ state
     @property
@@ -276,22 +282,9 @@ class ReducedStream(Stream):
     fastlstm._api._run."""
 
     def __init__(self, module, batch_size=1):
-        _check_streamable(module, batch_size)
-        self.kind = module.kind
-        self.batch_size = B = int(batch_size)
-        self.batch_first = module.batch_first
-        self.dtype = module.dtype
-        self.input_size = module.input_size
-        self.num_layers = L = module.num_layers
-        self._H = H = module.hidden_size
-        self._H_out = module.proj_size or H
-        self._backend = get_backend(module.backend)
+        B, L, H = self._common_init(module, batch_size)
         # the module's ReducedLayers (never changed after they are made)
         self._layers = [module._layers[(l, "")] for l in range(L)]
-        self._hs = [np.zeros((2, B, self._H_out), self.dtype) for _ in range(L)]
-        self._cs = [np.zeros((2 if self.kind == "lstm" else 0, B, H), self.dtype)
-                    for _ in range(L)]
-        self._buffers = {}
         self._fast = self._backend.name == "cython"
         if self._fast:
             self._plans, self._outs = self._step_plans(B, H)

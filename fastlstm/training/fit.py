@@ -397,6 +397,38 @@ class _Progress:
 # fit
 
 
+class BestEpoch:
+    """Early stopping's bookkeeping for a training loop (fit's, fastlstm.dask.fit's): the best
+    epoch of the monitored loss so far (history.best_epoch), the model's weights then (with a
+    patience), and whether to stop."""
+
+    def __init__(self, model, patience):
+        self.model, self.patience = model, patience
+        self.state, self.waited = None, 0
+
+    def end_epoch(self, history, epoch, row):
+        """After epoch's row went into history: True when training should stop (patience
+        epochs in a row without a lower monitored loss; history.stopped_early is then set)."""
+        if history.best_epoch is None or row[history.monitor] < history.best:
+            history.best_epoch = epoch
+            self.waited = 0
+            if self.patience is not None:
+                self.state = self.model.state_dict()
+            return False
+        if self.patience is None:
+            return False
+        self.waited += 1
+        if self.waited >= self.patience:
+            history.stopped_early = True
+            return True
+        return False
+
+    def restore(self, history):
+        """Put the best epoch's weights back, when training went on past it."""
+        if self.state is not None and history.best_epoch != history.epochs - 1:
+            self.model.load_state_dict(self.state)
+
+
 def evaluate(model, x, y, *, loss="mse", lengths=None, batch_size=_EVAL_CHUNK):
     """The loss (and accuracy, for cross-entropy) of `model` on (x, y) in inference mode:
     (loss, accuracy or None). Shapes as for fit; the model's mode is restored afterwards."""
@@ -445,6 +477,29 @@ def _evaluate(model, layout, loss_fn, x, y, lengths, chunk):
             model.train()
     return total / max(weight, 1), (correct / max(counted, 1) if loss_fn.classification
                                     else None)
+
+
+def _validation_arrays(validation_data, dtype, layout, loss_fn, x_label="x_val"):
+    """(x_val, y_val, lengths_val or None) of a validation_data tuple of 2 or 3 as checked
+    NumPy arrays (x_val of `dtype`, or its own float dtype for None)."""
+    names = (f"validation_data[0] ({x_label})", "validation_data[1] (y_val)",
+             "validation_data[2] (lengths_val)")
+    xv = _as_inputs(names[0], validation_data[0], dtype, 2)
+    yv = _as_targets(names[1], validation_data[1], xv.dtype, loss_fn.classification)
+    nv = _check_pair(xv, yv, layout, names[0], names[1])
+    lv = _as_lengths(names[2], validation_data[2] if len(validation_data) == 3 else None, nv)
+    return xv, yv, lv
+
+
+def _validation_cut(n, validation_split):
+    """How many of n samples stay for training when the last validation_split of them is
+    held out (ValueError when either part would be empty)."""
+    n_val = int(round(n * validation_split))
+    if n_val < 1 or n_val >= n:
+        raise ValueError(f"validation_split: {validation_split} of {n} samples leaves "
+                         f"{n_val} for validation and {n - n_val} for training; both "
+                         f"need at least one")
+    return n - n_val
 
 
 def _take(arr, rows, axis):
@@ -540,21 +595,9 @@ def fit(model, x, y, *, loss="mse", optimizer=None, epochs=10, batch_size=32, le
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise TypeError("validation_data: expected a tuple (x_val, y_val) or "
                             "(x_val, y_val, lengths_val)")
-        xv = _as_inputs("validation_data[0] (x_val)", validation_data[0], x.dtype, 2)
-        yv = _as_targets("validation_data[1] (y_val)", validation_data[1], x.dtype,
-                         loss_fn.classification)
-        nv = _check_pair(xv, yv, layout, "validation_data[0] (x_val)",
-                         "validation_data[1] (y_val)")
-        lv = _as_lengths("validation_data[2] (lengths_val)",
-                         validation_data[2] if len(validation_data) == 3 else None, nv)
-        val = (xv, yv, lv)
+        val = _validation_arrays(validation_data, x.dtype, layout, loss_fn)
     elif validation_split:
-        n_val = int(round(n * validation_split))
-        if n_val < 1 or n_val >= n:
-            raise ValueError(f"validation_split: {validation_split} of {n} samples leaves "
-                             f"{n_val} for validation and {n - n_val} for training; both "
-                             f"need at least one")
-        cut = n - n_val
+        cut = _validation_cut(n, validation_split)
         val = (_take(x, slice(cut, n), layout.x_axis), _take(y, slice(cut, n), layout.y_axis),
                None if lengths is None else lengths[cut:])
         x, y = _take(x, slice(0, cut), layout.x_axis), _take(y, slice(0, cut), layout.y_axis)
@@ -569,7 +612,7 @@ def fit(model, x, y, *, loss="mse", optimizer=None, epochs=10, batch_size=32, le
     names = _module_names(model, modules)
     n_batches = -(-n // batch_size)
     bar = _Progress(progress, epochs, n_batches)
-    best_state, waited = None, 0
+    best = BestEpoch(model, patience)
     model.train()
     try:
         for epoch in range(epochs):
@@ -612,21 +655,11 @@ def fit(model, x, y, *, loss="mse", optimizer=None, epochs=10, batch_size=32, le
             history._append(row)
             bar.end(epoch, row)
 
-            current = row[history.monitor]
-            if history.best_epoch is None or current < history.best:
-                history.best_epoch = epoch
-                waited = 0
-                if patience is not None:
-                    best_state = model.state_dict()
-            elif patience is not None:
-                waited += 1
-                if waited >= patience:
-                    history.stopped_early = True
-                    break
+            if best.end_epoch(history, epoch, row):
+                break
     finally:
         bar.close()
-    if best_state is not None and history.best_epoch != history.epochs - 1:
-        model.load_state_dict(best_state)
+    best.restore(history)
     if plot is not None:
         history.plot(plot)
     return history

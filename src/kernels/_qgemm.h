@@ -43,7 +43,7 @@
 #define FL_QR 16        /* output rows per panel */
 
 /* The build's own vector width (GCC splits wider generic vectors badly): 16 floats of a
- * panel's row are FL_Q_NV vectors of FL_Q_VL lanes. */
+ * panel's row are FL_Q_NV vectors. */
 #if defined(__AVX512F__)
 #  define FL_Q_VB 64
 #elif defined(__AVX__)
@@ -52,7 +52,6 @@
 #  define FL_Q_VB 16
 #endif
 #define FL_Q_NV (64 / FL_Q_VB)
-#define FL_Q_VL (FL_Q_VB / 4)
 typedef float fl_vf __attribute__((vector_size(FL_Q_VB)));
 typedef uint32_t fl_vu __attribute__((vector_size(FL_Q_VB)));
 #define FL_QMAX 127.0f
@@ -187,14 +186,6 @@ static inline void fl_bf16_round(ptrdiff_t m, ptrdiff_t k, const float* x, ptrdi
                 out[j] = 0;
         }
     }
-}
-
-static inline float fl_bf16_value_inline(uint16_t b)
-{
-    uint32_t bits = (uint32_t)b << 16;
-    float v;
-    memcpy(&v, &bits, 4);
-    return v;
 }
 
 /* ------------------------------------------------------------------ common pieces */
@@ -510,8 +501,6 @@ static inline void fl_q8_product(ptrdiff_t m, ptrdiff_t n, ptrdiff_t groups, con
 }
 
 /* ------------------------------------------------------------------ bfloat16 */
-
-typedef uint32_t fl_v16u __attribute__((vector_size(64)));
 
 
 /* plain: mr rows of activations already widened to float32 (fl_bf16_round's widen) against

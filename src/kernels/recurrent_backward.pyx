@@ -129,12 +129,7 @@ cdef void run_group(int cell, const floating* w_hh_pack, const floating* w_n_pac
 # block) and copies the gate gradients back into dA_t. Its dh and dc columns live in those
 # buffers for the whole walk (dh's not for the projection LSTM, whose dh the threads share).
 
-cdef extern from "_barrier.h" nogil:
-    ctypedef struct fl_barrier:
-        pass
-    void fl_barrier_init(fl_barrier* b)
-    void fl_barrier_wait(fl_barrier* b, int n, unsigned* seen)
-    int fl_team_size()
+from ._barrier cimport fl_barrier, fl_barrier_init, fl_barrier_wait, fl_team_size
 
 
 cdef inline void take_units(const floating* src, Py_ssize_t ld, Py_ssize_t blocks, Py_ssize_t H,

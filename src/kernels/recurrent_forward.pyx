@@ -150,12 +150,7 @@ cdef void run_group(int cell, const floating* x, const floating* w_ih_pack,
 # are bit for bit those of any thread count. The input projection of a chunk of steps stays
 # one product, its rows shared by the team.
 
-cdef extern from "_barrier.h" nogil:
-    ctypedef struct fl_barrier:
-        pass
-    void fl_barrier_init(fl_barrier* b)
-    void fl_barrier_wait(fl_barrier* b, int n, unsigned* seen)
-    int fl_team_size()
+from ._barrier cimport fl_barrier, fl_barrier_init, fl_barrier_wait, fl_team_size
 
 
 cdef void column_step(int cell, const floating* w_hh_pack, const floating* w_n_pack,

@@ -45,12 +45,7 @@ cdef extern from "_qgemm.h" nogil:
                          Py_ssize_t ldx, const uint16_t* panels, float* out, Py_ssize_t ldo,
                          int accumulate, int dot)
 
-cdef extern from "_barrier.h" nogil:
-    ctypedef struct fl_barrier:
-        pass
-    void fl_barrier_init(fl_barrier* b)
-    void fl_barrier_wait(fl_barrier* b, int n, unsigned* seen)
-    int fl_team_size()
+from ._barrier cimport fl_barrier, fl_barrier_init, fl_barrier_wait, fl_team_size
 
 #: precision codes
 DEF INT8 = 0
