@@ -60,10 +60,9 @@ import uuid
 
 import numpy as np
 
-from .._validate import check_flag
 from ..training.clip import clip_grad_norm
 from ..training.fit import (_EVAL_CHUNK, BestEpoch, History, _check_model, _evaluate, _int,
-                            _is_file_target, _Layout, _Loss, _module_names, _Progress, _real,
+                            _Layout, _loop_options, _Loss, _module_names, _Progress,
                             _validation_arrays, _validation_cut)
 from ..training.optim import Adam
 from . import _steps
@@ -263,21 +262,10 @@ def fit(model, X, y, *, client=None, loss="mse", optimizer=None, epochs=10, batc
     loss_fn = _Loss(loss, layout)
     X, y, lengths = _check_data(layout, loss_fn, X, y, lengths)
     n = sum(X.chunks[layout.x_axis])
-    epochs = _int("epochs", epochs, 1)
-    batch_size = _int("batch_size", batch_size, 1)
-    shuffle = check_flag("shuffle", shuffle)
-    try:
-        rng = np.random.default_rng(seed)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"seed: expected None or a non-negative integer, got {seed!r}") from exc
-    validation_split = _real("validation_split", validation_split, 0.0, 1.0, high_open=True)
-    clip_norm = _real("clip_norm", clip_norm, 0.0, low_open=True, allow_none=True)
-    patience = None if early_stopping is None else _int("early_stopping", early_stopping, 1)
-    progress = None if progress is None else check_flag("progress", progress)
+    epochs, batch_size, shuffle, rng, validation_split, clip_norm, patience, progress = \
+        _loop_options(epochs, batch_size, shuffle, seed, validation_split, clip_norm,
+                      early_stopping, progress, plot)
     average_every = None if average_every is None else _int("average_every", average_every, 1)
-    if plot is not None and not _is_file_target(plot):
-        raise TypeError(f"plot: expected None, a file name or a binary file object, got "
-                        f"{type(plot).__name__}")
     optimizer = _check_optimizer(optimizer, modules, average_every)
     if patience is not None and not (callable(getattr(model, "state_dict", None))
                                      and callable(getattr(model, "load_state_dict", None))):

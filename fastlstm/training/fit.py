@@ -479,6 +479,28 @@ def _evaluate(model, layout, loss_fn, x, y, lengths, chunk):
                                     else None)
 
 
+def _loop_options(epochs, batch_size, shuffle, seed, validation_split, clip_norm,
+                  early_stopping, progress, plot):
+    """The training loop's options checked (fit's, fastlstm.dask.fit's): (epochs, batch_size,
+    shuffle, the Generator of seed, validation_split, clip_norm, patience or None, progress
+    or None); TypeError or ValueError naming the option."""
+    epochs = _int("epochs", epochs, 1)
+    batch_size = _int("batch_size", batch_size, 1)
+    shuffle = check_flag("shuffle", shuffle)
+    try:
+        rng = np.random.default_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"seed: expected None or a non-negative integer, got {seed!r}") from exc
+    validation_split = _real("validation_split", validation_split, 0.0, 1.0, high_open=True)
+    clip_norm = _real("clip_norm", clip_norm, 0.0, low_open=True, allow_none=True)
+    patience = None if early_stopping is None else _int("early_stopping", early_stopping, 1)
+    progress = None if progress is None else check_flag("progress", progress)
+    if plot is not None and not _is_file_target(plot):
+        raise TypeError(f"plot: expected None, a file name or a binary file object, got "
+                        f"{type(plot).__name__}")
+    return epochs, batch_size, shuffle, rng, validation_split, clip_norm, patience, progress
+
+
 def _validation_arrays(validation_data, dtype, layout, loss_fn, x_label="x_val"):
     """(x_val, y_val, lengths_val or None) of a validation_data tuple of 2 or 3 as checked
     NumPy arrays (x_val of `dtype`, or its own float dtype for None)."""
@@ -562,20 +584,9 @@ def fit(model, x, y, *, loss="mse", optimizer=None, epochs=10, batch_size=32, le
         raise ValueError("lengths: a OneToMany model reads one input per sequence, it takes no "
                          "lengths")
     lengths = _as_lengths("lengths", lengths, n)
-    epochs = _int("epochs", epochs, 1)
-    batch_size = _int("batch_size", batch_size, 1)
-    shuffle = check_flag("shuffle", shuffle)
-    try:
-        rng = np.random.default_rng(seed)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"seed: expected None or a non-negative integer, got {seed!r}") from exc
-    validation_split = _real("validation_split", validation_split, 0.0, 1.0, high_open=True)
-    clip_norm = _real("clip_norm", clip_norm, 0.0, low_open=True, allow_none=True)
-    patience = None if early_stopping is None else _int("early_stopping", early_stopping, 1)
-    progress = None if progress is None else check_flag("progress", progress)
-    if plot is not None and not _is_file_target(plot):
-        raise TypeError(f"plot: expected None, a file name or a binary file object, got "
-                        f"{type(plot).__name__}")
+    epochs, batch_size, shuffle, rng, validation_split, clip_norm, patience, progress = \
+        _loop_options(epochs, batch_size, shuffle, seed, validation_split, clip_norm,
+                      early_stopping, progress, plot)
     if optimizer is None:
         optimizer = Adam(modules, lr=1e-3)
     elif not callable(getattr(optimizer, "step", None)):
