@@ -10,7 +10,8 @@ from typing import Optional
 
 import numpy as np
 
-from ._backends import get_backend
+from . import _functional_packs
+from ._backends import get_backend, same_bytes_function
 from ._checks import (GATE_BLOCKS, check_flag, check_lengths, check_nonlinearity, check_state,
                       check_weights, check_x)
 from ._loop_order import arrange
@@ -36,8 +37,8 @@ class PackedLayer:
     w_ih (G, I), w_hh (G, H_out), w_hr (P, H) or (0, H), peep (3, H) or (0, H): C-contiguous
     private copies; bias (2, G): folded as CONTRACT.md says; has_b_ih, has_b_hh: whether the
     layer has them; scratch: {decomposition (0 groups of rows, 1 the column split): the
-    Cython kernels' packed panels}, each filled by the first call that needs it (then only
-    read).
+    Cython kernels' ForwardPlan, the weights packed for it}, each made by the first call that
+    needs it (then only read).
     """
 
     __slots__ = ("cell", "w_ih", "w_hh", "w_hr", "peep", "bias", "has_b_ih", "has_b_hh",
@@ -186,102 +187,115 @@ def _private(arr, source):
 
 def _run(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr, peepholes, lengths, reverse,
          batch_first, backend, return_tape, packed=None):
-    """The forward of every cell, on checked arguments. Returns (y, h_n, c_n or None, tape).
+    """The forward of every cell. Returns (y, h_n, c_n or None, tape or None).
 
-    packed: a PackedLayer of this cell, x's dtype and input size, to use instead of the
-    weight arguments (which are then not read): a layer stack's call, whose weights were
-    checked when it made them and whose x (time-major), h0, c0 and lengths it has checked;
-    its `backend` may be the backend object itself."""
+    Without `packed` (the functional API): checks every argument, then runs run_layer on the
+    weights' PackedLayer (kept across calls by fastlstm._functional_packs while the arrays
+    hold the same values). With `packed`, a PackedLayer (or fastlstm._reduced.ReducedLayer)
+    of this cell: a layer stack's or a stream's call, whose weights were checked when it made
+    them and whose x (time-major), h0, c0 and lengths it has checked; the weight arguments
+    are not read, and `backend` may be the backend object itself."""
+    if packed is not None:
+        kernel = backend if not isinstance(backend, str) else get_backend(backend)
+        if packed.cell != cell:
+            raise ValueError(f"packed: a layer of cell {packed.cell}, not {cell}")
+        return run_layer(packed, x, h0, c0, lengths, reverse, kernel, return_tape)
     kind = _KIND_OF_CELL[cell]
     x, unbatched, (T, B, I) = check_x(x, batch_first)
     dtype = x.dtype
-    if packed is None:
-        w_ih, w_hh, b_ih, b_hh, w_hr, peepholes, H, H_out = check_weights(
-            kind, x, w_ih, w_hh, b_ih, b_hh, I, w_hr, peepholes)
-    else:
-        w_ih, w_hh = packed.w_ih, packed.w_hh
-        w_hr = packed.w_hr if packed.w_hr.shape[0] else None
-        peepholes = packed.peep if packed.peep.shape[0] else None
-        H, H_out = packed.w_hr.shape[1], w_hh.shape[1]
-        if w_ih.shape[1] != I or packed.dtype != dtype or packed.cell != cell:
-            raise ValueError(f"x: expected input size {w_ih.shape[1]} and dtype "
-                             f"{packed.dtype} (the layer's), got shape {x.shape}, {dtype}")
-    if packed is None:
-        h0 = check_state("h0", h0, dtype, B, H_out, unbatched,
-                         "H_out" if w_hr is not None else "H")
-        if cell == LSTM:
-            c0 = check_state("c0", c0, dtype, B, H, unbatched)
-        lengths = check_lengths(lengths, T, B, unbatched)
-    # else: a layer stack's call, whose states and lengths the module has checked
-    kernel = backend if packed is not None and not isinstance(backend, str) \
-        else get_backend(backend)
+    w_ih, w_hh, b_ih, b_hh, w_hr, peepholes, H, H_out = check_weights(
+        kind, x, w_ih, w_hh, b_ih, b_hh, I, w_hr, peepholes)
+    h0 = check_state("h0", h0, dtype, B, H_out, unbatched,
+                     "H_out" if w_hr is not None else "H")
+    if cell == LSTM:
+        c0 = check_state("c0", c0, dtype, B, H, unbatched)
+    lengths = check_lengths(lengths, T, B, unbatched)
+    kernel = get_backend(backend)
+    packed = _functional_packs.packed_layer(cell, dtype, w_ih, w_hh, b_ih, b_hh, w_hr,
+                                            peepholes, same_bytes_function(), PackedLayer)
+    return run_layer(packed, _to_time_major(x, batch_first, unbatched),
+                     None if h0 is None else h0.reshape(B, H_out),
+                     None if c0 is None else c0.reshape(B, H), lengths, reverse, kernel,
+                     return_tape, batch_first, unbatched, x)
 
-    G = GATE_BLOCKS[kind] * H
-    Gs = H if kind == "rnn" else 4 * H
+
+def run_layer(packed, x, h0, c0, lengths, reverse, kernel, return_tape, batch_first=False,
+              unbatched=False, caller_x=None):
+    """One layer's forward on checked arguments: packed, a PackedLayer (or ReducedLayer);
+    x (T, B, I) time-major, of the layer's dtype; h0 (B, H_out), c0 (B, H) (LSTM) or None;
+    lengths (B,) int64 or None; kernel: the backend object. y comes back in the caller's
+    layout (batch_first, unbatched: of caller_x, the array x is a view of, which the tape
+    must not share). Returns (y, h_n, c_n or None, tape or None), h_n (B, H_out) and c_n
+    (B, H), or (H_out,) and (H,) unbatched."""
+    cell = packed.cell
+    T, B, I = x.shape
+    dtype = packed.dtype
+    w_ih, w_hh, w_hr = packed.w_ih, packed.w_hh, packed.w_hr
+    if w_ih.shape[1] != I or x.dtype != dtype:
+        raise ValueError(f"x: expected input size {w_ih.shape[1]} and dtype {dtype} (the "
+                         f"layer's), got shape {x.shape}, {x.dtype}")
+    lstm = cell == LSTM
+    H, H_out, G = w_hr.shape[1], w_hh.shape[1], w_ih.shape[0]
+    Gs = 4 * H if cell < RNN_TANH else H
     n_threads = _kernel_threads(T, B, I, G, H_out)
     # reduced precision: one group of rows (its driver shares every step, at any batch)
-    n_groups = 1 if packed is not None and packed.precision else \
-        kernel.groups(n_threads, B, cell, H, H_out, dtype)
+    n_groups = 1 if packed.precision else kernel.groups(n_threads, B, cell, H, H_out, dtype)
     order = arrange(T, B, lengths, reverse, n_groups)
-    x_loop = order.gather(_to_time_major(x, batch_first, unbatched))
-    if packed is None:
-        w_ih_c, w_hh_c = np.ascontiguousarray(w_ih), np.ascontiguousarray(w_hh)
-        w_hr_c = np.zeros((0, H), dtype) if w_hr is None else np.ascontiguousarray(w_hr)
-        peep = np.zeros((0, H), dtype) if peepholes is None else np.ascontiguousarray(peepholes)
-        bias = _fold_biases(cell, b_ih, b_hh, G, dtype)
-        has_b_ih, has_b_hh = b_ih is not None, b_hh is not None
-    else:   # private and never changed: the tape may hold them as they are
-        w_ih_c, w_hh_c, w_hr_c, peep, bias = w_ih, w_hh, packed.w_hr, packed.peep, packed.bias
-        has_b_ih, has_b_hh = packed.has_b_ih, packed.has_b_hh
+    x_loop = order.gather(x)
 
     # With a tape, padded entries stay zero (CONTRACT.md: the backward and the peephole and
     # projection gradients read whole arrays); without one nothing reads them (scatter
     # writes zeros past each length), so they need not be cleared.
     alloc = np.zeros if order.padded and return_tape else np.empty
     h = alloc((T + 1, B, H_out), dtype=dtype)
-    h[0] = 0 if h0 is None else order.rows_to_loop(h0.reshape(B, H_out))
-    if cell == LSTM:
+    if h0 is None:
+        h[0] = 0
+    else:
+        h[0] = order.rows_to_loop(h0)
+    if lstm:
         c = alloc((T + 1 if return_tape else 2, B, H), dtype=dtype)
-        c[0] = 0 if c0 is None else order.rows_to_loop(c0.reshape(B, H))
+        if c0 is None:
+            c[0] = 0
+        else:
+            c[0] = order.rows_to_loop(c0)
     else:
         c = np.zeros((0, B, H), dtype=dtype)
     chunk = T if return_tape else min(T, max(1, _INFERENCE_CHUNK_ROWS // max(B, 1)))
     gates = alloc((chunk, B, Gs), dtype=dtype)
-    work_width = 3 * H if kind == "gru" else (H if w_hr is not None else 0)
-    work = np.empty((B, work_width), dtype=dtype)
+    work = np.empty((B, 3 * H if GRU_LINEAR_BEFORE_RESET <= cell <= GRU_RESET_BEFORE
+                     else (H if w_hr.shape[0] else 0)), dtype=dtype)
     if T > 0 and B > 0:
-        kernel.forward(cell, x_loop, w_ih_c, w_hh_c, w_hr_c, bias, peep, order.lengths, h, c,
-                       gates, work, n_threads, packed)
+        kernel.forward(cell, x_loop, w_ih, w_hh, w_hr, packed.bias, packed.peep, order.lengths,
+                       h, c, gates, work, n_threads, packed)
 
     # final states: row k's state after its last valid step
     c_n = None
     if order.identity:   # every row ends at step T
         h_n = h[T].copy()
-        if cell == LSTM:
+        if lstm:
             c_n = c[T if return_tape else T % 2].copy()
     else:
         rows = np.arange(B)
         h_n = order.rows_from_loop(h[order.lengths, rows])
-        if cell == LSTM:
+        if lstm:
             c_n = order.rows_from_loop(c[order.lengths if return_tape else order.lengths % 2,
                                          rows])
-    if cell == LSTM:
-        c_n = c_n.reshape((H,) if unbatched else (B, H))
-    h_n = h_n.reshape((H_out,) if unbatched else (B, H_out))
+    if unbatched:
+        h_n = h_n.reshape(H_out)
+        if lstm:
+            c_n = c_n.reshape(H)
     y_tm = order.scatter(h[1:])
     if return_tape and y_tm.base is h:
         y_tm = y_tm.copy()
     y = _from_time_major(y_tm, batch_first, unbatched)
     if not return_tape:
         return y, h_n, c_n, None
-    if packed is None:
-        w_ih_c, w_hh_c = _private(w_ih_c, w_ih), _private(w_hh_c, w_hh)
-        w_hr_c = w_hr_c if w_hr is None else _private(w_hr_c, w_hr)
-        peep = peep if peepholes is None else _private(peep, peepholes)
+    # the packed layer's arrays are private and never changed: the tape holds them as they are
     tape = Tape(
-        cell=cell, x=_private(x_loop, x), w_ih=w_ih_c, w_hh=w_hh_c, w_hr=w_hr_c, peep=peep,
-        h=h, c=c, gates=gates, order=order, n_groups=n_groups, has_b_ih=has_b_ih,
-        has_b_hh=has_b_hh, batch_first=batch_first, unbatched=unbatched, backend=kernel.name,
+        cell=cell, x=_private(x_loop, x if caller_x is None else caller_x), w_ih=w_ih,
+        w_hh=w_hh, w_hr=w_hr, peep=packed.peep, h=h, c=c, gates=gates, order=order,
+        n_groups=n_groups, has_b_ih=packed.has_b_ih, has_b_hh=packed.has_b_hh,
+        batch_first=batch_first, unbatched=unbatched, backend=kernel.name,
     )
     return y, h_n, c_n, tape
 

@@ -78,8 +78,9 @@ class CythonBackend:
 
     def forward(self, cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work,
                 n_threads=1, packed=None):
-        """packed: a fastlstm._api.PackedLayer holding these weights, whose panels for this
-        call's decomposition are packed once and then reused (its scratch dict); or a
+        """packed: a fastlstm._api.PackedLayer holding these weights, whose ForwardPlan for this
+        call's decomposition (the weights packed for it) is made once and then reused (its
+        scratch dict: {columns: plan}); or a
         fastlstm._reduced.ReducedLayer (int8, bfloat16), run by recurrent_quantized."""
         if packed is not None and packed.precision:
             self._forward_reduced(cell, x, packed, lengths, h, c, gates, work, n_threads)
@@ -92,20 +93,18 @@ class CythonBackend:
             self._fwd(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, scratch,
                       n_threads)
             return
-        # the decomposition groups() chose; its packing is made once, into a new array that
-        # is published only when full (another thread may be reading the older ones)
+        # the decomposition groups() chose: its plan (the weights packed for it) is made once
+        # and published only when made (another thread may be running the older ones)
         columns = int(n_threads > 1 and self._column_threads(cell, B, Hout, H,
                                                              x.dtype.itemsize, n_threads) > 0)
-        scratch = packed.scratch.get(columns)
-        if scratch is not None:
-            self._fwd(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, scratch,
-                      n_threads, False, columns)
-            return
-        scratch = np.empty(self._fwd_scratch(cell, I, Hout, H, w_hr.shape[0], x.dtype.itemsize),
-                           dtype=x.dtype)
-        self._fwd(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, scratch,
-                  n_threads, True, columns)
-        packed.scratch[columns] = scratch
+        plan = packed.scratch.get(columns)
+        if plan is None:
+            scratch = np.empty(self._fwd_scratch(cell, I, Hout, H, w_hr.shape[0],
+                                                 x.dtype.itemsize), dtype=x.dtype)
+            plan = self.forward_module.ForwardPlan(cell, w_ih, w_hh, w_hr, bias, peep, scratch,
+                                                   columns)
+            packed.scratch[columns] = plan
+        plan.run(x, lengths, h, c, gates, work, n_threads)
 
     def _forward_reduced(self, cell, x, layer, lengths, h, c, gates, work, n_threads):
         """recurrent_quantized.forward on a ReducedLayer's panels; its activation scratch is
@@ -188,6 +187,20 @@ def _load(name):
             _failures[name] = f"{type(exc).__name__}: {exc}"
         # a ValueError (a bad $FASTLSTM_ISA) is the caller's to see, at every call
     return _loaded.get(name)
+
+
+def same_bytes_function():
+    """same_bytes(a, b) for two C-contiguous arrays: the Cython kernels' (one memcmp), or
+    NumPy's comparison where they do not load."""
+    try:
+        cython = _load("cython")
+    except ValueError:   # a bad $FASTLSTM_ISA: the cython backend's calls report it
+        cython = None
+    if cython is not None:
+        return cython.info.same_bytes
+    from ._functional_packs import numpy_same_bytes
+
+    return numpy_same_bytes
 
 
 def available_backends():

@@ -1,4 +1,9 @@
-"""Facts about how the Cython kernels were built, for fastlstm.show_config()."""
+"""Facts about how the Cython kernels were built, for fastlstm.show_config(), the sizes of
+their scratch buffers, and a byte comparison for the Python layer's packed-weight checks."""
+cimport numpy as cnp
+from libc.string cimport memcmp
+
+cnp.import_array()
 
 cdef extern from *:
     """
@@ -92,3 +97,16 @@ def column_threads(int cell, Py_ssize_t B, Py_ssize_t Hout, Py_ssize_t H, int it
     if itemsize == 4:
         return column_threads_of(&f, cell, B, Hout, H, n_threads)
     return column_threads_of(&d, cell, B, Hout, H, n_threads)
+
+
+def same_bytes(a, b):
+    """Whether a and b, two C-contiguous NumPy arrays, hold the same bytes (False when their
+    byte counts differ): one memcmp, for the checks that packed weights still match the
+    arrays they were made from (fastlstm/_functional_packs.py, fastlstm/layers/_packing.py)."""
+    if not (isinstance(a, cnp.ndarray) and isinstance(b, cnp.ndarray)
+            and cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_IS_C_CONTIGUOUS(b)):
+        raise TypeError("same_bytes: two C-contiguous arrays expected")
+    cdef size_t n = cnp.PyArray_NBYTES(a)
+    if n != <size_t>cnp.PyArray_NBYTES(b):
+        return False
+    return n == 0 or memcmp(cnp.PyArray_DATA(a), cnp.PyArray_DATA(b), n) == 0

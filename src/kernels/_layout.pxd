@@ -150,7 +150,15 @@ cdef inline const char* lengths_problem(const int64_t[::1] lengths, Py_ssize_t T
     """NULL when every length is in [0, T] and the lengths never increase inside each of the
     n_groups groups of rows (group g: rows g*B//n_groups to (g+1)*B//n_groups), as
     CONTRACT.md asks; else what is wrong, for the driver's ValueError."""
-    cdef Py_ssize_t B = lengths.shape[0], g, r
+    if lengths.shape[0] == 0:
+        return NULL
+    return lengths_problem_at(&lengths[0], lengths.shape[0], T, n_groups)
+
+
+cdef inline const char* lengths_problem_at(const int64_t* lengths, Py_ssize_t B, Py_ssize_t T,
+                                           Py_ssize_t n_groups) noexcept:
+    """lengths_problem for the B lengths at `lengths`."""
+    cdef Py_ssize_t g, r
     for r in range(B):
         if lengths[r] < 0 or lengths[r] > T:
             return "a length outside [0, T]"

@@ -23,13 +23,15 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 from cython.parallel cimport parallel, prange, threadid
+cimport numpy as cnp
 
 from ._gemm cimport aligned, gemm, gemm_groups, gemm_step, pack, packed_length, panel_width
 from ._gru_cell cimport gru_forward_rows, gru_new_rows, gru_reset_rows
 from ._layout cimport (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
                        PACKED_FOR_COLUMNS, PACKED_FOR_ROWS, column_threads, forward_scratch,
                        gate_blocks, gate_width,
-                       lengths_problem, recurrent_packed_length, unit_chunks)
+                       lengths_problem, lengths_problem_at, recurrent_packed_length,
+                       unit_chunks)
 from ._fpmode cimport fl_flush_denormals, fl_fpmode, fl_restore_fpmode
 from ._lstm_cell cimport lstm_forward_rows
 from ._rnn_cell cimport rnn_forward_rows
@@ -39,6 +41,8 @@ from ._rnn_cell cimport rnn_forward_rows
 DEF SHARED_PROJECTION_MACS = 1 << 21
 # The weights are packed by all threads when they hold at least this many values.
 DEF SHARED_PACKING_VALUES = 1 << 16
+
+cnp.import_array()   # ForwardPlan.run reads its arrays through NumPy's C API
 
 
 cdef inline Py_ssize_t active_rows(const int64_t* lengths, Py_ssize_t b0, Py_ssize_t n,
@@ -276,7 +280,11 @@ cdef void pack_rows(const floating* w, Py_ssize_t rows, Py_ssize_t cols, floatin
                     int n_threads) noexcept nogil:
     """w (rows, cols) row-major -> w^T (cols, rows) packed into panels, a panel per work item."""
     cdef Py_ssize_t p, NR = panel_width(out)
-    for p in prange((rows + NR - 1) // NR, num_threads=n_threads, schedule="static"):
+    cdef Py_ssize_t panels = (rows + NR - 1) // NR
+    if n_threads == 1:   # no OpenMP region (entering one costs even for a single thread)
+        pack(cols, rows, w, 1, cols, out, cols * NR)
+        return
+    for p in prange(panels, num_threads=n_threads, schedule="static"):
         pack(cols, min(NR, rows - p * NR), w + p * NR * cols, 1, cols, out + p * cols * NR,
              cols * NR)
 
@@ -289,6 +297,120 @@ cdef void pack_blocks(const floating* w, Py_ssize_t blocks, Py_ssize_t H, Py_ssi
     cdef Py_ssize_t block = (H + NR - 1) // NR * NR * cols
     for q in range(blocks):
         pack_rows(w + q * H * cols, H, cols, out + q * block, n_threads)
+
+
+# Where a scratch buffer holds the packed weights (forward_scratch's parts, in order).
+cdef struct Packed:
+    void* w_ih
+    void* w_hh
+    void* w_n
+    void* w_hr
+
+
+cdef Packed packed_parts(floating* scratch, int cell, Py_ssize_t I, Py_ssize_t H,
+                         Py_ssize_t Hout) noexcept nogil:
+    """The parts of a forward scratch buffer, from its first 64-byte boundary on."""
+    cdef Packed parts
+    cdef floating* w_ih_pack = aligned(scratch)
+    cdef floating* w_hh_pack = w_ih_pack + packed_length(scratch, I, gate_width(cell, H))
+    cdef floating* w_n_pack = w_hh_pack + recurrent_packed_length(scratch, cell, Hout, H)
+    parts.w_ih, parts.w_hh, parts.w_n = w_ih_pack, w_hh_pack, w_n_pack
+    parts.w_hr = w_n_pack + packed_length(scratch, Hout, 2 * H)
+    return parts
+
+
+cdef void pack_layer(int cell, const floating* w_ih, const floating* w_hh,
+                     const floating* w_hr, Packed parts, Py_ssize_t I, Py_ssize_t H,
+                     Py_ssize_t Hout, Py_ssize_t P, bint columns,
+                     int n_threads) noexcept nogil:
+    """Pack one layer's weights into `parts` for the column split (columns) or the groups of
+    rows, on n_threads threads when they are many values."""
+    cdef Py_ssize_t G = gate_width(cell, H)
+    cdef int packers = n_threads if (I + Hout) * G >= SHARED_PACKING_VALUES else 1
+    cdef floating* w_hh_pack = <floating*>parts.w_hh
+    pack_rows(w_ih, G, I, <floating*>parts.w_ih, packers)
+    if cell == GRU_RESET_BEFORE:   # its r, z block and its n block apart
+        if columns:
+            pack_blocks(w_hh, 2, H, Hout, w_hh_pack, packers)
+        else:
+            pack_rows(w_hh, 2 * H, Hout, w_hh_pack, packers)
+        pack_rows(w_hh + 2 * H * Hout, H, Hout, <floating*>parts.w_n, packers)
+    elif columns:
+        pack_blocks(w_hh, gate_blocks(cell), H, Hout, w_hh_pack, packers)
+    else:
+        pack_rows(w_hh, G, Hout, w_hh_pack, packers)
+    if P:
+        pack_rows(w_hr, P, H, <floating*>parts.w_hr, 1)
+
+
+cdef void run_layer(int cell, const floating* x, Packed parts, const floating* bias,
+                    const floating* peep, const int64_t* lengths, floating* h, floating* c,
+                    floating* gates, floating* work, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I,
+                    Py_ssize_t H, Py_ssize_t Hout, Py_ssize_t P, Py_ssize_t Gs, Py_ssize_t K,
+                    bint keep_c, int team, int n_threads) noexcept nogil:
+    """The time loop on packed weights, in one of forward()'s decompositions: the column split
+    on `team` threads (team > 0), else min(n_threads, B) groups of rows. c: NULL unless LSTM;
+    work: NULL when it has no columns. Sets flush-to-zero mode for this thread (and each
+    team thread sets its own) and restores it."""
+    cdef Py_ssize_t G = gate_width(cell, H)
+    cdef Py_ssize_t n_groups = 1 if team else min(<Py_ssize_t>n_threads, B)
+    cdef Py_ssize_t group, t0, k, part, r0, r1, n_parts
+    cdef const floating* w_ih_pack = <floating*>parts.w_ih
+    cdef const floating* w_hh_pack = <floating*>parts.w_hh
+    cdef const floating* w_n_pack = <floating*>parts.w_n
+    cdef const floating* w_hr_pack = <floating*>parts.w_hr
+    cdef fl_barrier bar
+    fl_barrier_init(&bar)
+    cdef fl_fpmode mode = fl_flush_denormals()   # this thread's arithmetic below (run_chunk)
+    if team:   # the column split: every thread in every step
+        with parallel(num_threads=team):
+            column_loop(cell, x, w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, bias, peep,
+                        lengths, h, c, gates, work, T, B, I, H, Hout, P, Gs, K, keep_c, &bar,
+                        threadid(), fl_team_size())
+    elif n_groups > 1:  # a group of batch rows per thread, each on its own to the end
+        for group in prange(n_groups, num_threads=n_groups, schedule="static"):
+            run_group(cell, x, w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, lengths,
+                      h, c, gates, work, T, B, I, H, Hout, P, Gs, K, keep_c,
+                      group * B // n_groups, (group + 1) * B // n_groups)
+    else:  # one group: all threads project a chunk's input, then one thread runs its steps
+        t0 = 0
+        while t0 < T and lengths[0] > t0:
+            k = min(K, T - t0)
+            n_parts = n_threads if k * B * I * G >= SHARED_PROJECTION_MACS else 1
+            if n_parts == 1:   # no OpenMP region
+                projection_part(G, I, x + t0 * B * I, w_ih_pack, gates, Gs, k * B)
+            else:
+                for part in prange(n_parts, num_threads=n_parts, schedule="static"):
+                    r0 = part * k * B // n_parts
+                    r1 = (part + 1) * k * B // n_parts
+                    # gates[0:k] (k*B, G of Gs) = x[t0:t0+k] (k*B, I) @ w_ih^T, by rows
+                    projection_part(G, I, x + (t0 * B + r0) * I, w_ih_pack, gates + r0 * Gs,
+                                    Gs, r1 - r0)
+            run_chunk(cell, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, lengths, h, c, gates,
+                      work, B, H, Hout, P, Gs, keep_c, t0, k, 0, B)
+            t0 += k
+    fl_restore_fpmode(mode)
+
+
+cdef const char* buffers_problem(int cell, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I,
+                                 Py_ssize_t H, Py_ssize_t Hout, Py_ssize_t P,
+                                 Py_ssize_t n_lengths, Py_ssize_t h0, Py_ssize_t h1,
+                                 Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t c2, Py_ssize_t K,
+                                 Py_ssize_t g1, Py_ssize_t Gs, Py_ssize_t work0,
+                                 Py_ssize_t work1, int n_threads) noexcept:
+    """NULL when the per-call buffers fit a layer of these sizes (CONTRACT.md): lengths (B,),
+    h (T+1, B, Hout), c (2 or T+1, B, H) (LSTM), gates (K, B, Gs), work (B, work width);
+    else what is wrong."""
+    cdef Py_ssize_t work_width = (3 * H if cell == GRU_LINEAR_BEFORE_RESET
+                                  or cell == GRU_RESET_BEFORE else (H if P else 0))
+    if (T < 1 or B < 1 or I < 1 or H < 1 or K < 1 or K > T or n_threads < 1 or cell < 0
+            or cell > RNN_RELU or Hout != (P if P else H) or (P and cell != LSTM)
+            or n_lengths != B or h0 != T + 1 or h1 != B
+            or (cell == LSTM and ((c0 != 2 and c0 != T + 1) or c1 != B or c2 != H))
+            or g1 != B or Gs != (H if cell > GRU_RESET_BEFORE else 4 * H)
+            or work0 != B or (work_width and work1 != work_width)):
+        return "inconsistent buffer shapes"
+    return NULL
 
 
 def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
@@ -331,28 +453,13 @@ def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     else:
         team = <int>max(1, min(<Py_ssize_t>n_threads, unit_chunks(&gates[0, 0, 0], H)))
     cdef Py_ssize_t n_groups = 1 if team else min(n_threads, B)
-    cdef fl_barrier bar
-    fl_barrier_init(&bar)
-    cdef Py_ssize_t group, t0, k, part, r0, r1, n_parts, packers
-    cdef const char* problem
-    cdef floating* w_ih_pack
-    cdef floating* w_hh_pack
-    cdef floating* w_n_pack
-    cdef floating* w_hr_pack
-    cdef const floating* peep_p = NULL
-    cdef Py_ssize_t work_width = (3 * H if cell == GRU_LINEAR_BEFORE_RESET or cell == GRU_RESET_BEFORE
-                                  else (H if P else 0))
-    if (T < 1 or B < 1 or I < 1 or H < 1 or K < 1 or K > T or n_threads < 1 or cell < 0
-            or cell > RNN_RELU or Hout != (P if P else H)
-            or w_ih.shape[0] != G or w_ih.shape[1] != I
+    cdef const char* problem = buffers_problem(
+        cell, T, B, I, H, Hout, P, lengths.shape[0], h.shape[0], h.shape[1], c.shape[0],
+        c.shape[1], c.shape[2], K, gates.shape[1], Gs, work.shape[0], work.shape[1], n_threads)
+    if (problem != NULL or w_ih.shape[0] != G or w_ih.shape[1] != I
             or w_hh.shape[0] != G or w_hh.shape[1] != Hout
-            or (P and cell != LSTM) or bias.shape[0] != 2 or bias.shape[1] != G
+            or bias.shape[0] != 2 or bias.shape[1] != G
             or (peep.shape[0] != 0 and (cell != LSTM or peep.shape[0] != 3 or peep.shape[1] != H))
-            or lengths.shape[0] != B or h.shape[0] != T + 1 or h.shape[1] != B
-            or (cell == LSTM and ((c.shape[0] != 2 and c.shape[0] != T + 1)
-                                  or c.shape[1] != B or c.shape[2] != H))
-            or gates.shape[1] != B or Gs != (H if cell > GRU_RESET_BEFORE else 4 * H)
-            or work.shape[0] != B or (work_width and work.shape[1] != work_width)
             or scratch.shape[0] < forward_scratch(&gates[0, 0, 0], cell, I, Hout, H, P)):
         raise ValueError("recurrent_forward: inconsistent buffer shapes")
     problem = lengths_problem(lengths, T, n_groups)
@@ -366,62 +473,136 @@ def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         raise ValueError("recurrent_forward: scratch holds weights packed for the other "
                          "decomposition (pack_weights=False needs the columns= of the call "
                          "that packed them)")
-    if peep.shape[0]:
-        peep_p = &peep[0, 0]
-    w_ih_pack = aligned(&scratch[0])
-    w_hh_pack = w_ih_pack + packed_length(&gates[0, 0, 0], I, G)
-    w_n_pack = w_hh_pack + recurrent_packed_length(&gates[0, 0, 0], cell, Hout, H)
-    w_hr_pack = w_n_pack + packed_length(&gates[0, 0, 0], Hout, 2 * H)
-    packers = n_threads if (I + Hout) * G >= SHARED_PACKING_VALUES else 1
-    cdef floating* x0 = <floating*>&x[0, 0, 0]
-    cdef fl_fpmode mode
+    cdef const floating* peep_p = &peep[0, 0] if peep.shape[0] else NULL
+    cdef Packed parts = packed_parts(&scratch[0], cell, I, H, Hout)
     with nogil:
-        mode = fl_flush_denormals()   # this thread's arithmetic below (run_chunk)
         if pack_weights:
-            pack_rows(&w_ih[0, 0], G, I, w_ih_pack, packers)
-            if cell == GRU_RESET_BEFORE:   # its r, z block and its n block apart
-                if team:
-                    pack_blocks(&w_hh[0, 0], 2, H, Hout, w_hh_pack, packers)
-                else:
-                    pack_rows(&w_hh[0, 0], 2 * H, Hout, w_hh_pack, packers)
-                pack_rows(&w_hh[0, 0] + 2 * H * Hout, H, Hout, w_n_pack, packers)
-            elif team:
-                pack_blocks(&w_hh[0, 0], gate_blocks(cell), H, Hout, w_hh_pack, packers)
-            else:
-                pack_rows(&w_hh[0, 0], G, Hout, w_hh_pack, packers)
-            if P:
-                pack_rows(&w_hr[0, 0], P, H, w_hr_pack, 1)
-        if team:   # the column split: every thread in every step
-            with parallel(num_threads=team):
-                column_loop(cell, x0, w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, &bias[0, 0],
-                            peep_p, &lengths[0], &h[0, 0, 0],
-                            &c[0, 0, 0] if cell == LSTM else NULL, &gates[0, 0, 0],
-                            &work[0, 0] if work.shape[1] else NULL, T, B, I, H, Hout, P, Gs, K,
-                            keep_c, &bar, threadid(), fl_team_size())
-        elif n_groups > 1:  # a group of batch rows per thread, each on its own to the end
-            for group in prange(n_groups, num_threads=n_groups, schedule="static"):
-                run_group(cell, x0, w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, &bias[0, 0],
-                          peep_p, &lengths[0], &h[0, 0, 0], &c[0, 0, 0] if cell == LSTM else NULL,
-                          &gates[0, 0, 0], &work[0, 0] if work.shape[1] else NULL,
-                          T, B, I, H, Hout, P, Gs, K, keep_c,
-                          group * B // n_groups, (group + 1) * B // n_groups)
-        else:  # one group: all threads project a chunk's input, then one thread runs its steps
-            t0 = 0
-            while t0 < T and lengths[0] > t0:
-                k = min(K, T - t0)
-                n_parts = n_threads if k * B * I * G >= SHARED_PROJECTION_MACS else 1
-                for part in prange(n_parts, num_threads=n_parts, schedule="static"):
-                    r0 = part * k * B // n_parts
-                    r1 = (part + 1) * k * B // n_parts
-                    # gates[0:k] (k*B, G of Gs) = x[t0:t0+k] (k*B, I) @ w_ih^T, by blocks of rows
-                    projection_part(G, I, x0 + (t0 * B + r0) * I, w_ih_pack,
-                                    &gates[0, 0, 0] + r0 * Gs, Gs, r1 - r0)
-                run_chunk(cell, w_hh_pack, w_n_pack, w_hr_pack, &bias[0, 0], peep_p,
-                          &lengths[0], &h[0, 0, 0], &c[0, 0, 0] if cell == LSTM else NULL,
-                          &gates[0, 0, 0], &work[0, 0] if work.shape[1] else NULL,
-                          B, H, Hout, P, Gs, keep_c, t0, k, 0, B)
-                t0 += k
-        fl_restore_fpmode(mode)
+            pack_layer(cell, &w_ih[0, 0], &w_hh[0, 0], &w_hr[0, 0] if P else NULL, parts, I, H,
+                       Hout, P, team > 0, n_threads)
+        run_layer(cell, &x[0, 0, 0], parts, &bias[0, 0], peep_p, &lengths[0], &h[0, 0, 0],
+                  &c[0, 0, 0] if cell == LSTM else NULL, &gates[0, 0, 0],
+                  &work[0, 0] if work.shape[1] else NULL, T, B, I, H, Hout, P, Gs, K, keep_c,
+                  team, n_threads)
+
+
+cdef class ForwardPlan:
+    """One layer's forward with its weights packed once, at construction, for one
+    decomposition: run() then checks only the per-call buffers and runs forward()'s time loop
+    (pack_weights=False), without re-reading the weight arguments. A layer stack keeps one
+    per layer, direction and decomposition (fastlstm._api.PackedLayer, through
+    fastlstm._backends.CythonBackend.forward). The arrays must not change while the plan
+    lives (it keeps them alive).
+
+    w_ih (G, I), w_hh (G, Hout), w_hr (P, H) or (0, H), bias (2, G), peep (3, H) or (0, H),
+    scratch (at least forward_scratch_length(...),): C-contiguous, one float dtype.
+    columns: 1 packs for the column split (run() then uses min(n_threads, chunks of units)
+    threads, one included), 0 for the groups of rows (min(n_threads, B) groups)."""
+
+    cdef object keep
+    cdef bint is_double
+    cdef int cell, split, chunks
+    cdef Py_ssize_t n_in, H, Hout, P   # n_in: I (NumPy's complex.h takes the name I)
+    cdef size_t bias, peep, scratch
+
+    def __init__(self, int cell, w_ih, w_hh, w_hr, bias, peep, scratch, int columns):
+        import numpy as np
+
+        arrays = (w_ih, w_hh, w_hr, bias, peep, scratch)
+        if any(not isinstance(a, np.ndarray) or not a.flags.c_contiguous
+               or a.dtype != scratch.dtype for a in arrays) or scratch.dtype not in (
+                   np.float32, np.float64):
+            raise TypeError("ForwardPlan: C-contiguous float arrays of one dtype expected")
+        if columns not in (0, 1):
+            raise ValueError(f"ForwardPlan: columns 0 or 1 expected, got {columns}")
+        if w_hr.ndim != 2 or w_hh.ndim != 2:
+            raise ValueError("ForwardPlan: inconsistent weight shapes")
+        H, P, Hout = w_hr.shape[1], w_hr.shape[0], w_hh.shape[1]
+        T, B, I = 1, 1, (w_ih.shape[1] if w_ih.ndim == 2 else 0)
+        # forward() checks every shape and packs into scratch, on one step of zeros
+        x = np.zeros((T, B, I), scratch.dtype)
+        h = np.zeros((T + 1, B, Hout), scratch.dtype)
+        c = np.zeros((T + 1, B, H if cell == LSTM else 0), scratch.dtype)
+        work_width = 3 * H if cell in (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE) else \
+            (H if P else 0)
+        forward(cell, x, w_ih, w_hh, w_hr, bias, peep, np.ones(B, np.int64), h, c,
+                np.empty((T, B, H if cell > GRU_RESET_BEFORE else 4 * H), scratch.dtype),
+                np.empty((B, work_width), scratch.dtype), scratch, 1, True, columns)
+        self.keep = arrays
+        self.is_double = scratch.dtype == np.float64
+        self.cell, self.split = cell, columns
+        self.n_in, self.H, self.Hout, self.P = I, H, Hout, P
+        self.bias, self.scratch = bias.ctypes.data, scratch.ctypes.data
+        self.peep = peep.ctypes.data if peep.shape[0] else 0
+        cdef float f = 0
+        cdef double d = 0
+        self.chunks = unit_chunks(&d, self.H) if self.is_double else unit_chunks(&f, self.H)
+
+    @property
+    def columns(self):
+        """1: packed for the column split; 0: for the groups of rows."""
+        return self.split
+
+    def run(self, x, lengths, h, c, gates, work, int n_threads=1):
+        """forward(cell, x, ..., lengths, h, c, gates, work, scratch, n_threads,
+        pack_weights=False, columns) on the plan's packed weights: x (T, B, I), lengths (B,)
+        int64, h (T+1, B, Hout), c (2 or T+1, B, H) (LSTM; (0, B, H) otherwise), gates
+        (K, B, Gs), work (B, work width), all C-contiguous, of the plan's dtype; h, c, gates
+        and work writable. A wrong array is a TypeError, wrong shapes a ValueError."""
+        cdef int typenum = cnp.NPY_FLOAT64 if self.is_double else cnp.NPY_FLOAT32
+        cdef char* xp = array_data(x, typenum, 3, False)
+        cdef char* lp = array_data(lengths, cnp.NPY_INT64, 1, False)
+        cdef char* hp = array_data(h, typenum, 3, True)
+        cdef char* cp = array_data(c, typenum, 3, True)
+        cdef char* gp = array_data(gates, typenum, 3, True)
+        cdef char* wp = array_data(work, typenum, 2, True)
+        cdef cnp.npy_intp* xs = cnp.PyArray_DIMS(x)
+        cdef cnp.npy_intp* hs = cnp.PyArray_DIMS(h)
+        cdef cnp.npy_intp* cs = cnp.PyArray_DIMS(c)
+        cdef cnp.npy_intp* gs = cnp.PyArray_DIMS(gates)
+        cdef cnp.npy_intp* ws = cnp.PyArray_DIMS(work)
+        cdef Py_ssize_t T = xs[0], B = xs[1]
+        cdef int team = max(1, min(n_threads, self.chunks)) if self.split else 0
+        cdef const char* problem = buffers_problem(
+            self.cell, T, B, xs[2], self.H, self.Hout, self.P, cnp.PyArray_DIMS(lengths)[0],
+            hs[0], hs[1], cs[0], cs[1], cs[2], gs[0], gs[1], gs[2], ws[0], ws[1], n_threads)
+        if problem == NULL and (xs[2] != self.n_in or hs[2] != self.Hout):
+            problem = "inconsistent buffer shapes"
+        if problem == NULL:
+            problem = lengths_problem_at(<int64_t*>lp, B, T, 1 if team else min(n_threads, B))
+        if problem != NULL:
+            raise ValueError("ForwardPlan.run: " + problem.decode())
+        if self.cell != LSTM:
+            cp = NULL
+        if ws[1] == 0:
+            wp = NULL
+        if self.is_double:
+            with nogil:
+                self._run(<double*>xp, <int64_t*>lp, <double*>hp, <double*>cp, <double*>gp,
+                          <double*>wp, T, B, gs[0], gs[2], cs[0] == T + 1, team, n_threads)
+        else:
+            with nogil:
+                self._run(<float*>xp, <int64_t*>lp, <float*>hp, <float*>cp, <float*>gp,
+                          <float*>wp, T, B, gs[0], gs[2], cs[0] == T + 1, team, n_threads)
+
+    cdef void _run(self, const floating* x, const int64_t* lengths, floating* h, floating* c,
+                   floating* gates, floating* work, Py_ssize_t T, Py_ssize_t B, Py_ssize_t K,
+                   Py_ssize_t Gs, bint keep_c, int team, int n_threads) noexcept nogil:
+        cdef Packed parts = packed_parts(<floating*>self.scratch, self.cell, self.n_in, self.H,
+                                         self.Hout)
+        run_layer(self.cell, x, parts, <floating*>self.bias, <floating*>self.peep, lengths, h, c,
+                  gates, work, T, B, self.n_in, self.H, self.Hout, self.P, Gs, K, keep_c, team,
+                  n_threads)
+
+
+cdef char* array_data(object a, int typenum, int ndim, bint writable) except NULL:
+    """The data of `a`, a C-contiguous ndarray of `ndim` dimensions and type `typenum`
+    (writable when asked); else a TypeError."""
+    if not isinstance(a, cnp.ndarray) or cnp.PyArray_TYPE(a) != typenum \
+            or cnp.PyArray_NDIM(a) != ndim or not cnp.PyArray_IS_C_CONTIGUOUS(a) \
+            or (writable and not cnp.PyArray_ISWRITEABLE(a)):
+        raise TypeError(f"ForwardPlan.run: expected a C-contiguous{' writable' if writable else ''} "
+                        f"{ndim}-d array of type number {typenum}, got {type(a).__name__}")
+    return <char*>cnp.PyArray_DATA(a)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,7 +685,7 @@ cdef class StepPlan:
     cdef object keep
     cdef bint is_double
     cdef int cell, columns, chunks
-    cdef Py_ssize_t B, I, H, Hout, P, Gs
+    cdef Py_ssize_t B, n_in, H, Hout, P, Gs   # n_in: I (NumPy's complex.h takes the name I)
     cdef size_t w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, h, c, gates, work
     cdef size_t lengths
 
@@ -535,13 +716,13 @@ cdef class StepPlan:
         self.lengths = lengths.ctypes.data
         self.is_double = h.dtype == np.float64
         self.cell = cell
-        self.B, self.I, self.Hout = h.shape[1], x_like.shape[2], h.shape[2]
+        self.B, self.n_in, self.Hout = h.shape[1], x_like.shape[2], h.shape[2]
         self.H, self.P, self.Gs = w_hr.shape[1], w_hr.shape[0], gates.shape[2]
         cdef size_t itemsize = h.dtype.itemsize
         cdef size_t base = (<size_t>scratch.ctypes.data + 63) & ~(<size_t>63)   # aligned()
         cdef Py_ssize_t G = gate_width(cell, self.H)
         self.w_ih_pack = base
-        self.w_hh_pack = base + itemsize * _packed(self.is_double, self.I, G)
+        self.w_hh_pack = base + itemsize * _packed(self.is_double, self.n_in, G)
         self.w_n_pack = self.w_hh_pack + itemsize * _recurrent_packed(self.is_double, cell,
                                                                       self.Hout, self.H)
         self.w_hr_pack = self.w_n_pack + itemsize * _packed(self.is_double, self.Hout, 2 * self.H)
@@ -576,7 +757,7 @@ cdef class StepPlan:
 
     cdef int _check(self, Py_ssize_t xb, Py_ssize_t xi, Py_ssize_t yb,
                     Py_ssize_t yh) except -1:
-        if xb != self.B or xi != self.I or yb != self.B or yh != self.Hout:
+        if xb != self.B or xi != self.n_in or yb != self.B or yh != self.Hout:
             raise ValueError("StepPlan.step: x (B, I) and y (B, Hout) expected")
         return 0
 
@@ -589,10 +770,10 @@ cdef class StepPlan:
                              <floating*>self.w_hr_pack, <floating*>self.bias,
                              <floating*>self.peep, <int64_t*>self.lengths, <floating*>self.h,
                              <floating*>self.c, <floating*>self.gates, <floating*>self.work, y,
-                             self.B, self.I, self.H, self.Hout, self.P, self.Gs, team)
+                             self.B, self.n_in, self.H, self.Hout, self.P, self.Gs, team)
         else:
             one_step(self.cell, x, <floating*>self.w_ih_pack, <floating*>self.w_hh_pack,
                      <floating*>self.w_n_pack, <floating*>self.w_hr_pack,
                      <floating*>self.bias, <floating*>self.peep, <floating*>self.h,
                      <floating*>self.c, <floating*>self.gates, <floating*>self.work, y,
-                     self.B, self.I, self.H, self.Hout, self.P, self.Gs)
+                     self.B, self.n_in, self.H, self.Hout, self.P, self.Gs)

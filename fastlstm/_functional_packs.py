@@ -1,0 +1,79 @@
+"""The functional API's packed weights (fastlstm.forward, gru_forward, rnn_forward): a small
+cache of PackedLayers, so that a loop that calls forward with the same weight arrays copies,
+folds and packs them once rather than at every call.
+
+Safe by content, not by name. An entry is found by the identity of the call's weight arrays
+(cell, dtype and the id of each of w_ih, w_hh, b_ih, b_hh, w_hr, peepholes), and then used
+only when every one of those arrays still holds, bit for bit, the values the entry was made
+from (its own copies, compared byte for byte: one read of the weights, cheaper than packing
+them). So an array written in place, a recycled id, or a new array at an old address is never
+served stale weights: on any difference the layer is packed again and the entry replaced.
+Results are the same bits with or without the cache: it only skips repeating the packing.
+
+Bounded: at most MAX_ENTRIES layers (the oldest dropped first), each of at most
+MAX_LAYER_BYTES of weights; larger layers, and weights given as arrays that are not
+C-contiguous, are packed at every call as before. The cache holds copies, never the caller's
+arrays, and nothing a call returns shares memory with it (a tape shares the PackedLayer's
+arrays, which are never written after they are made).
+"""
+import numpy as np
+
+#: layers kept (the oldest is dropped first)
+MAX_ENTRIES = 4
+#: bytes of weights (all of a layer's arrays together) up to which a layer is kept
+MAX_LAYER_BYTES = 2 << 20
+
+_entries = {}
+
+
+def packed_layer(cell, dtype, w_ih, w_hh, b_ih, b_hh, w_hr, peepholes, same_bytes,
+                 make_layer):
+    """The PackedLayer of these checked weights (b_ih, b_hh, w_hr, peepholes may be None), of
+    `dtype`: the cache's when it still matches them, else a new one (kept when it may be).
+    same_bytes(a, b): whether two C-contiguous arrays hold the same bytes; make_layer:
+    fastlstm._api.PackedLayer."""
+    arrays = (w_ih, w_hh, b_ih, b_hh, w_hr, peepholes)
+    key = (cell, dtype, id(w_ih), id(w_hh), id(b_ih), id(b_hh), id(w_hr), id(peepholes))
+    entry = _entries.get(key)
+    if entry is not None and _unchanged(entry[1], arrays, same_bytes):
+        return entry[0]
+    packed = make_layer(cell, w_ih, w_hh, b_ih, b_hh, w_hr, peepholes, dtype)
+    if all(a is None or a.flags.c_contiguous for a in arrays) and \
+            sum(a.nbytes for a in arrays if a is not None) <= MAX_LAYER_BYTES:
+        # the copies to compare with: the PackedLayer's own, the biases apart (it folds them)
+        copies = (packed.w_ih, packed.w_hh, None if b_ih is None else b_ih.copy(),
+                  None if b_hh is None else b_hh.copy(),
+                  None if w_hr is None else packed.w_hr,
+                  None if peepholes is None else packed.peep)
+        _entries.pop(key, None)
+        _entries[key] = (packed, copies)
+        while len(_entries) > MAX_ENTRIES:
+            try:
+                _entries.pop(next(iter(_entries)), None)
+            except (StopIteration, RuntimeError):   # emptied or changed by another thread
+                break
+    return packed
+
+
+def _unchanged(copies, arrays, same_bytes):
+    """Whether each array is None where its copy is, and else C-contiguous with its copy's
+    shape and bytes (dtype: the key's)."""
+    for kept, value in zip(copies, arrays):
+        if kept is None or value is None:
+            if kept is not value:
+                return False
+        elif value.shape != kept.shape or not value.flags.c_contiguous \
+                or not same_bytes(value, kept):
+            return False
+    return True
+
+
+def numpy_same_bytes(a, b):
+    """same_bytes without the Cython kernels: the arrays' bytes compared by NumPy."""
+    return a.nbytes == b.nbytes and np.array_equal(a.reshape(-1).view(np.uint8),
+                                                   b.reshape(-1).view(np.uint8))
+
+
+def clear():
+    """Drop every entry (tests; nothing else needs to)."""
+    _entries.clear()
