@@ -213,10 +213,11 @@ def _run(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr, peepholes, lengths, reve
     kernel = get_backend(backend)
     packed = _functional_packs.packed_layer(cell, dtype, w_ih, w_hh, b_ih, b_hh, w_hr,
                                             peepholes, same_bytes_function(), PackedLayer)
-    return run_layer(packed, _to_time_major(x, batch_first, unbatched),
-                     None if h0 is None else h0.reshape(B, H_out),
-                     None if c0 is None else c0.reshape(B, H), lengths, reverse, kernel,
-                     return_tape, batch_first, unbatched, x)
+    if unbatched:   # states (n,) -> (1, n)
+        h0 = None if h0 is None else h0.reshape(B, H_out)
+        c0 = None if c0 is None else c0.reshape(B, H)
+    return run_layer(packed, _to_time_major(x, batch_first, unbatched), h0, c0, lengths,
+                     reverse, kernel, return_tape, batch_first, unbatched, x)
 
 
 def run_layer(packed, x, h0, c0, lengths, reverse, kernel, return_tape, batch_first=False,
@@ -248,16 +249,10 @@ def run_layer(packed, x, h0, c0, lengths, reverse, kernel, return_tape, batch_fi
     # writes zeros past each length), so they need not be cleared.
     alloc = np.zeros if order.padded and return_tape else np.empty
     h = alloc((T + 1, B, H_out), dtype=dtype)
-    if h0 is None:
-        h[0] = 0
-    else:
-        h[0] = order.rows_to_loop(h0)
+    h[0] = 0 if h0 is None else (h0 if order.perm is None else h0[order.perm])
     if lstm:
         c = alloc((T + 1 if return_tape else 2, B, H), dtype=dtype)
-        if c0 is None:
-            c[0] = 0
-        else:
-            c[0] = order.rows_to_loop(c0)
+        c[0] = 0 if c0 is None else (c0 if order.perm is None else c0[order.perm])
     else:
         c = np.zeros((0, B, H), dtype=dtype)
     chunk = T if return_tape else min(T, max(1, _INFERENCE_CHUNK_ROWS // max(B, 1)))
@@ -300,6 +295,15 @@ def run_layer(packed, x, h0, c0, lengths, reverse, kernel, return_tape, batch_fi
     return y, h_n, c_n, tape
 
 
+def _flags(reverse, batch_first, return_tape):
+    """The three flags of every single-layer function, checked (the common all-False call
+    first)."""
+    if reverse is False and batch_first is False and return_tape is False:
+        return False, False, False
+    return (check_flag("reverse", reverse), check_flag("batch_first", batch_first),
+            check_flag("return_tape", return_tape))
+
+
 def forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, w_hr=None,
             peepholes=None, lengths=None, reverse=False, batch_first=False, backend="auto",
             return_tape=False):
@@ -317,11 +321,10 @@ def forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, w_hr=None,
     c_n (B, H). With return_tape=True, returns y, (h_n, c_n), tape for fastlstm.backward.
     Inputs are never modified and outputs never share memory with them.
     """
-    flags = [check_flag(n, v) for n, v in (("reverse", reverse), ("batch_first", batch_first),
-                                            ("return_tape", return_tape))]
+    reverse, batch_first, return_tape = _flags(reverse, batch_first, return_tape)
     y, h_n, c_n, tape = _run(LSTM, x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr, peepholes, lengths,
-                             flags[0], flags[1], backend, flags[2])
-    return (y, (h_n, c_n), tape) if flags[2] else (y, (h_n, c_n))
+                             reverse, batch_first, backend, return_tape)
+    return (y, (h_n, c_n), tape) if return_tape else (y, (h_n, c_n))
 
 
 def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, linear_before_reset=True,
@@ -335,13 +338,12 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, linear_before_r
     h0 (B, H). lengths, reverse, batch_first, backend, return_tape as in forward.
     Returns y, h_n (and the tape with return_tape=True).
     """
-    flags = [check_flag(n, v) for n, v in (("linear_before_reset", linear_before_reset),
-                                            ("reverse", reverse), ("batch_first", batch_first),
-                                            ("return_tape", return_tape))]
-    cell = GRU_LINEAR_BEFORE_RESET if flags[0] else GRU_RESET_BEFORE
+    linear_before_reset = check_flag("linear_before_reset", linear_before_reset)
+    reverse, batch_first, return_tape = _flags(reverse, batch_first, return_tape)
+    cell = GRU_LINEAR_BEFORE_RESET if linear_before_reset else GRU_RESET_BEFORE
     y, h_n, _, tape = _run(cell, x, w_ih, w_hh, b_ih, b_hh, h0, None, None, None, lengths,
-                           flags[1], flags[2], backend, flags[3])
-    return (y, h_n, tape) if flags[3] else (y, h_n)
+                           reverse, batch_first, backend, return_tape)
+    return (y, h_n, tape) if return_tape else (y, h_n)
 
 
 def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="tanh",
@@ -351,12 +353,11 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="t
     section 3), act = "tanh" or "relu". w_ih (H, I), w_hh (H, H), b_ih, b_hh (H,); the rest as
     in forward. Returns y, h_n (and the tape with return_tape=True)."""
     nonlinearity = check_nonlinearity(nonlinearity)
-    flags = [check_flag(n, v) for n, v in (("reverse", reverse), ("batch_first", batch_first),
-                                            ("return_tape", return_tape))]
+    reverse, batch_first, return_tape = _flags(reverse, batch_first, return_tape)
     cell = RNN_TANH if nonlinearity == "tanh" else RNN_RELU
     y, h_n, _, tape = _run(cell, x, w_ih, w_hh, b_ih, b_hh, h0, None, None, None, lengths,
-                           flags[0], flags[1], backend, flags[2])
-    return (y, h_n, tape) if flags[2] else (y, h_n)
+                           reverse, batch_first, backend, return_tape)
+    return (y, h_n, tape) if return_tape else (y, h_n)
 
 
 def backward(tape, dy=None, dh_n=None, dc_n=None):

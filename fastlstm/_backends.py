@@ -72,7 +72,9 @@ class CythonBackend:
         return {p: usable and allowed for p, usable in self._dot.items()}
 
     def groups(self, n_threads, B, cell, H, Hout, dtype):
-        if n_threads > 1 and self._column_threads(cell, B, Hout, H, dtype.itemsize, n_threads):
+        if n_threads == 1:
+            return 1
+        if self._column_threads(cell, B, Hout, H, dtype.itemsize, n_threads):
             return 1   # the forward's column split: the rows are one group
         return max(1, min(n_threads, B))
 
@@ -102,7 +104,7 @@ class CythonBackend:
             scratch = np.empty(self._fwd_scratch(cell, I, Hout, H, w_hr.shape[0],
                                                  x.dtype.itemsize), dtype=x.dtype)
             plan = self.forward_module.ForwardPlan(cell, w_ih, w_hh, w_hr, bias, peep, scratch,
-                                                   columns)
+                                                   columns, n_threads)
             packed.scratch[columns] = plan
         plan.run(x, lengths, h, c, gates, work, n_threads)
 
@@ -192,6 +194,9 @@ def _load(name):
 def same_bytes_function():
     """same_bytes(a, b) for two C-contiguous arrays: the Cython kernels' (one memcmp), or
     NumPy's comparison where they do not load."""
+    cython = _loaded.get("cython")
+    if cython is not None:
+        return cython.info.same_bytes
     try:
         cython = _load("cython")
     except ValueError:   # a bad $FASTLSTM_ISA: the cython backend's calls report it

@@ -57,6 +57,11 @@ def check_lengths(lengths, T, B, unbatched, name="lengths"):
     return arr.astype(np.int64)
 
 
+#: how the errors spell the weights' shapes, per number of gate blocks
+_SPELLED = {n: {"rows": rows, "w_ih": f"({rows}, I)", "bias": f"({rows},)"}
+            for n, rows in ((4, "4*H"), (3, "3*H"), (1, "H"))}
+
+
 def check_weights(cell, x, w_ih, w_hh, b_ih, b_hh, I, w_hr=None, peepholes=None):
     """The weights of one layer -> (w_ih, w_hh, b_ih, b_hh, w_hr, peepholes, H, H_out)."""
     n = GATE_BLOCKS[cell]
@@ -73,20 +78,21 @@ def check_weights(cell, x, w_ih, w_hh, b_ih, b_hh, I, w_hr=None, peepholes=None)
             what = "(H, H)" if n == 1 else f"({n}*H, H)"
             raise ValueError(f"w_hh: expected shape {what} with H >= 1, got {w_hh.shape}")
         H = P = w_hh.shape[1]
-    rows = "H" if n == 1 else f"{n}*H"
+    spelled = _SPELLED[n]
     w_ih = as_float_array("w_ih", w_ih, dtype)
-    check_shape("w_ih", w_ih, (n * H, I), f"({rows}, I)")
-    b_ih = optional_array("b_ih", b_ih, dtype, (n * H,), f"({rows},)")
-    b_hh = optional_array("b_hh", b_hh, dtype, (n * H,), f"({rows},)")
+    check_shape("w_ih", w_ih, (n * H, I), spelled["w_ih"])
+    b_ih = optional_array("b_ih", b_ih, dtype, (n * H,), spelled["bias"])
+    b_hh = optional_array("b_hh", b_hh, dtype, (n * H,), spelled["bias"])
     peepholes = optional_array("peepholes", peepholes, dtype, (3, H), "(3, H)")
     return w_ih, w_hh, b_ih, b_hh, w_hr, peepholes, H, P
 
 
 def check_state(name, value, dtype, B, n, unbatched, size="H"):
     """None, or an initial state of `n` features: (B, n), or (n,) unbatched; `size` spells n."""
-    what = f"({size},)" if unbatched else f"(B, {size})"
-    shape = (n,) if unbatched else (B, n)
-    return optional_array(name, value, dtype, shape, what)
+    if value is None:
+        return None
+    return optional_array(name, value, dtype, (n,) if unbatched else (B, n),
+                          f"({size},)" if unbatched else f"(B, {size})")
 
 
 def check_nonlinearity(nonlinearity):

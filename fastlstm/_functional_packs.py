@@ -33,6 +33,7 @@ def packed_layer(cell, dtype, w_ih, w_hh, b_ih, b_hh, w_hr, peepholes, same_byte
     same_bytes(a, b): whether two C-contiguous arrays hold the same bytes; make_layer:
     fastlstm._api.PackedLayer."""
     arrays = (w_ih, w_hh, b_ih, b_hh, w_hr, peepholes)
+    # (no array has id(None): the key also says which arguments are None)
     key = (cell, dtype, id(w_ih), id(w_hh), id(b_ih), id(b_hh), id(w_hr), id(peepholes))
     entry = _entries.get(key)
     if entry is not None and _unchanged(entry[1], arrays, same_bytes):
@@ -41,10 +42,10 @@ def packed_layer(cell, dtype, w_ih, w_hh, b_ih, b_hh, w_hr, peepholes, same_byte
     if all(a is None or a.flags.c_contiguous for a in arrays) and \
             sum(a.nbytes for a in arrays if a is not None) <= MAX_LAYER_BYTES:
         # the copies to compare with: the PackedLayer's own, the biases apart (it folds them)
-        copies = (packed.w_ih, packed.w_hh, None if b_ih is None else b_ih.copy(),
-                  None if b_hh is None else b_hh.copy(),
-                  None if w_hr is None else packed.w_hr,
-                  None if peepholes is None else packed.peep)
+        copies = [(0, packed.w_ih), (1, packed.w_hh)]
+        copies += [(i, a.copy()) for i, a in ((2, b_ih), (3, b_hh)) if a is not None]
+        copies += [(i, kept) for i, a, kept in ((4, w_hr, packed.w_hr),
+                                                (5, peepholes, packed.peep)) if a is not None]
         _entries.pop(key, None)
         _entries[key] = (packed, copies)
         while len(_entries) > MAX_ENTRIES:
@@ -56,13 +57,12 @@ def packed_layer(cell, dtype, w_ih, w_hh, b_ih, b_hh, w_hr, peepholes, same_byte
 
 
 def _unchanged(copies, arrays, same_bytes):
-    """Whether each array is None where its copy is, and else C-contiguous with its copy's
-    shape and bytes (dtype: the key's)."""
-    for kept, value in zip(copies, arrays):
-        if kept is None or value is None:
-            if kept is not value:
-                return False
-        elif value.shape != kept.shape or not value.flags.c_contiguous \
+    """Whether each array that has a copy ((position in arrays, copy) pairs: the others are
+    None, as the key says) is C-contiguous with its copy's shape and bytes (the dtype: the
+    key's)."""
+    for i, kept in copies:
+        value = arrays[i]
+        if value.shape != kept.shape or not value.flags.c_contiguous \
                 or not same_bytes(value, kept):
             return False
     return True

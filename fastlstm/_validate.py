@@ -12,6 +12,8 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def as_float_array(name, value, dtype=None):
     """`value` as an ndarray of float32 or float64 (and of `dtype` when given); never copies."""
+    if type(value) is np.ndarray and value.dtype == dtype and dtype is not None:
+        return value   # the common case, first (dtype is one of FLOAT_DTYPES: x's)
     if isinstance(value, np.ndarray):
         arr = value
     else:
@@ -31,7 +33,7 @@ def as_float_array(name, value, dtype=None):
 
 def check_shape(name, arr, expected, what=""):
     """Raise ValueError unless arr.shape == expected; `what` spells the expected shape symbolically."""
-    if arr.shape != tuple(expected):
+    if arr.shape != expected and arr.shape != tuple(expected):
         spelled = f"{what} = {tuple(expected)}" if what else f"{tuple(expected)}"
         raise ValueError(f"{name}: expected shape {spelled}, got {arr.shape}")
 

@@ -20,6 +20,8 @@ Shapes: as fastlstm.layers._params (per layer l and suffix sfx).
 import numpy as np
 
 from .. import _api
+from .._backends import same_bytes_function
+from ._stack import _layer_params
 
 
 def cell_code(module):
@@ -41,13 +43,15 @@ class PackCache:
     def __init__(self):
         self.entries = {}
 
-    def layer(self, module, layer, sfx, params):
+    def layer(self, module, layer, sfx):
         """The PackedLayer for layer `layer`, direction suffix `sfx`, valid for the module's
-        current parameters (`params`: the _layer_params dict of its arrays)."""
+        current parameters."""
         key = (layer, sfx)
         entry = self.entries.get(key)
-        if entry is not None and entry[0] == module._generation and (
-                not module._exposed or _same(entry[2], params)):
+        if entry is not None and entry[0] == module._generation and not module._exposed:
+            return entry[1]
+        params = _layer_params(module._params, layer, sfx)
+        if entry is not None and entry[0] == module._generation and _same(entry[2], params):
             return entry[1]
         packed = _api.PackedLayer(cell_code(module), params["w_ih"], params["w_hh"],
                                   params["b_ih"], params["b_hh"], params["w_hr"],
@@ -79,13 +83,12 @@ class PackCache:
 def _same(copies, params):
     """Whether every parameter still holds its copy's bits (so -0.0 and 0.0 differ, and a
     NaN equals itself)."""
+    same_bytes = same_bytes_function()
     for name, value in params.items():
         kept = copies[name]
         if (value is None) != (kept is None):
             return False
-        if value is not None:
-            bits = np.dtype(f"u{value.dtype.itemsize}")
-            if value.shape != kept.shape or not np.array_equal(
-                    np.ascontiguousarray(value).view(bits), kept.view(bits)):
-                return False
+        if value is not None and (value.shape != kept.shape
+                                  or not same_bytes(np.ascontiguousarray(value), kept)):
+            return False
     return True

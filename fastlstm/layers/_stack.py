@@ -69,15 +69,14 @@ def _each_direction(D, run, parallel):
         return [first, other.result()]
 
 
-def _layer_params(params, layer, sfx, bias, proj):
-    """The arguments of the single-layer functions for one layer and direction (None for
-    what the stack does not have; peepholes None unless the LSTM has them)."""
-    get = params.get
-    return dict(w_ih=params[f"weight_ih_l{layer}{sfx}"], w_hh=params[f"weight_hh_l{layer}{sfx}"],
-                b_ih=get(f"bias_ih_l{layer}{sfx}") if bias else None,
-                b_hh=get(f"bias_hh_l{layer}{sfx}") if bias else None,
-                w_hr=get(f"weight_hr_l{layer}{sfx}") if proj else None,
-                peepholes=get(f"weight_peephole_l{layer}{sfx}"))
+def _layer_params(params, layer, sfx):
+    """The weight arguments of the single-layer functions for one layer and direction of a
+    stack's parameters (torch's state_dict names): w_ih, w_hh, b_ih, b_hh, w_hr, peepholes,
+    None for what the stack does not have."""
+    get, name = params.get, f"_l{layer}{sfx}"
+    return dict(w_ih=params["weight_ih" + name], w_hh=params["weight_hh" + name],
+                b_ih=get("bias_ih" + name), b_hh=get("bias_hh" + name),
+                w_hr=get("weight_hr" + name), peepholes=get("weight_peephole" + name))
 
 
 def stack_forward(cfg, params, x, h0, c0, lengths, dropout_rng, return_tape):
@@ -94,8 +93,11 @@ def stack_forward(cfg, params, x, h0, c0, lengths, dropout_rng, return_tape):
     T, B, _ = x.shape
     H_out = cfg.proj_size or cfg.hidden_size
     dtype = x.dtype
-    h_n = np.empty((L * D, B, H_out), dtype=dtype)
-    c_n = np.empty((L * D, B, cfg.hidden_size), dtype=dtype) if kind == "lstm" else None
+    # one layer and direction: its final states are h_n and c_n as they come
+    h_n = np.empty((L * D, B, H_out), dtype=dtype) if L * D > 1 else None
+    c_n = np.empty((L * D, B, cfg.hidden_size), dtype=dtype) \
+        if kind == "lstm" and L * D > 1 else None
+    finals = []
     tapes, masks = [], []
     inp = x
     parallel = _directions_in_parallel(cfg, x.shape, D)
@@ -106,38 +108,40 @@ def stack_forward(cfg, params, x, h0, c0, lengths, dropout_rng, return_tape):
     for layer in range(L):
         def run(d, layer=layer, inp=inp):
             idx = layer * D + d
-            p = _layer_params(params, layer, sfxs[d], cfg.bias, cfg.proj_size > 0)
             reverse = (d == 1) != cfg.reverse
             hi = None if h0 is None else h0[idx]
+            ci = None if c0 is None else c0[idx]
             if packed_layer is not None:
-                packed = packed_layer(layer, sfxs[d], p)
-                res = _api._run(packed.cell, inp, None, None, None, None, hi,
-                                None if c0 is None else c0[idx], None, None, lengths, reverse,
-                                False, kernel, return_tape, packed)
-                h_n[idx] = res[1]
-                if kind == "lstm":
-                    c_n[idx] = res[2]
-                return res[0], res[3]
+                y_d, hn, cn, tape = _api.run_layer(packed_layer(layer, sfxs[d]), inp, hi, ci,
+                                                   lengths, reverse, kernel, return_tape)
+                return y_d, hn, cn, tape
+            p = _layer_params(params, layer, sfxs[d])
             common = dict(lengths=lengths, reverse=reverse, backend=cfg.backend,
                           return_tape=return_tape)
             if kind == "lstm":
-                res = _api.forward(inp, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], hi,
-                                   None if c0 is None else c0[idx], w_hr=p["w_hr"],
-                                   peepholes=p["peepholes"], **common)
-                y_d, (h_n[idx], c_n[idx]) = res[:2]
+                res = _api.forward(inp, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], hi, ci,
+                                   w_hr=p["w_hr"], peepholes=p["peepholes"], **common)
+                y_d, (hn, cn) = res[:2]
             elif kind == "gru":
                 res = _api.gru_forward(inp, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], hi,
                                        linear_before_reset=cfg.linear_before_reset, **common)
-                y_d, h_n[idx] = res[:2]
+                (y_d, hn), cn = res[:2], None
             else:
                 res = _api.rnn_forward(inp, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], hi,
                                        nonlinearity=cfg.nonlinearity, **common)
-                y_d, h_n[idx] = res[:2]
-            return y_d, (res[-1] if return_tape else None)
+                (y_d, hn), cn = res[:2], None
+            return y_d, hn, cn, (res[-1] if return_tape else None)
 
         results = _each_direction(D, run, parallel)
         outs = [r[0] for r in results]
-        layer_tapes = [r[1] for r in results]
+        layer_tapes = [r[3] for r in results]
+        for d, r in enumerate(results):
+            if h_n is None:
+                finals = r[1:3]
+            else:
+                h_n[layer * D + d] = r[1]
+                if c_n is not None:
+                    c_n[layer * D + d] = r[2]
         y = outs[0] if D == 1 else np.concatenate(outs, axis=2)
         mask = None
         if dropout_rng is not None and layer < L - 1:
@@ -147,6 +151,9 @@ def stack_forward(cfg, params, x, h0, c0, lengths, dropout_rng, return_tape):
         tapes.append(layer_tapes)
         masks.append(mask)
         inp = y
+    if h_n is None:   # one layer and direction
+        h_n = finals[0][None]
+        c_n = None if kind != "lstm" else finals[1][None]
     return inp, h_n, c_n, (tapes, masks, parallel)
 
 

@@ -148,9 +148,9 @@ class _StackBase:
         self._generation += 1
         self._exposed = True
 
-    def _packed_layer(self, layer, sfx, params):
+    def _packed_layer(self, layer, sfx):
         """The PackedLayer of one layer and direction (stack_forward asks for it)."""
-        return self._packs.layer(self, layer, sfx, params)
+        return self._packs.layer(self, layer, sfx)
 
     def stream(self, batch_size=1):
         """A Stream (fastlstm.layers.stream): step-by-step inference from a private copy of
@@ -220,22 +220,20 @@ class _StackBase:
                 f"dtype={self.dtype.name})")
 
     # ---------------------------------------------------------------- argument checks
-    def _state_shape(self, B, cell, unbatched):
-        n = self.hidden_size if cell else self.output_size
-        LD = self.num_layers * self.num_directions
-        return ((LD, n), "(L*D, H)" if cell else "(L*D, H_out)") if unbatched else \
-            ((LD, B, n), "(L*D, B, H)" if cell else "(L*D, B, H_out)")
-
     def _check_states(self, value, names, B, unbatched):
         """(h, c) for the LSTM, or (h,): each None or checked, as (L*D, B, n) arrays."""
         out = []
+        LD = self.num_layers * self.num_directions
         for name, cell, v in zip(names, (False, True), value):
             if v is None:
                 out.append(None)
                 continue
             arr = as_float_array(name, v, self.dtype)
-            shape, what = self._state_shape(B, cell, unbatched)
-            check_shape(name, arr, shape, what)
+            n = self.hidden_size if cell else self.output_size
+            if arr.shape != ((LD, n) if unbatched else (LD, B, n)):
+                what = ("(L*D, H)" if cell else "(L*D, H_out)") if unbatched else \
+                    ("(L*D, B, H)" if cell else "(L*D, B, H_out)")
+                check_shape(name, arr, (LD, n) if unbatched else (LD, B, n), what)
             out.append(arr[:, None, :] if unbatched else arr)
         return out
 

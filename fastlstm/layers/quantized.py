@@ -127,7 +127,7 @@ class Quantized(_StackBase):
                     params["weight_hh" + name], get("bias_ih" + name), get("bias_hh" + name),
                     get("weight_hr" + name), get("weight_peephole" + name))
 
-    def _packed_layer(self, layer, sfx, params):
+    def _packed_layer(self, layer, sfx):
         return self._layers[(layer, sfx)]
 
     def state_dict(self):

@@ -84,8 +84,7 @@ class Stream:
         self._function = {"lstm": _api.forward, "gru": _api.gru_forward,
                           "rnn": _api.rnn_forward}[module.kind]
         params = module.state_dict()   # copies: later changes to the module do not leak in
-        self._layers = [_Layer(self._cell, _layer_params(params, l, "", module.bias,
-                                                         module.proj_size), H, self.dtype)
+        self._layers = [_Layer(self._cell, _layer_params(params, l, ""), H, self.dtype)
                         for l in range(L)]
         self._fast = self._backend.name == "cython"
         if self._fast:

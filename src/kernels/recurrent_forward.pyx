@@ -496,7 +496,8 @@ cdef class ForwardPlan:
     w_ih (G, I), w_hh (G, Hout), w_hr (P, H) or (0, H), bias (2, G), peep (3, H) or (0, H),
     scratch (at least forward_scratch_length(...),): C-contiguous, one float dtype.
     columns: 1 packs for the column split (run() then uses min(n_threads, chunks of units)
-    threads, one included), 0 for the groups of rows (min(n_threads, B) groups)."""
+    threads, one included), 0 for the groups of rows (min(n_threads, B) groups). n_threads:
+    the threads that pack the weights (when they are many values)."""
 
     cdef object keep
     cdef bint is_double
@@ -504,38 +505,56 @@ cdef class ForwardPlan:
     cdef Py_ssize_t n_in, H, Hout, P   # n_in: I (NumPy's complex.h takes the name I)
     cdef size_t bias, peep, scratch
 
-    def __init__(self, int cell, w_ih, w_hh, w_hr, bias, peep, scratch, int columns):
-        import numpy as np
-
-        arrays = (w_ih, w_hh, w_hr, bias, peep, scratch)
-        if any(not isinstance(a, np.ndarray) or not a.flags.c_contiguous
-               or a.dtype != scratch.dtype for a in arrays) or scratch.dtype not in (
-                   np.float32, np.float64):
-            raise TypeError("ForwardPlan: C-contiguous float arrays of one dtype expected")
+    def __init__(self, int cell, w_ih, w_hh, w_hr, bias, peep, scratch, int columns,
+                 int n_threads=1):
         if columns not in (0, 1):
             raise ValueError(f"ForwardPlan: columns 0 or 1 expected, got {columns}")
-        if w_hr.ndim != 2 or w_hh.ndim != 2:
+        if cell < 0 or cell > RNN_RELU:
+            raise ValueError(f"ForwardPlan: unknown cell {cell}")
+        if not isinstance(scratch, cnp.ndarray) or cnp.PyArray_TYPE(scratch) not in (
+                cnp.NPY_FLOAT32, cnp.NPY_FLOAT64):
+            raise TypeError("ForwardPlan: C-contiguous float arrays of one dtype expected")
+        cdef int typenum = cnp.PyArray_TYPE(scratch)
+        cdef char* ih = array_data(w_ih, typenum, 2, False)
+        cdef char* hh = array_data(w_hh, typenum, 2, False)
+        cdef char* hr = array_data(w_hr, typenum, 2, False)
+        array_data(bias, typenum, 2, False)
+        array_data(peep, typenum, 2, False)
+        cdef char* sp = array_data(scratch, typenum, 1, True)
+        cdef Py_ssize_t H = w_hr.shape[1], P = w_hr.shape[0], Hout = w_hh.shape[1]
+        cdef Py_ssize_t I = w_ih.shape[1], G = gate_width(cell, H)
+        cdef float f = 0
+        cdef double d = 0
+        cdef bint is_double = typenum == cnp.NPY_FLOAT64
+        cdef Py_ssize_t needed = (forward_scratch(&d, cell, I, Hout, H, P) if is_double
+                                  else forward_scratch(&f, cell, I, Hout, H, P))
+        if (H < 1 or I < 1 or Hout != (P if P else H) or (P and cell != LSTM)
+                or w_ih.shape[0] != G or w_hh.shape[0] != G
+                or bias.shape[0] != 2 or bias.shape[1] != G
+                or (peep.shape[0] != 0 and (cell != LSTM or peep.shape[0] != 3
+                                            or peep.shape[1] != H))
+                or scratch.shape[0] < needed):
             raise ValueError("ForwardPlan: inconsistent weight shapes")
-        H, P, Hout = w_hr.shape[1], w_hr.shape[0], w_hh.shape[1]
-        T, B, I = 1, 1, (w_ih.shape[1] if w_ih.ndim == 2 else 0)
-        # forward() checks every shape and packs into scratch, on one step of zeros
-        x = np.zeros((T, B, I), scratch.dtype)
-        h = np.zeros((T + 1, B, Hout), scratch.dtype)
-        c = np.zeros((T + 1, B, H if cell == LSTM else 0), scratch.dtype)
-        work_width = 3 * H if cell in (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE) else \
-            (H if P else 0)
-        forward(cell, x, w_ih, w_hh, w_hr, bias, peep, np.ones(B, np.int64), h, c,
-                np.empty((T, B, H if cell > GRU_RESET_BEFORE else 4 * H), scratch.dtype),
-                np.empty((B, work_width), scratch.dtype), scratch, 1, True, columns)
-        self.keep = arrays
-        self.is_double = scratch.dtype == np.float64
+        self.keep = (w_ih, w_hh, w_hr, bias, peep, scratch)
+        self.is_double = is_double
         self.cell, self.split = cell, columns
         self.n_in, self.H, self.Hout, self.P = I, H, Hout, P
         self.bias, self.scratch = bias.ctypes.data, scratch.ctypes.data
         self.peep = peep.ctypes.data if peep.shape[0] else 0
-        cdef float f = 0
-        cdef double d = 0
-        self.chunks = unit_chunks(&d, self.H) if self.is_double else unit_chunks(&f, self.H)
+        self.chunks = unit_chunks(&d, H) if is_double else unit_chunks(&f, H)
+        cdef int layout = PACKED_FOR_COLUMNS if columns else PACKED_FOR_ROWS
+        if is_double:   # the layout mark, as forward(pack_weights=True) writes it
+            (<double*>sp)[needed - 1] = layout
+            with nogil:
+                pack_layer(cell, <double*>ih, <double*>hh, <double*>hr if P else NULL,
+                           packed_parts(<double*>sp, cell, I, H, Hout), I, H, Hout, P,
+                           columns, n_threads)
+        else:
+            (<float*>sp)[needed - 1] = layout
+            with nogil:
+                pack_layer(cell, <float*>ih, <float*>hh, <float*>hr if P else NULL,
+                           packed_parts(<float*>sp, cell, I, H, Hout), I, H, Hout, P,
+                           columns, n_threads)
 
     @property
     def columns(self):
@@ -600,7 +619,7 @@ cdef char* array_data(object a, int typenum, int ndim, bint writable) except NUL
     if not isinstance(a, cnp.ndarray) or cnp.PyArray_TYPE(a) != typenum \
             or cnp.PyArray_NDIM(a) != ndim or not cnp.PyArray_IS_C_CONTIGUOUS(a) \
             or (writable and not cnp.PyArray_ISWRITEABLE(a)):
-        raise TypeError(f"ForwardPlan.run: expected a C-contiguous{' writable' if writable else ''} "
+        raise TypeError(f"ForwardPlan: expected a C-contiguous{' writable' if writable else ''} "
                         f"{ndim}-d array of type number {typenum}, got {type(a).__name__}")
     return <char*>cnp.PyArray_DATA(a)
 
