@@ -513,14 +513,18 @@ cdef class ForwardPlan:
             raise ValueError(f"ForwardPlan: unknown cell {cell}")
         if not isinstance(scratch, cnp.ndarray) or cnp.PyArray_TYPE(scratch) not in (
                 cnp.NPY_FLOAT32, cnp.NPY_FLOAT64):
-            raise TypeError("ForwardPlan: C-contiguous float arrays of one dtype expected")
+            raise TypeError("ForwardPlan: scratch: expected a float32 or float64 array, got "
+                            + (str(scratch.dtype) if isinstance(scratch, cnp.ndarray)
+                               else type(scratch).__name__))
+        if n_threads < 1:
+            raise ValueError(f"ForwardPlan: n_threads: expected at least 1, got {n_threads}")
         cdef int typenum = cnp.PyArray_TYPE(scratch)
-        cdef char* ih = array_data(w_ih, typenum, 2, False)
-        cdef char* hh = array_data(w_hh, typenum, 2, False)
-        cdef char* hr = array_data(w_hr, typenum, 2, False)
-        array_data(bias, typenum, 2, False)
-        array_data(peep, typenum, 2, False)
-        cdef char* sp = array_data(scratch, typenum, 1, True)
+        cdef char* ih = array_data(w_ih, "w_ih", typenum, 2, False)
+        cdef char* hh = array_data(w_hh, "w_hh", typenum, 2, False)
+        cdef char* hr = array_data(w_hr, "w_hr", typenum, 2, False)
+        array_data(bias, "bias", typenum, 2, False)
+        array_data(peep, "peep", typenum, 2, False)
+        cdef char* sp = array_data(scratch, "scratch", typenum, 1, True)
         cdef Py_ssize_t H = w_hr.shape[1], P = w_hr.shape[0], Hout = w_hh.shape[1]
         cdef Py_ssize_t I = w_ih.shape[1], G = gate_width(cell, H)
         cdef float f = 0
@@ -568,12 +572,12 @@ cdef class ForwardPlan:
         (K, B, Gs), work (B, work width), all C-contiguous, of the plan's dtype; h, c, gates
         and work writable. A wrong array is a TypeError, wrong shapes a ValueError."""
         cdef int typenum = cnp.NPY_FLOAT64 if self.is_double else cnp.NPY_FLOAT32
-        cdef char* xp = array_data(x, typenum, 3, False)
-        cdef char* lp = array_data(lengths, cnp.NPY_INT64, 1, False)
-        cdef char* hp = array_data(h, typenum, 3, True)
-        cdef char* cp = array_data(c, typenum, 3, True)
-        cdef char* gp = array_data(gates, typenum, 3, True)
-        cdef char* wp = array_data(work, typenum, 2, True)
+        cdef char* xp = array_data(x, "x", typenum, 3, False)
+        cdef char* lp = array_data(lengths, "lengths", cnp.NPY_INT64, 1, False)
+        cdef char* hp = array_data(h, "h", typenum, 3, True)
+        cdef char* cp = array_data(c, "c", typenum, 3, True)
+        cdef char* gp = array_data(gates, "gates", typenum, 3, True)
+        cdef char* wp = array_data(work, "work", typenum, 2, True)
         cdef cnp.npy_intp* xs = cnp.PyArray_DIMS(x)
         cdef cnp.npy_intp* hs = cnp.PyArray_DIMS(h)
         cdef cnp.npy_intp* cs = cnp.PyArray_DIMS(c)
@@ -613,14 +617,20 @@ cdef class ForwardPlan:
                   n_threads)
 
 
-cdef char* array_data(object a, int typenum, int ndim, bint writable) except NULL:
+cdef char* array_data(object a, str name, int typenum, int ndim, bint writable) except NULL:
     """The data of `a`, a C-contiguous ndarray of `ndim` dimensions and type `typenum`
-    (writable when asked); else a TypeError."""
+    (writable when asked); else a TypeError naming `name`, what was expected and what came."""
     if not isinstance(a, cnp.ndarray) or cnp.PyArray_TYPE(a) != typenum \
             or cnp.PyArray_NDIM(a) != ndim or not cnp.PyArray_IS_C_CONTIGUOUS(a) \
             or (writable and not cnp.PyArray_ISWRITEABLE(a)):
-        raise TypeError(f"ForwardPlan: expected a C-contiguous{' writable' if writable else ''} "
-                        f"{ndim}-d array of type number {typenum}, got {type(a).__name__}")
+        wanted = {cnp.NPY_FLOAT32: "float32", cnp.NPY_FLOAT64: "float64"}.get(typenum, "int64")
+        got = type(a).__name__
+        if isinstance(a, cnp.ndarray):
+            got = (f"a {a.dtype} array of shape {a.shape}"
+                   + ("" if cnp.PyArray_IS_C_CONTIGUOUS(a) else ", not C-contiguous")
+                   + ("" if cnp.PyArray_ISWRITEABLE(a) else ", read-only"))
+        raise TypeError(f"ForwardPlan: {name}: expected a C-contiguous"
+                        f"{' writable' if writable else ''} {ndim}-d {wanted} array, got {got}")
     return <char*>cnp.PyArray_DATA(a)
 
 
