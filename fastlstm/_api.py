@@ -10,8 +10,8 @@ from typing import Optional
 
 import numpy as np
 
-from . import _functional_packs
-from ._backends import get_backend, same_bytes_function
+from . import _functional_packs, _spare_buffers
+from ._backends import copy_rows_function, get_backend, same_bytes_function
 from ._checks import (GATE_BLOCKS, check_flag, check_lengths, check_nonlinearity, check_state,
                       check_weights, check_x)
 from ._loop_order import arrange
@@ -21,6 +21,8 @@ from ._validate import optional_array
 # Inference projects the input of at most this many rows (steps x batch) per matrix product,
 # so it keeps O(B*H) scratch instead of a (T, B, 4H) buffer.
 _INFERENCE_CHUNK_ROWS = 256
+#: values from which the copies into and out of loop order use every thread of the call
+_PARALLEL_COPY_VALUES = 1 << 16
 # A call of fewer multiply-adds than this runs on one thread: starting the others costs more.
 _MIN_WORK_FOR_THREADS = 1 << 20
 
@@ -32,17 +34,18 @@ _KIND_OF_CELL = ("lstm", "gru", "gru", "rnn", "rnn")
 class PackedLayer:
     """One layer's weights in the kernels' form, made once and reused for as long as they are
     valid (a layer stack keeps one per layer and direction and decides that: fastlstm/layers/
-    _packing.py). Never changed after it is made, so a tape may hold its arrays.
+    _packing.py). Its arrays are never changed after it is made, so a tape may hold them.
 
     w_ih (G, I), w_hh (G, H_out), w_hr (P, H) or (0, H), peep (3, H) or (0, H): C-contiguous
     private copies; bias (2, G): folded as CONTRACT.md says; has_b_ih, has_b_hh: whether the
     layer has them; scratch: {decomposition (0 groups of rows, 1 the column split): the
     Cython kernels' ForwardPlan, the weights packed for it}, each made by the first call that
-    needs it (then only read).
+    needs it (then only read); spare: the buffers of an inference call in loop order, kept
+    for the next (fastlstm/_spare_buffers.py; never part of a result).
     """
 
     __slots__ = ("cell", "w_ih", "w_hh", "w_hr", "peep", "bias", "has_b_ih", "has_b_hh",
-                 "scratch", "dtype")
+                 "scratch", "dtype", "spare")
     #: None: float weights (fastlstm._reduced.ReducedLayer has "int8" or "bfloat16")
     precision = None
 
@@ -59,6 +62,7 @@ class PackedLayer:
         self.has_b_ih, self.has_b_hh = b_ih is not None, b_hh is not None
         self.scratch = {}
         self.dtype = np.dtype(dtype)
+        self.spare = _spare_buffers.Spare()   # an inference call's buffers, kept for the next
 
 
 @dataclass(frozen=True)
@@ -242,21 +246,30 @@ def run_layer(packed, x, h0, c0, lengths, reverse, kernel, return_tape, batch_fi
     # reduced precision: one group of rows (its driver shares every step, at any batch)
     n_groups = 1 if packed.precision else kernel.groups(n_threads, B, cell, H, H_out, dtype)
     order = arrange(T, B, lengths, reverse, n_groups)
-    x_loop = order.gather(x)
-
-    # With a tape, padded entries stay zero (CONTRACT.md: the backward and the peephole and
-    # projection gradients read whole arrays); without one nothing reads them (scatter
-    # writes zeros past each length), so they need not be cleared.
-    alloc = np.zeros if order.padded and return_tape else np.empty
-    h = alloc((T + 1, B, H_out), dtype=dtype)
+    chunk = T if return_tape else min(T, max(1, _INFERENCE_CHUNK_ROWS // max(B, 1)))
+    # inference in another order: x_loop, h and gates are the call's own (y, h_n and c_n
+    # are copied from them), so they come from the layer's kept block (_spare_buffers)
+    block = None
+    copy_rows = None if order.identity else _row_copier(n_threads, T * B * max(I, H_out))
+    if not return_tape and not order.identity and T > 0 and B > 0:
+        block, (x_loop, h, gates) = _spare_buffers.carve(
+            packed.spare, dtype, ((T, B, I), (T + 1, B, H_out), (chunk, B, Gs)))
+        x_loop = order.gather(x, x_loop, copy_rows)
+    else:
+        x_loop = order.gather(x, copy_rows=copy_rows)
+        # With a tape, padded entries stay zero (CONTRACT.md: the backward and the peephole
+        # and projection gradients read whole arrays); without one nothing reads them
+        # (scatter writes zeros past each length), so they need not be cleared.
+        alloc = np.zeros if order.padded and return_tape else np.empty
+        h = alloc((T + 1, B, H_out), dtype=dtype)
+        gates = alloc((chunk, B, Gs), dtype=dtype)
     h[0] = 0 if h0 is None else (h0 if order.perm is None else h0[order.perm])
     if lstm:
-        c = alloc((T + 1 if return_tape else 2, B, H), dtype=dtype)
+        c = (np.zeros if order.padded and return_tape else np.empty)(
+            (T + 1 if return_tape else 2, B, H), dtype=dtype)
         c[0] = 0 if c0 is None else (c0 if order.perm is None else c0[order.perm])
     else:
         c = np.zeros((0, B, H), dtype=dtype)
-    chunk = T if return_tape else min(T, max(1, _INFERENCE_CHUNK_ROWS // max(B, 1)))
-    gates = alloc((chunk, B, Gs), dtype=dtype)
     work = np.empty((B, 3 * H if GRU_LINEAR_BEFORE_RESET <= cell <= GRU_RESET_BEFORE
                      else (H if w_hr.shape[0] else 0)), dtype=dtype)
     if T > 0 and B > 0:
@@ -279,9 +292,11 @@ def run_layer(packed, x, h0, c0, lengths, reverse, kernel, return_tape, batch_fi
         h_n = h_n.reshape(H_out)
         if lstm:
             c_n = c_n.reshape(H)
-    y_tm = order.scatter(h[1:])
+    y_tm = order.scatter(h[1:], copy_rows)
     if return_tape and y_tm.base is h:
         y_tm = y_tm.copy()
+    if block is not None:   # y, h_n, c_n are copies: the block may serve the next call
+        _spare_buffers.give_back(packed.spare, block)
     y = _from_time_major(y_tm, batch_first, unbatched)
     if not return_tape:
         return y, h_n, c_n, None
@@ -293,6 +308,17 @@ def run_layer(packed, x, h0, c0, lengths, reverse, kernel, return_tape, batch_fi
         batch_first=batch_first, unbatched=unbatched, backend=kernel.name,
     )
     return y, h_n, c_n, tape
+
+
+def _row_copier(n_threads, values):
+    """copy_rows(src, index, dst) for fastlstm/_loop_order.py: the Cython kernels' one-pass
+    row copy, on n_threads threads when the arrays hold at least _PARALLEL_COPY_VALUES
+    values, else one; None where the kernels do not load (NumPy then moves the rows)."""
+    copy = copy_rows_function()
+    if copy is None:
+        return None
+    threads = n_threads if values >= _PARALLEL_COPY_VALUES else 1
+    return lambda src, index, dst: copy(src, index, dst, threads)
 
 
 def _flags(reverse, batch_first, return_tape):
@@ -390,8 +416,11 @@ def backward(tape, dy=None, dh_n=None, dc_n=None):
                               "(H,)" if tape.unbatched else "(B, H)")
 
     order = tape.order
+    n_threads = _kernel_threads(T, B, I, tape.w_ih.shape[0], H_out)
+    copy_rows = None if order.identity else _row_copier(n_threads, T * B * max(I, H_out))
     dy_loop = (np.zeros((0, B, H_out), dtype=dtype) if dy is None
-               else order.gather(_to_time_major(dy, tape.batch_first, tape.unbatched)))
+               else order.gather(_to_time_major(dy, tape.batch_first, tape.unbatched),
+                                 copy_rows=copy_rows))
     # private C-ordered copies in loop order: the kernels update them in place
     dh = (np.zeros((B, H_out), dtype) if dh_n is None
           else np.array(order.rows_to_loop(np.asarray(dh_n).reshape(B, H_out)), order="C"))
@@ -415,7 +444,7 @@ def backward(tape, dy=None, dh_n=None, dc_n=None):
         extra = kernel.backward(tape.cell, tape.x, tape.w_ih, tape.w_hh, tape.w_hr, tape.peep,
                                 order.lengths, tape.h, tape.c, tape.gates, dy_loop, dh, dc, dA,
                                 dhp, dx, dw_ih, dw_hh, db_ih, db_hh, work,
-                                tape.n_groups, _kernel_threads(T, B, I, G, H_out))
+                                tape.n_groups, n_threads)
     else:  # no step: nothing flows to the weights or the input
         for grad in (dA, dhp, dx, dw_ih, dw_hh, db_ih, db_hh):
             grad.fill(0)
@@ -438,7 +467,7 @@ def backward(tape, dy=None, dh_n=None, dc_n=None):
                               np.einsum("tbh,tbh->h", dA[..., 3 * H:], c_t)])
     unbatched = tape.unbatched
     return Gradients(
-        x=_from_time_major(order.scatter(dx), tape.batch_first, unbatched),
+        x=_from_time_major(order.scatter(dx, copy_rows), tape.batch_first, unbatched),
         w_ih=dw_ih,
         w_hh=dw_hh,
         b_ih=db_ih if tape.has_b_ih else None,

@@ -191,21 +191,34 @@ def _load(name):
     return _loaded.get(name)
 
 
+def _cython_info():
+    """The Cython kernels' _info module, or None where they do not load."""
+    cython = _loaded.get("cython")
+    if cython is None:
+        try:
+            cython = _load("cython")
+        except ValueError:   # a bad $FASTLSTM_ISA: the cython backend's calls report it
+            cython = None
+    return None if cython is None else cython.info
+
+
 def same_bytes_function():
     """same_bytes(a, b) for two C-contiguous arrays: the Cython kernels' (one memcmp), or
     NumPy's comparison where they do not load."""
-    cython = _loaded.get("cython")
-    if cython is not None:
-        return cython.info.same_bytes
-    try:
-        cython = _load("cython")
-    except ValueError:   # a bad $FASTLSTM_ISA: the cython backend's calls report it
-        cython = None
-    if cython is not None:
-        return cython.info.same_bytes
+    info = _cython_info()
+    if info is not None:
+        return info.same_bytes
     from ._functional_packs import numpy_same_bytes
 
     return numpy_same_bytes
+
+
+def copy_rows_function():
+    """copy_rows(src, index, dst, n_threads) (the Cython kernels' _info.copy_rows: rows copied
+    by an index, zeros for -1), or None where they do not load (fastlstm/_loop_order.py then
+    moves the rows with NumPy)."""
+    info = _cython_info()
+    return None if info is None else info.copy_rows
 
 
 def available_backends():

@@ -36,30 +36,59 @@ class LoopOrder:
         """(T, B) bool: loop step s of loop row k holds data (s < its length)."""
         return np.arange(self.T)[:, None] < self.lengths[None, :]
 
-    def gather(self, a):
-        """a (T, B, n) in time order -> a new (T, B, n) C-contiguous array in loop order, zeros
-        past each row's length."""
+    def _time_steps(self, valid):
+        """(T, B): the time-order step of each loop step of each loop row (0 where not
+        valid)."""
+        s = np.arange(self.T)[:, None]
+        return np.where(valid, self.lengths[None, :] - 1 - s, 0) if self.reverse else s
+
+    def gather(self, a, out=None, copy_rows=None):
+        """a (T, B, n) in time order -> a (T, B, n) C-contiguous array in loop order, zeros
+        past each row's length: `out` when given (a C-contiguous array of a's shape and
+        dtype, not used when the order is the identity), else a new array (or `a` itself
+        when it is C-contiguous and the order the identity). copy_rows(src, index, dst):
+        fastlstm._backends.copy_rows_function()'s, bound to a thread count, or None (NumPy
+        moves the rows)."""
         if self.identity:
             return np.ascontiguousarray(a)
+        if out is None:
+            out = np.empty(a.shape, a.dtype)
         if not self.padded and self.perm is None:   # reverse of full rows: a flip in time
-            return np.ascontiguousarray(a[::-1])
+            np.copyto(out, a[::-1])
+            return out
         valid = self._valid()
+        if copy_rows is not None and a.flags.c_contiguous:   # one pass, zeros included
+            T, B, n = a.shape
+            index = np.where(valid, self._time_steps(valid) * B + self.perm[None, :], -1)
+            copy_rows(a.reshape(T * B, n), index.reshape(-1).astype(np.int64, copy=False),
+                      out.reshape(T * B, n))
+            return out
         if self.reverse:
-            t = np.where(valid, self.lengths[None, :] - 1 - np.arange(self.T)[:, None], 0)
-            perm = np.arange(a.shape[1]) if self.perm is None else self.perm
-            out = a[t, perm[None, :]]
+            out[...] = a[self._time_steps(valid), self.perm[None, :]]
         else:   # the rows permuted, steps in place: one take along the batch axis
-            out = np.take(a, self.perm, axis=1)
+            np.take(a, self.perm, axis=1, out=out)
         out[~valid] = 0
         return out
 
-    def scatter(self, a):
+    def scatter(self, a, copy_rows=None):
         """a (T, B, n) in loop order -> (T, B, n) in time order, zeros past each row's length
-        (the inverse of gather). May return `a` itself when the order is the identity."""
+        (the inverse of gather). May return `a` itself when the order is the identity.
+        copy_rows: as in gather."""
         if self.identity:
             return a
         if not self.padded and self.perm is None:
             return np.ascontiguousarray(a[::-1])
+        if copy_rows is not None and a.flags.c_contiguous:
+            T, B, n = a.shape
+            inverse = np.argsort(self.perm)     # caller row r is loop row inverse[r]
+            lengths = self.lengths[inverse]     # caller row r's length
+            t = np.arange(T)[:, None]
+            s = lengths[None, :] - 1 - t if self.reverse else t   # its loop step at time t
+            index = np.where(t < lengths[None, :], s * B + inverse[None, :], -1)
+            out = np.empty(a.shape, a.dtype)
+            copy_rows(a.reshape(T * B, n), index.reshape(-1).astype(np.int64, copy=False),
+                      out.reshape(T * B, n))
+            return out
         if self.reverse:
             valid = self._valid()
             t = np.where(valid, self.lengths[None, :] - 1 - np.arange(self.T)[:, None], 0)

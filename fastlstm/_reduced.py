@@ -15,7 +15,7 @@ column split then finds the panels of its units in every gate block at block * c
 """
 import numpy as np
 
-from . import _api
+from . import _api, _spare_buffers
 from ._checks import GATE_BLOCKS
 from .reference.quantized import MATRICES
 
@@ -70,7 +70,7 @@ class ReducedLayer:
     """
 
     __slots__ = ("cell", "precision", "w_ih", "w_hh", "w_hr", "peep", "bias", "has_b_ih",
-                 "has_b_hh", "panels", "dtype", "scratch")
+                 "has_b_hh", "panels", "dtype", "scratch", "spare")
 
     def __init__(self, cell, precision, w_ih, w_hh, b_ih, b_hh, w_hr, peepholes):
         """w_ih, w_hh, w_hr: float arrays to quantize, or reference.quantized weights as they
@@ -93,3 +93,4 @@ class ReducedLayer:
                               (np.zeros(0, np.uint8), np.zeros(0, np.float32),
                                np.zeros(0, np.int32)))}
         self.scratch = {}
+        self.spare = _spare_buffers.Spare()   # an inference call's buffers, kept for the next

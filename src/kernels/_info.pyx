@@ -1,7 +1,10 @@
 """Facts about how the Cython kernels were built, for fastlstm.show_config(), the sizes of
-their scratch buffers, and a byte comparison for the Python layer's packed-weight checks."""
+their scratch buffers, and two helpers of the Python layer: a byte comparison for its
+packed-weight checks, and the row copies that put arrays in and out of loop order."""
 cimport numpy as cnp
-from libc.string cimport memcmp
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t
+from libc.string cimport memcmp, memcpy, memset
 
 cnp.import_array()
 
@@ -110,3 +113,48 @@ def same_bytes(a, b):
     if n != <size_t>cnp.PyArray_NBYTES(b):
         return False
     return n == 0 or memcmp(cnp.PyArray_DATA(a), cnp.PyArray_DATA(b), n) == 0
+
+
+def copy_rows(src, const int64_t[::1] index, dst, int n_threads=1):
+    """dst[j] = src[index[j]] for every row j of dst, and zeros where index[j] == -1: src
+    (R, n) and dst (J, n) C-contiguous, of one dtype, index (J,) int64 in [-1, R). The
+    gathers and scatters of fastlstm/_loop_order.py (loop order and back, zeros past each
+    row's length) in one pass, shared by n_threads threads (no OpenMP region for one). A
+    wrong array is a TypeError, an index out of range a ValueError (nothing written)."""
+    if not (isinstance(src, cnp.ndarray) and isinstance(dst, cnp.ndarray)
+            and cnp.PyArray_IS_C_CONTIGUOUS(src) and cnp.PyArray_IS_C_CONTIGUOUS(dst)
+            and cnp.PyArray_NDIM(src) == 2 and cnp.PyArray_NDIM(dst) == 2
+            and cnp.PyArray_TYPE(src) == cnp.PyArray_TYPE(dst)
+            and cnp.PyArray_ISWRITEABLE(dst)):
+        raise TypeError("copy_rows: src and dst: C-contiguous 2-d arrays of one dtype expected "
+                        "(dst writable)")
+    cdef cnp.npy_intp* ss = cnp.PyArray_DIMS(src)
+    cdef cnp.npy_intp* ds = cnp.PyArray_DIMS(dst)
+    if ss[1] != ds[1] or index.shape[0] != ds[0]:
+        raise ValueError(f"copy_rows: expected dst ({index.shape[0]}, {ss[1]}), got "
+                         f"({ds[0]}, {ds[1]})")
+    cdef Py_ssize_t R = ss[0], J = ds[0], j, bad = -1
+    cdef size_t row = <size_t>ds[1] * cnp.PyArray_ITEMSIZE(dst)
+    cdef char* sp = <char*>cnp.PyArray_DATA(src)
+    cdef char* dp = <char*>cnp.PyArray_DATA(dst)
+    with nogil:
+        for j in range(J):
+            if index[j] < -1 or index[j] >= R:
+                bad = j
+                break
+        if bad < 0 and row > 0:
+            if n_threads > 1:
+                for j in prange(J, num_threads=n_threads, schedule="static"):
+                    copy_row(dp + j * row, sp, index[j], row)
+            else:
+                for j in range(J):
+                    copy_row(dp + j * row, sp, index[j], row)
+    if bad >= 0:
+        raise ValueError(f"copy_rows: index[{bad}] = {index[bad]} outside [-1, {R})")
+
+
+cdef inline void copy_row(char* out, const char* src, int64_t i, size_t row) noexcept nogil:
+    if i < 0:
+        memset(out, 0, row)
+    else:
+        memcpy(out, src + i * row, row)

@@ -377,8 +377,8 @@ cdef void run_layer(int cell, const floating* x, Packed parts, const floating* b
         while t0 < T and lengths[0] > t0:
             k = min(K, T - t0)
             n_parts = n_threads if k * B * I * G >= SHARED_PROJECTION_MACS else 1
-            if n_parts == 1:   # no OpenMP region
-                projection_part(G, I, x + t0 * B * I, w_ih_pack, gates, Gs, k * B)
+            if n_parts == 1:   # no OpenMP region; only the rows still running (lengths)
+                project(x, w_ih_pack, lengths, gates, B, I, G, Gs, t0, k, 0, B)
             else:
                 for part in prange(n_parts, num_threads=n_parts, schedule="static"):
                     r0 = part * k * B // n_parts
