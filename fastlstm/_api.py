@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 
 from . import _functional_packs, _spare_buffers
-from ._backends import copy_rows_function, get_backend, same_bytes_function
+from ._backends import all_same_function, copy_rows_function, get_backend
 from ._checks import (GATE_BLOCKS, check_flag, check_lengths, check_nonlinearity, check_state,
                       check_weights, check_x)
 from ._loop_order import arrange
@@ -216,7 +216,7 @@ def _run(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr, peepholes, lengths, reve
     lengths = check_lengths(lengths, T, B, unbatched)
     kernel = get_backend(backend)
     packed = _functional_packs.packed_layer(cell, dtype, w_ih, w_hh, b_ih, b_hh, w_hr,
-                                            peepholes, same_bytes_function(), PackedLayer)
+                                            peepholes, all_same_function(), PackedLayer)
     if unbatched:   # states (n,) -> (1, n)
         h0 = None if h0 is None else h0.reshape(B, H_out)
         c0 = None if c0 is None else c0.reshape(B, H)

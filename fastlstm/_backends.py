@@ -213,6 +213,17 @@ def same_bytes_function():
     return numpy_same_bytes
 
 
+def all_same_function():
+    """all_same(values, copies) (fastlstm/_functional_packs.py): the Cython kernels' (one
+    call, a memcmp per array), or NumPy's comparison where they do not load."""
+    info = _cython_info()
+    if info is not None:
+        return info.all_same
+    from ._functional_packs import numpy_all_same
+
+    return numpy_all_same
+
+
 def copy_rows_function():
     """copy_rows(src, index, dst, n_threads) (the Cython kernels' _info.copy_rows: rows copied
     by an index, zeros for -1), or None where they do not load (fastlstm/_loop_order.py then

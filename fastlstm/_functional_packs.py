@@ -26,26 +26,25 @@ MAX_LAYER_BYTES = 2 << 20
 _entries = {}
 
 
-def packed_layer(cell, dtype, w_ih, w_hh, b_ih, b_hh, w_hr, peepholes, same_bytes,
-                 make_layer):
+def packed_layer(cell, dtype, w_ih, w_hh, b_ih, b_hh, w_hr, peepholes, all_same, make_layer):
     """The PackedLayer of these checked weights (b_ih, b_hh, w_hr, peepholes may be None), of
     `dtype`: the cache's when it still matches them, else a new one (kept when it may be).
-    same_bytes(a, b): whether two C-contiguous arrays hold the same bytes; make_layer:
-    fastlstm._api.PackedLayer."""
+    all_same(values, copies): whether each array of the tuple `values` is C-contiguous with
+    the dtype, shape and bytes of the one at its place in `copies` (None where that is None:
+    fastlstm._backends.all_same_function()); make_layer: fastlstm._api.PackedLayer."""
     arrays = (w_ih, w_hh, b_ih, b_hh, w_hr, peepholes)
     # (no array has id(None): the key also says which arguments are None)
     key = (cell, dtype, id(w_ih), id(w_hh), id(b_ih), id(b_hh), id(w_hr), id(peepholes))
     entry = _entries.get(key)
-    if entry is not None and _unchanged(entry[1], arrays, same_bytes):
+    if entry is not None and all_same(arrays, entry[1]):
         return entry[0]
     packed = make_layer(cell, w_ih, w_hh, b_ih, b_hh, w_hr, peepholes, dtype)
     if all(a is None or a.flags.c_contiguous for a in arrays) and \
             sum(a.nbytes for a in arrays if a is not None) <= MAX_LAYER_BYTES:
         # the copies to compare with: the PackedLayer's own, the biases apart (it folds them)
-        copies = [(0, packed.w_ih), (1, packed.w_hh)]
-        copies += [(i, a.copy()) for i, a in ((2, b_ih), (3, b_hh)) if a is not None]
-        copies += [(i, kept) for i, a, kept in ((4, w_hr, packed.w_hr),
-                                                (5, peepholes, packed.peep)) if a is not None]
+        copies = (packed.w_ih, packed.w_hh, None if b_ih is None else b_ih.copy(),
+                  None if b_hh is None else b_hh.copy(), None if w_hr is None else packed.w_hr,
+                  None if peepholes is None else packed.peep)
         _entries.pop(key, None)
         _entries[key] = (packed, copies)
         while len(_entries) > MAX_ENTRIES:
@@ -56,16 +55,17 @@ def packed_layer(cell, dtype, w_ih, w_hh, b_ih, b_hh, w_hr, peepholes, same_byte
     return packed
 
 
-def _unchanged(copies, arrays, same_bytes):
-    """Whether each array that has a copy ((position in arrays, copy) pairs: the others are
-    None, as the key says) is C-contiguous with its copy's shape and bytes (the dtype: the
-    key's)."""
-    for i, kept in copies:
-        value = arrays[i]
-        if value.shape != kept.shape or not value.flags.c_contiguous \
-                or not same_bytes(value, kept):
+def numpy_all_same(values, copies):
+    """all_same without the Cython kernels: NumPy compares the bytes."""
+    for value, kept in zip(values, copies):
+        if kept is None:
+            if value is not None:
+                return False
+        elif not (isinstance(value, np.ndarray) and value.flags.c_contiguous
+                  and value.dtype == kept.dtype and value.shape == kept.shape
+                  and numpy_same_bytes(value, kept)):
             return False
-    return True
+    return len(values) == len(copies)
 
 
 def numpy_same_bytes(a, b):

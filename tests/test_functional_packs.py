@@ -10,14 +10,14 @@ gru_forward and rnn_forward keep a few PackedLayers across calls, and never serv
 - What is not kept: weights that are not C-contiguous and layers past MAX_LAYER_BYTES; at
   most MAX_ENTRIES entries; nothing returned shares memory with an entry; the tape of a
   training call keeps the weights it ran even when the arrays are then written.
-- same_bytes, the Cython comparison, against the NumPy one.
+- same_bytes and all_same, the Cython comparisons, against the NumPy ones.
 """
 import numpy as np
 import pytest
 
 import fastlstm
 from fastlstm import _functional_packs
-from fastlstm._backends import same_bytes_function
+from fastlstm._backends import all_same_function, same_bytes_function
 
 I, H, T, B, P = 5, 7, 4, 3, 4
 
@@ -187,7 +187,7 @@ def test_nothing_shares_an_entry():
     out = _arrays(_call("lstm", x, w))
     (packed,) = _entries()
     kept = [getattr(packed, name) for name in ("w_ih", "w_hh", "w_hr", "peep", "bias")]
-    kept += [a for _, a in next(iter(_functional_packs._entries.values()))[1]]
+    kept += [a for a in next(iter(_functional_packs._entries.values()))[1] if a is not None]
     for a in out:
         assert not any(np.shares_memory(a, k) for k in kept)
     for name, value in w.items():
@@ -232,3 +232,26 @@ def test_same_bytes():
     if same is not _functional_packs.numpy_same_bytes:
         with pytest.raises(TypeError, match="two C-contiguous arrays expected"):
             same(np.zeros((3, 4))[:, ::2], np.zeros((3, 2)))
+
+
+def test_all_same():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal(5)
+    copies = (a.copy(), None, b.copy())
+    flipped = b.copy()
+    flipped.view(np.uint8)[3] ^= 4
+    cases = [
+        ((a, None, b), True),
+        ((a.copy(), None, b.copy()), True),
+        ((a, b, b), False),                      # given where the copy is None
+        ((a, None, None), False),                # left out
+        ((a, None, flipped), False),             # one bit
+        ((a.reshape(4, 3), None, b), False),     # same bytes, other shape
+        ((a.view(np.int32), None, b), False),    # same bytes, other dtype
+        ((np.asfortranarray(a), None, b), False),
+        ((a.tolist(), None, b), False),
+        ((a, None), False),
+    ]
+    for f in {all_same_function(), _functional_packs.numpy_all_same}:
+        for values, want in cases:
+            assert f(values, copies) is want, values

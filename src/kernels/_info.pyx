@@ -1,6 +1,6 @@
 """Facts about how the Cython kernels were built, for fastlstm.show_config(), the sizes of
-their scratch buffers, and two helpers of the Python layer: a byte comparison for its
-packed-weight checks, and the row copies that put arrays in and out of loop order."""
+their scratch buffers, and two kinds of helpers of the Python layer: byte comparisons for
+its packed-weight checks, and the row copies that put arrays in and out of loop order."""
 cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
@@ -113,6 +113,37 @@ def same_bytes(a, b):
     if n != <size_t>cnp.PyArray_NBYTES(b):
         return False
     return n == 0 or memcmp(cnp.PyArray_DATA(a), cnp.PyArray_DATA(b), n) == 0
+
+
+def all_same(values, copies):
+    """Whether every array in the tuple `values` is C-contiguous with the dtype, shape and
+    bytes of the array at the same place in the tuple `copies` (C-contiguous arrays), and is
+    None where that is None: same_bytes over a layer's weights in one call
+    (fastlstm/_functional_packs.py)."""
+    cdef Py_ssize_t k, d, n = len(copies)
+    cdef size_t size
+    if len(values) != n:
+        return False
+    for k in range(n):
+        value, kept = values[k], copies[k]
+        if kept is None:
+            if value is not None:
+                return False
+            continue
+        if not isinstance(value, cnp.ndarray) or not cnp.PyArray_IS_C_CONTIGUOUS(value):
+            return False
+        if not isinstance(kept, cnp.ndarray) or not cnp.PyArray_IS_C_CONTIGUOUS(kept):
+            raise TypeError("all_same: copies: C-contiguous arrays expected")
+        if cnp.PyArray_NDIM(value) != cnp.PyArray_NDIM(kept) \
+                or cnp.PyArray_TYPE(value) != cnp.PyArray_TYPE(kept):
+            return False
+        for d in range(cnp.PyArray_NDIM(value)):
+            if cnp.PyArray_DIMS(value)[d] != cnp.PyArray_DIMS(kept)[d]:
+                return False
+        size = cnp.PyArray_NBYTES(kept)
+        if size and memcmp(cnp.PyArray_DATA(value), cnp.PyArray_DATA(kept), size) != 0:
+            return False
+    return True
 
 
 def copy_rows(src, const int64_t[::1] index, dst, int n_threads=1):
