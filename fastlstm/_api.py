@@ -190,20 +190,11 @@ def _private(arr, source):
 
 
 def _run(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr, peepholes, lengths, reverse,
-         batch_first, backend, return_tape, packed=None):
-    """The forward of every cell. Returns (y, h_n, c_n or None, tape or None).
-
-    Without `packed` (the functional API): checks every argument, then runs run_layer on the
-    weights' PackedLayer (kept across calls by fastlstm._functional_packs while the arrays
-    hold the same values). With `packed`, a PackedLayer (or fastlstm._reduced.ReducedLayer)
-    of this cell: a layer stack's or a stream's call, whose weights were checked when it made
-    them and whose x (time-major), h0, c0 and lengths it has checked; the weight arguments
-    are not read, and `backend` may be the backend object itself."""
-    if packed is not None:
-        kernel = backend if not isinstance(backend, str) else get_backend(backend)
-        if packed.cell != cell:
-            raise ValueError(f"packed: a layer of cell {packed.cell}, not {cell}")
-        return run_layer(packed, x, h0, c0, lengths, reverse, kernel, return_tape)
+         batch_first, backend, return_tape):
+    """The functional API's forward of every cell: checks every argument, then runs
+    run_layer on the weights' PackedLayer (kept across calls by fastlstm._functional_packs
+    while the arrays hold the same values). Returns (y, h_n, c_n or None, tape or None).
+    (The layer stacks and streams call run_layer on their own PackedLayers.)"""
     kind = _KIND_OF_CELL[cell]
     x, unbatched, (T, B, I) = check_x(x, batch_first)
     dtype = x.dtype

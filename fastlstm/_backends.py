@@ -41,7 +41,6 @@ class CythonBackend:
         #: the level's compiled modules (the streams use their step plans and scratch lengths)
         self.forward_module = _isa.kernel_module("recurrent_forward", self.level)
         self.info = _isa.kernel_module("_info", self.level)
-        self._fwd = self.forward_module.forward
         self._bwd = _isa.kernel_module("recurrent_backward", self.level).backward
         self._fwd_scratch = self.info.forward_scratch_length
         self._bwd_scratch = self.info.backward_scratch_length
@@ -79,22 +78,16 @@ class CythonBackend:
         return max(1, min(n_threads, B))
 
     def forward(self, cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work,
-                n_threads=1, packed=None):
-        """packed: a fastlstm._api.PackedLayer holding these weights, whose ForwardPlan for this
-        call's decomposition (the weights packed for it) is made once and then reused (its
-        scratch dict: {columns: plan}); or a
+                n_threads, packed):
+        """packed (every call has one: fastlstm._api.run_layer): the fastlstm._api.PackedLayer
+        holding these weights, whose ForwardPlan for this call's decomposition (the weights
+        packed for it) is made once and then reused (its scratch dict: {columns: plan}); or a
         fastlstm._reduced.ReducedLayer (int8, bfloat16), run by recurrent_quantized."""
-        if packed is not None and packed.precision:
+        if packed.precision:
             self._forward_reduced(cell, x, packed, lengths, h, c, gates, work, n_threads)
             return
         _, B, I = x.shape
         Hout, H = w_hh.shape[1], w_hr.shape[1]
-        if packed is None:
-            scratch = np.empty(self._fwd_scratch(cell, I, Hout, H, w_hr.shape[0],
-                                                 x.dtype.itemsize), dtype=x.dtype)
-            self._fwd(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, scratch,
-                      n_threads)
-            return
         # the decomposition groups() chose: its plan (the weights packed for it) is made once
         # and published only when made (another thread may be running the older ones)
         columns = int(n_threads > 1 and self._column_threads(cell, B, Hout, H,

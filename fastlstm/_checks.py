@@ -58,7 +58,7 @@ def check_lengths(lengths, T, B, unbatched, name="lengths"):
 
 
 #: how the errors spell the weights' shapes, per number of gate blocks
-_SPELLED = {n: {"rows": rows, "w_ih": f"({rows}, I)", "bias": f"({rows},)"}
+_SPELLED = {n: {"w_ih": f"({rows}, I)", "bias": f"({rows},)"}
             for n, rows in ((4, "4*H"), (3, "3*H"), (1, "H"))}
 
 

@@ -61,7 +61,7 @@ def pack(matrix, blocks):
 
 
 class ReducedLayer:
-    """One layer and direction at reduced precision: what fastlstm._api._run takes as a
+    """One layer and direction at reduced precision: what fastlstm._api.run_layer takes as a
     PackedLayer (never changed after it is made).
 
     w_ih (G, I), w_hh (G, H_out), w_hr (P, H) or a (0, H) float32 array: reference.quantized

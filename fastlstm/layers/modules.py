@@ -38,6 +38,11 @@ _GRAD_FIELDS = {"weight_ih": "w_ih", "weight_hh": "w_hh", "bias_ih": "b_ih", "bi
                 "weight_hr": "w_hr", "weight_peephole": "peepholes"}
 
 
+#: how the errors spell a stack's state shapes: (cell state, unbatched) -> shape
+_STATE_SHAPES_SPELLED = {(False, False): "(L*D, B, H_out)", (True, False): "(L*D, B, H)",
+                         (False, True): "(L*D, H_out)", (True, True): "(L*D, H)"}
+
+
 class _StackBase:
     """A stack of num_layers layers, each one or two directions (torch.nn.RNNBase)."""
 
@@ -230,10 +235,8 @@ class _StackBase:
                 continue
             arr = as_float_array(name, v, self.dtype)
             n = self.hidden_size if cell else self.output_size
-            if arr.shape != ((LD, n) if unbatched else (LD, B, n)):
-                what = ("(L*D, H)" if cell else "(L*D, H_out)") if unbatched else \
-                    ("(L*D, B, H)" if cell else "(L*D, B, H_out)")
-                check_shape(name, arr, (LD, n) if unbatched else (LD, B, n), what)
+            check_shape(name, arr, (LD, n) if unbatched else (LD, B, n),
+                        _STATE_SHAPES_SPELLED[cell, unbatched])
             out.append(arr[:, None, :] if unbatched else arr)
         return out
 

@@ -278,7 +278,7 @@ class ReducedStream(Stream):
     recurrent_quantized.StepPlan per layer (one call, no allocation but the output) and a
     chunk straight to the reduced-precision driver on this stream's buffers (the weights were
     packed once, when the module was made); otherwise each layer goes through
-    fastlstm._api._run."""
+    fastlstm._api.run_layer."""
 
     def __init__(self, module, batch_size=1):
         B, L, H = self._common_init(module, batch_size)
@@ -337,9 +337,9 @@ class ReducedStream(Stream):
     def _run_functions(self, inp):
         lstm = self.kind == "lstm"
         for l, layer in enumerate(self._layers):
-            y, h_n, c_n, _ = _api._run(layer.cell, inp, None, None, None, None,
-                                       self._hs[l][0], self._cs[l][0] if lstm else None, None,
-                                       None, None, False, False, self._backend, False, layer)
+            y, h_n, c_n, _ = _api.run_layer(layer, inp, self._hs[l][0],
+                                            self._cs[l][0] if lstm else None, None, False,
+                                            self._backend, False)
             self._hs[l][0] = h_n
             if lstm:
                 self._cs[l][0] = c_n
