@@ -240,12 +240,20 @@ def run_layer(packed, x, h0, c0, lengths, reverse, kernel, return_tape, batch_fi
     chunk = T if return_tape else min(T, max(1, _INFERENCE_CHUNK_ROWS // max(B, 1)))
     # inference in another order: x_loop, h and gates are the call's own (y, h_n and c_n
     # are copied from them), so they come from the layer's kept block (_spare_buffers)
-    block = None
+    block = moved = None
     copy_rows = None if order.identity else _row_copier(n_threads, T * B * max(I, H_out))
     if not return_tape and not order.identity and T > 0 and B > 0:
         block, (x_loop, h, gates) = _spare_buffers.carve(
             packed.spare, dtype, ((T, B, I), (T + 1, B, H_out), (chunk, B, Gs)))
-        x_loop = order.gather(x, x_loop, copy_rows)
+        if (getattr(kernel, "moves_rows", False) and not packed.precision
+                and (I == 1 or x.strides[2] == dtype.itemsize)):
+            # the kernel gathers x's rows and scatters y's, chunk by chunk (CONTRACT.md)
+            y_caller = np.empty((B, T, H_out) if batch_first else (T, B, H_out), dtype)
+            moved = (x, y_caller.transpose(1, 0, 2) if batch_first else y_caller,
+                    order.perm if order.perm is not None else np.arange(B, dtype=np.int64),
+                    order.reverse)
+        else:
+            x_loop = order.gather(x, x_loop, copy_rows)
     else:
         x_loop = order.gather(x, copy_rows=copy_rows)
         # With a tape, padded entries stay zero (CONTRACT.md: the backward and the peephole
@@ -264,8 +272,12 @@ def run_layer(packed, x, h0, c0, lengths, reverse, kernel, return_tape, batch_fi
     work = np.empty((B, 3 * H if GRU_LINEAR_BEFORE_RESET <= cell <= GRU_RESET_BEFORE
                      else (H if w_hr.shape[0] else 0)), dtype=dtype)
     if T > 0 and B > 0:
-        kernel.forward(cell, x_loop, w_ih, w_hh, w_hr, packed.bias, packed.peep, order.lengths,
-                       h, c, gates, work, n_threads, packed)
+        if moved is None:
+            kernel.forward(cell, x_loop, w_ih, w_hh, w_hr, packed.bias, packed.peep,
+                           order.lengths, h, c, gates, work, n_threads, packed)
+        else:
+            kernel.forward(cell, x_loop, w_ih, w_hh, w_hr, packed.bias, packed.peep,
+                           order.lengths, h, c, gates, work, n_threads, packed, moved)
 
     # final states: row k's state after its last valid step
     c_n = None
@@ -283,7 +295,7 @@ def run_layer(packed, x, h0, c0, lengths, reverse, kernel, return_tape, batch_fi
         h_n = h_n.reshape(H_out)
         if lstm:
             c_n = c_n.reshape(H)
-    y_tm = order.scatter(h[1:], copy_rows)
+    y_tm = order.scatter(h[1:], copy_rows) if moved is None else moved[1]
     if return_tape and y_tm.base is h:
         y_tm = y_tm.copy()
     if block is not None:   # y, h_n, c_n are copies: the block may serve the next call

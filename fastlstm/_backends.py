@@ -35,6 +35,9 @@ class CythonBackend:
     build."""
 
     name = "cython"
+    #: forward() takes caller_x, y, perm and reverse: the kernel moves an inference call's
+    #: rows into and out of loop order itself (CONTRACT.md)
+    moves_rows = True
 
     def __init__(self, level=None):
         self.level = level or _isa.chosen_level()
@@ -78,11 +81,14 @@ class CythonBackend:
         return max(1, min(n_threads, B))
 
     def forward(self, cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work,
-                n_threads, packed):
+                n_threads, packed, rows=None):
         """packed (every call has one: fastlstm._api.run_layer): the fastlstm._api.PackedLayer
         holding these weights, whose ForwardPlan for this call's decomposition (the weights
         packed for it) is made once and then reused (its scratch dict: {columns: plan}); or a
-        fastlstm._reduced.ReducedLayer (int8, bfloat16), run by recurrent_quantized."""
+        fastlstm._reduced.ReducedLayer (int8, bfloat16), run by recurrent_quantized (which
+        takes no rows). rows: None, or (caller_x, y, perm, reverse) for ForwardPlan.run: x is
+        then the loop-order buffer that the kernel fills from caller_x, and y receives the
+        outputs in time order."""
         if packed.precision:
             self._forward_reduced(cell, x, packed, lengths, h, c, gates, work, n_threads)
             return
@@ -99,7 +105,10 @@ class CythonBackend:
             plan = self.forward_module.ForwardPlan(cell, w_ih, w_hh, w_hr, bias, peep, scratch,
                                                    columns, n_threads)
             packed.scratch[columns] = plan
-        plan.run(x, lengths, h, c, gates, work, n_threads)
+        if rows is None:
+            plan.run(x, lengths, h, c, gates, work, n_threads)
+        else:
+            plan.run(x, lengths, h, c, gates, work, n_threads, *rows)
 
     def _forward_reduced(self, cell, x, layer, lengths, h, c, gates, work, n_threads):
         """recurrent_quantized.forward on a ReducedLayer's panels; its activation scratch is

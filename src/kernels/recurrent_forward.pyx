@@ -21,7 +21,7 @@ rows cost nothing. No BLAS call, and nothing is allocated here.
 """
 from cython cimport floating
 from libc.stdint cimport int64_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from cython.parallel cimport parallel, prange, threadid
 cimport numpy as cnp
 
@@ -52,6 +52,61 @@ cdef inline Py_ssize_t active_rows(const int64_t* lengths, Py_ssize_t b0, Py_ssi
     while n > 0 and lengths[b0 + n - 1] <= t:
         n -= 1
     return n
+
+
+# The caller's layout of x and y, for a call whose rows run in another order (lengths,
+# reverse: ForwardPlan.run's caller_x, y and perm). The kernel then moves each chunk's rows
+# itself, on the thread that computes them and while they are in cache, instead of the
+# Python layer copying whole arrays into and out of loop order (fastlstm/_loop_order.py
+# gather and scatter, whose results these are). x or y NULL: that side is not mapped.
+cdef struct RowMap:
+    const void* x           # the caller's x (T, B, I): step t of caller row r at x + t*x_t + r*x_b
+    void* y                 # the caller's y (T, B, Hout), the same with y_t, y_b
+    const int64_t* perm     # loop row k is caller row perm[k]
+    Py_ssize_t x_t, x_b, y_t, y_b   # strides, in elements (rows contiguous)
+    bint reverse            # each row read (and written) from its last valid step down
+
+
+cdef void gather_x(const RowMap* rmap, floating* x_loop, const int64_t* lengths, Py_ssize_t B,
+                   Py_ssize_t I, Py_ssize_t t0, Py_ssize_t f0, Py_ssize_t f1,
+                   bint zeros) noexcept nogil:
+    """Rows f0 <= f < f1 of the chunk from step t0 of the loop-order x (f = s*B + b: loop row
+    b at step t0 + s): the caller's row perm[b] at its step of loop step t0 + s, or, past the
+    row's length, zeros (with `zeros`; else left as they are, for a projection that reads
+    only running rows)."""
+    cdef Py_ssize_t f, s, b, L
+    cdef const floating* x = <const floating*>rmap.x
+    for f in range(f0, f1):
+        s = t0 + f // B
+        b = f % B
+        L = lengths[b]
+        if s < L:
+            memcpy(x_loop + (t0 * B + f) * I,
+                   x + (L - 1 - s if rmap.reverse else s) * rmap.x_t + rmap.perm[b] * rmap.x_b,
+                   I * sizeof(floating))
+        elif zeros:
+            memset(x_loop + (t0 * B + f) * I, 0, I * sizeof(floating))
+
+
+cdef void scatter_y(const RowMap* rmap, const floating* h, const int64_t* lengths, Py_ssize_t B,
+                    Py_ssize_t Hout, Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t b0, Py_ssize_t b1,
+                    Py_ssize_t j0, Py_ssize_t nj) noexcept nogil:
+    """Columns j0 <= j < j0 + nj of the caller's y for loop rows b0 <= b < b1 at loop steps
+    t0 <= s < t1: h[s + 1, b] at the row's caller step of loop step s while s < its length;
+    past it, zeros at caller step s (so each (step, row) of y is written exactly once over
+    steps 0..T-1)."""
+    cdef Py_ssize_t s, b, L
+    cdef floating* y = <floating*>rmap.y
+    if nj <= 0:
+        return
+    for s in range(t0, t1):
+        for b in range(b0, b1):
+            L = lengths[b]
+            if s < L:
+                memcpy(y + (L - 1 - s if rmap.reverse else s) * rmap.y_t + rmap.perm[b] * rmap.y_b
+                       + j0, h + ((s + 1) * B + b) * Hout + j0, nj * sizeof(floating))
+            else:
+                memset(y + s * rmap.y_t + rmap.perm[b] * rmap.y_b + j0, 0, nj * sizeof(floating))
 
 
 cdef void step(int cell, const floating* w_hh_pack, const floating* w_n_pack,
@@ -128,17 +183,25 @@ cdef void run_group(int cell, const floating* x, const floating* w_ih_pack,
                     const int64_t* lengths, floating* h, floating* c, floating* gates,
                     floating* work, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                     Py_ssize_t Hout, Py_ssize_t P, Py_ssize_t Gs, Py_ssize_t K, bint keep_c,
-                    Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
+                    Py_ssize_t b0, Py_ssize_t b1, const RowMap* rmap) noexcept nogil:
     """The whole time loop for batch rows b0 <= b < b1, in chunks of K steps (this thread in
-    flush-to-zero mode, _fpmode.h)."""
-    cdef Py_ssize_t t0 = 0, k
+    flush-to-zero mode, _fpmode.h); with a row map, each chunk's rows of x gathered before its
+    projection and its outputs scattered after its steps."""
+    cdef Py_ssize_t t0 = 0, k, s
     cdef fl_fpmode mode = fl_flush_denormals()
     while t0 < T and lengths[b0] > t0:
         k = min(K, T - t0)
+        if rmap.x != NULL:
+            for s in range(k):
+                gather_x(rmap, <floating*>x, lengths, B, I, t0, s * B + b0, s * B + b1, False)
         project(x, w_ih_pack, lengths, gates, B, I, gate_width(cell, H), Gs, t0, k, b0, b1)
         run_chunk(cell, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, lengths, h, c, gates, work,
                   B, H, Hout, P, Gs, keep_c, t0, k, b0, b1)
+        if rmap.y != NULL:
+            scatter_y(rmap, h, lengths, B, Hout, t0, t0 + k, b0, b1, 0, Hout)
         t0 += K
+    if rmap.y != NULL:   # the steps after the group's last row ended: zeros
+        scatter_y(rmap, h, lengths, B, Hout, t0, T, b0, b1, 0, Hout)
     fl_restore_fpmode(mode)
 
 
@@ -222,10 +285,12 @@ cdef void column_loop(int cell, const floating* x, const floating* w_ih_pack,
                       const int64_t* lengths, floating* h, floating* c, floating* gates,
                       floating* work, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                       Py_ssize_t Hout, Py_ssize_t P, Py_ssize_t Gs, Py_ssize_t K, bint keep_c,
-                      fl_barrier* bar, int tid, int team) noexcept nogil:
+                      fl_barrier* bar, int tid, int team, const RowMap* rmap) noexcept nogil:
     """The whole time loop, this thread's share (thread tid of a team of `team`): the rows
     are one group (lengths never increase over the batch), in chunks of K steps; the thread
-    in flush-to-zero mode (_fpmode.h)."""
+    in flush-to-zero mode (_fpmode.h). With a row map, each thread gathers the rows of x it
+    projects, and scatters the columns of y it computed (its units, or its projection
+    outputs)."""
     cdef Py_ssize_t chunks = unit_chunks(gates, H)
     cdef Py_ssize_t NR = panel_width(gates)
     cdef Py_ssize_t c0 = tid * chunks // team, c1 = (tid + 1) * chunks // team
@@ -245,10 +310,16 @@ cdef void column_loop(int cell, const floating* x, const floating* w_ih_pack,
         if k * B >= 2 * team:
             r0 = tid * k * B // team
             r1 = (tid + 1) * k * B // team
+            if rmap.x != NULL:
+                gather_x(rmap, <floating*>x, lengths, B, I, t0, r0, r1, True)
             if r1 > r0:
                 gemm(r1 - r0, G, I, x + (t0 * B + r0) * I, I, 1, w_ih_pack, gates + r0 * Gs,
                      Gs, False)
         else:
+            if rmap.x != NULL:   # every thread reads every row: one gathers them, all wait
+                if tid == 0:
+                    gather_x(rmap, <floating*>x, lengths, B, I, t0, 0, k * B, True)
+                fl_barrier_wait(bar, team, &seen)
             r0 = tid * g_panels // team * NR
             r1 = min((tid + 1) * g_panels // team * NR, G)
             if r1 > r0:
@@ -263,7 +334,12 @@ cdef void column_loop(int cell, const floating* x, const floating* w_ih_pack,
             column_step(cell, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, h, c,
                         gates + s * B * Gs, work, t0 + s, m, B, H, Hout, P, keep_c, c0, u0, n,
                         p0, pn, bar, team, &seen)
+        if rmap.y != NULL:   # this thread's columns of h (written by it alone)
+            scatter_y(rmap, h, lengths, B, Hout, t0, t0 + k, 0, B, p0 if P else u0,
+                      pn if P else n)
         t0 += K
+    if rmap.y != NULL:   # the steps after every row ended: zeros
+        scatter_y(rmap, h, lengths, B, Hout, t0, T, 0, B, p0 if P else u0, pn if P else n)
     fl_restore_fpmode(mode)
 
 
@@ -347,10 +423,12 @@ cdef void run_layer(int cell, const floating* x, Packed parts, const floating* b
                     const floating* peep, const int64_t* lengths, floating* h, floating* c,
                     floating* gates, floating* work, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I,
                     Py_ssize_t H, Py_ssize_t Hout, Py_ssize_t P, Py_ssize_t Gs, Py_ssize_t K,
-                    bint keep_c, int team, int n_threads) noexcept nogil:
+                    bint keep_c, int team, int n_threads, const RowMap* rmap) noexcept nogil:
     """The time loop on packed weights, in one of forward()'s decompositions: the column split
     on `team` threads (team > 0), else min(n_threads, B) groups of rows. c: NULL unless LSTM;
-    work: NULL when it has no columns. Sets flush-to-zero mode for this thread (and each
+    work: NULL when it has no columns. rmap: where the caller's x and y lie when the kernel
+    moves the rows into and out of loop order (x is then the loop-order buffer it fills),
+    its x and y NULL when it does not. Sets flush-to-zero mode for this thread (and each
     team thread sets its own) and restores it."""
     cdef Py_ssize_t G = gate_width(cell, H)
     cdef Py_ssize_t n_groups = 1 if team else min(<Py_ssize_t>n_threads, B)
@@ -366,29 +444,37 @@ cdef void run_layer(int cell, const floating* x, Packed parts, const floating* b
         with parallel(num_threads=team):
             column_loop(cell, x, w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, bias, peep,
                         lengths, h, c, gates, work, T, B, I, H, Hout, P, Gs, K, keep_c, &bar,
-                        threadid(), fl_team_size())
+                        threadid(), fl_team_size(), rmap)
     elif n_groups > 1:  # a group of batch rows per thread, each on its own to the end
         for group in prange(n_groups, num_threads=n_groups, schedule="static"):
             run_group(cell, x, w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, lengths,
                       h, c, gates, work, T, B, I, H, Hout, P, Gs, K, keep_c,
-                      group * B // n_groups, (group + 1) * B // n_groups)
+                      group * B // n_groups, (group + 1) * B // n_groups, rmap)
     else:  # one group: all threads project a chunk's input, then one thread runs its steps
         t0 = 0
         while t0 < T and lengths[0] > t0:
             k = min(K, T - t0)
             n_parts = n_threads if k * B * I * G >= SHARED_PROJECTION_MACS else 1
             if n_parts == 1:   # no OpenMP region; only the rows still running (lengths)
+                if rmap.x != NULL:
+                    gather_x(rmap, <floating*>x, lengths, B, I, t0, 0, k * B, False)
                 project(x, w_ih_pack, lengths, gates, B, I, G, Gs, t0, k, 0, B)
             else:
                 for part in prange(n_parts, num_threads=n_parts, schedule="static"):
                     r0 = part * k * B // n_parts
                     r1 = (part + 1) * k * B // n_parts
+                    if rmap.x != NULL:
+                        gather_x(rmap, <floating*>x, lengths, B, I, t0, r0, r1, True)
                     # gates[0:k] (k*B, G of Gs) = x[t0:t0+k] (k*B, I) @ w_ih^T, by rows
                     projection_part(G, I, x + (t0 * B + r0) * I, w_ih_pack, gates + r0 * Gs,
                                     Gs, r1 - r0)
             run_chunk(cell, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, lengths, h, c, gates,
                       work, B, H, Hout, P, Gs, keep_c, t0, k, 0, B)
+            if rmap.y != NULL:
+                scatter_y(rmap, h, lengths, B, Hout, t0, t0 + k, 0, B, 0, Hout)
             t0 += k
+        if rmap.y != NULL:   # the steps after every row ended: zeros
+            scatter_y(rmap, h, lengths, B, Hout, t0, T, 0, B, 0, Hout)
     fl_restore_fpmode(mode)
 
 
@@ -475,6 +561,8 @@ def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                          "that packed them)")
     cdef const floating* peep_p = &peep[0, 0] if peep.shape[0] else NULL
     cdef Packed parts = packed_parts(&scratch[0], cell, I, H, Hout)
+    cdef RowMap no_map
+    memset(&no_map, 0, sizeof(RowMap))
     with nogil:
         if pack_weights:
             pack_layer(cell, &w_ih[0, 0], &w_hh[0, 0], &w_hr[0, 0] if P else NULL, parts, I, H,
@@ -482,7 +570,7 @@ def forward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         run_layer(cell, &x[0, 0, 0], parts, &bias[0, 0], peep_p, &lengths[0], &h[0, 0, 0],
                   &c[0, 0, 0] if cell == LSTM else NULL, &gates[0, 0, 0],
                   &work[0, 0] if work.shape[1] else NULL, T, B, I, H, Hout, P, Gs, K, keep_c,
-                  team, n_threads)
+                  team, n_threads, &no_map)
 
 
 cdef class ForwardPlan:
@@ -565,14 +653,29 @@ cdef class ForwardPlan:
         """1: packed for the column split; 0: for the groups of rows."""
         return self.split
 
-    def run(self, x, lengths, h, c, gates, work, int n_threads=1):
+    def run(self, x, lengths, h, c, gates, work, int n_threads=1, caller_x=None, y=None,
+            perm=None, bint reverse=False):
         """forward(cell, x, ..., lengths, h, c, gates, work, scratch, n_threads,
         pack_weights=False, columns) on the plan's packed weights: x (T, B, I), lengths (B,)
         int64, h (T+1, B, Hout), c (2 or T+1, B, H) (LSTM; (0, B, H) otherwise), gates
         (K, B, Gs), work (B, work width), all C-contiguous, of the plan's dtype; h, c, gates
-        and work writable. A wrong array is a TypeError, wrong shapes a ValueError."""
+        and work writable. A wrong array is a TypeError, wrong shapes a ValueError.
+
+        The rows moved by the kernel (inference in another order, CONTRACT.md): perm (B,)
+        int64, a permutation (loop row k is caller row perm[k]), with
+        caller_x (T, B, I): the caller's x in time order; x is then a writable buffer that
+                 the kernel fills with loop-order rows chunk by chunk (what
+                 fastlstm._loop_order's gather gives; past a row's length, zeros or left as
+                 they are);
+        y (T, B, Hout): writable, receives what scatter(h[1:]) gives: each row's outputs in
+                 time order, zeros past its length (every element written);
+        reverse: rows read and written from their last valid step down.
+        caller_x and y of the plan's dtype, each row (last axis) contiguous, any other
+        strides (a batch_first view)."""
         cdef int typenum = cnp.NPY_FLOAT64 if self.is_double else cnp.NPY_FLOAT32
-        cdef char* xp = array_data(x, "x", typenum, 3, False)
+        cdef RowMap rmap
+        memset(&rmap, 0, sizeof(RowMap))
+        cdef char* xp = array_data(x, "x", typenum, 3, caller_x is not None)
         cdef char* lp = array_data(lengths, "lengths", cnp.NPY_INT64, 1, False)
         cdef char* hp = array_data(h, "h", typenum, 3, True)
         cdef char* cp = array_data(c, "c", typenum, 3, True)
@@ -594,6 +697,10 @@ cdef class ForwardPlan:
             problem = lengths_problem_at(<int64_t*>lp, B, T, 1 if team else min(n_threads, B))
         if problem != NULL:
             raise ValueError("ForwardPlan.run: " + problem.decode())
+        if caller_x is not None or y is not None:
+            row_map(&rmap, caller_x, y, perm, reverse, typenum, T, B, self.n_in, self.Hout)
+        elif perm is not None:
+            raise ValueError("ForwardPlan.run: perm needs caller_x or y")
         if self.cell != LSTM:
             cp = NULL
         if ws[1] == 0:
@@ -601,20 +708,75 @@ cdef class ForwardPlan:
         if self.is_double:
             with nogil:
                 self._run(<double*>xp, <int64_t*>lp, <double*>hp, <double*>cp, <double*>gp,
-                          <double*>wp, T, B, gs[0], gs[2], cs[0] == T + 1, team, n_threads)
+                          <double*>wp, T, B, gs[0], gs[2], cs[0] == T + 1, team, n_threads,
+                          &rmap)
         else:
             with nogil:
                 self._run(<float*>xp, <int64_t*>lp, <float*>hp, <float*>cp, <float*>gp,
-                          <float*>wp, T, B, gs[0], gs[2], cs[0] == T + 1, team, n_threads)
+                          <float*>wp, T, B, gs[0], gs[2], cs[0] == T + 1, team, n_threads,
+                          &rmap)
 
     cdef void _run(self, const floating* x, const int64_t* lengths, floating* h, floating* c,
                    floating* gates, floating* work, Py_ssize_t T, Py_ssize_t B, Py_ssize_t K,
-                   Py_ssize_t Gs, bint keep_c, int team, int n_threads) noexcept nogil:
+                   Py_ssize_t Gs, bint keep_c, int team, int n_threads,
+                   const RowMap* rmap) noexcept nogil:
         cdef Packed parts = packed_parts(<floating*>self.scratch, self.cell, self.n_in, self.H,
                                          self.Hout)
         run_layer(self.cell, x, parts, <floating*>self.bias, <floating*>self.peep, lengths, h, c,
                   gates, work, T, B, self.n_in, self.H, self.Hout, self.P, Gs, K, keep_c, team,
-                  n_threads)
+                  n_threads, rmap)
+
+
+cdef int row_map(RowMap* rmap, caller_x, y, perm, bint reverse, int typenum, Py_ssize_t T,
+                 Py_ssize_t B, Py_ssize_t I, Py_ssize_t Hout) except -1:
+    """Fill rmap for ForwardPlan.run from its caller_x, y (either may be None), perm and
+    reverse, checking each: a TypeError or ValueError naming the argument."""
+    cdef const int64_t* order = <const int64_t*>array_data(perm, "perm", cnp.NPY_INT64, 1,
+                                                           False)
+    cdef Py_ssize_t k, r
+    if cnp.PyArray_DIMS(perm)[0] != B:
+        raise ValueError(f"ForwardPlan.run: perm: expected shape ({B},), got {perm.shape}")
+    seen = bytearray(B)
+    for k in range(B):
+        r = order[k]
+        if r < 0 or r >= B or seen[r]:
+            raise ValueError(f"ForwardPlan.run: perm: expected a permutation of 0..{B - 1}, "
+                             f"got {perm!r}")
+        seen[r] = 1
+    rmap.perm, rmap.reverse = order, reverse
+    if caller_x is not None:
+        rmap.x = strided_rows(caller_x, "caller_x", typenum, T, B, I, False, &rmap.x_t,
+                              &rmap.x_b)
+    if y is not None:
+        rmap.y = strided_rows(y, "y", typenum, T, B, Hout, True, &rmap.y_t, &rmap.y_b)
+    return 0
+
+
+cdef char* strided_rows(object a, str name, int typenum, Py_ssize_t T, Py_ssize_t B,
+                        Py_ssize_t n, bint writable, Py_ssize_t* t_stride,
+                        Py_ssize_t* b_stride) except NULL:
+    """The data of `a`, a (T, B, n) ndarray of type `typenum` (writable when asked) whose
+    rows along the last axis are contiguous, and its first two strides in elements; else a
+    TypeError or ValueError naming `name`."""
+    cdef Py_ssize_t item = 8 if typenum == cnp.NPY_FLOAT64 else 4
+    wanted = "float64" if typenum == cnp.NPY_FLOAT64 else "float32"
+    if not isinstance(a, cnp.ndarray) or cnp.PyArray_TYPE(a) != typenum \
+            or cnp.PyArray_NDIM(a) != 3 or (writable and not cnp.PyArray_ISWRITEABLE(a)):
+        got = (f"a {a.dtype} array of {a.ndim} dimensions"
+               + ("" if a.flags.writeable else ", read-only")
+               if isinstance(a, cnp.ndarray) else type(a).__name__)
+        raise TypeError(f"ForwardPlan.run: {name}: expected a 3-d{' writable' if writable else ''}"
+                        f" {wanted} array, got {got}")
+    cdef cnp.npy_intp* dims = cnp.PyArray_DIMS(a)
+    cdef cnp.npy_intp* strides = cnp.PyArray_STRIDES(a)
+    if dims[0] != T or dims[1] != B or dims[2] != n:
+        raise ValueError(f"ForwardPlan.run: {name}: expected shape ({T}, {B}, {n}), got "
+                         f"{a.shape}")
+    if (n > 1 and strides[2] != item) or strides[0] % item or strides[1] % item:
+        raise ValueError(f"ForwardPlan.run: {name}: expected rows contiguous along the last "
+                         f"axis, got strides {a.strides}")
+    t_stride[0], b_stride[0] = strides[0] // item, strides[1] // item
+    return <char*>cnp.PyArray_DATA(a)
 
 
 cdef char* array_data(object a, str name, int typenum, int ndim, bint writable) except NULL:
@@ -682,14 +844,16 @@ cdef void columns_one_step(int cell, const floating* x, const floating* w_ih_pac
     threads (the input projection shared by panels), then the state moved into slot 0."""
     cdef fl_barrier bar
     fl_barrier_init(&bar)
+    cdef RowMap no_map
+    memset(&no_map, 0, sizeof(RowMap))
     if team > 1:
         with parallel(num_threads=team):
             column_loop(cell, x, w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, lengths,
                         h, c, gates, work, 1, B, I, H, Hout, P, Gs, 1, False, &bar, threadid(),
-                        fl_team_size())
+                        fl_team_size(), &no_map)
     else:
         column_loop(cell, x, w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, lengths, h,
-                    c, gates, work, 1, B, I, H, Hout, P, Gs, 1, False, &bar, 0, 1)
+                    c, gates, work, 1, B, I, H, Hout, P, Gs, 1, False, &bar, 0, 1, &no_map)
     move_state(cell, h, c, y, B, H, Hout)
 
 
