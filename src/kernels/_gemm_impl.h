@@ -106,34 +106,40 @@ static __attribute__((unused)) void FL_NAME(fl_pack)(ptrdiff_t k, ptrdiff_t n, c
     }
 }
 
-/* C[0:mr, 0:NR] (+)= A[0:mr, 0:k] @ panel[0:k, :], mr <= MR. Inlined with a constant mr, so
- * that the accumulators become registers. */
+/* C[0:mr, 0:nv*LANES] (+)= A[0:mr, 0:k] @ panel[0:k, 0:nv*LANES], mr <= MR, nv <= NV (the
+ * first nv vectors of each panel row: a panel whose last columns are empty costs only the
+ * vectors that hold columns). Inlined with constant mr and nv, so that the accumulators
+ * become registers. Each element of C is one running sum over k in order, whatever nv. */
 static inline __attribute__((always_inline)) void
-FL_NAME(fl_block)(const int mr, ptrdiff_t k, const FL_T* a, ptrdiff_t ars, ptrdiff_t acs,
-                  const FL_T* panel, FL_T* c, ptrdiff_t ldc, int load_c)
+FL_NAME(fl_block)(const int mr, const int nv, ptrdiff_t k, const FL_T* a, ptrdiff_t ars,
+                  ptrdiff_t acs, const FL_T* panel, FL_T* c, ptrdiff_t ldc, int load_c)
 {
     FL_VEC acc[FL_MR][FL_NV];
 #pragma GCC unroll 8
     for (int r = 0; r < FL_MR; r++) {
 #pragma GCC unroll 8
         for (int v = 0; v < FL_NV; v++) {
-            if (r < mr) acc[r][v] = load_c ? (FL_VEC)*(const FL_UVEC*)(c + r * ldc + v * FL_LANES)
-                                           : (FL_VEC){0};
+            if (r < mr && v < nv)
+                acc[r][v] = load_c ? (FL_VEC)*(const FL_UVEC*)(c + r * ldc + v * FL_LANES)
+                                   : (FL_VEC){0};
         }
     }
     for (ptrdiff_t q = 0; q < k; q++) {
         FL_VEC bv[FL_NV];
 #pragma GCC unroll 8
         for (int v = 0; v < FL_NV; v++) {
-            bv[v] = *(const FL_UVEC*)(panel + q * FL_NR + v * FL_LANES);
-            if (mr > 2 && mr < FL_MR) FL_IN_REGISTER(bv[v]);
+            if (v < nv) {
+                bv[v] = *(const FL_UVEC*)(panel + q * FL_NR + v * FL_LANES);
+                if (mr > 2 && mr < FL_MR) FL_IN_REGISTER(bv[v]);
+            }
         }
 #pragma GCC unroll 8
         for (int r = 0; r < FL_MR; r++) {
             if (r < mr) {
                 FL_T s = a[r * ars + q * acs];
 #pragma GCC unroll 8
-                for (int v = 0; v < FL_NV; v++) acc[r][v] += s * bv[v];
+                for (int v = 0; v < FL_NV; v++)
+                    if (v < nv) acc[r][v] += s * bv[v];
             }
         }
     }
@@ -141,12 +147,25 @@ FL_NAME(fl_block)(const int mr, ptrdiff_t k, const FL_T* a, ptrdiff_t ars, ptrdi
     for (int r = 0; r < FL_MR; r++) {
 #pragma GCC unroll 8
         for (int v = 0; v < FL_NV; v++) {
-            if (r < mr) *(FL_UVEC*)(c + r * ldc + v * FL_LANES) = acc[r][v];
+            if (r < mr && v < nv) *(FL_UVEC*)(c + r * ldc + v * FL_LANES) = acc[r][v];
         }
     }
 }
 
-/* fl_block for a run-time mr (1 ... MR) and the first nc <= NR columns of C. */
+/* fl_block for a constant mr and a run-time nv (1 ... NV). */
+#define FL_BLOCK_NV(mr)                                                                   \
+    switch (nv) {                                                                         \
+    case 1: FL_NAME(fl_block)(mr, 1, k, a, ars, acs, panel, dst, ldd, load_c); break;     \
+    case 2: FL_NAME(fl_block)(mr, 2 < FL_NV ? 2 : FL_NV, k, a, ars, acs, panel, dst, ldd, \
+                              load_c); break;                                             \
+    case 3: FL_NAME(fl_block)(mr, 3 < FL_NV ? 3 : FL_NV, k, a, ars, acs, panel, dst, ldd, \
+                              load_c); break;                                             \
+    default: FL_NAME(fl_block)(mr, FL_NV, k, a, ars, acs, panel, dst, ldd, load_c); break; \
+    }
+
+/* fl_block for a run-time mr (1 ... MR) and the first nc <= NR columns of C: only the
+ * vectors that hold columns are computed (a narrow product, e.g. H = 32 against a 64-column
+ * AVX-512 panel, does half the work, not all of it). */
 static void FL_NAME(fl_block_any)(int mr, ptrdiff_t nc, ptrdiff_t k, const FL_T* a,
                                   ptrdiff_t ars, ptrdiff_t acs, const FL_T* panel, FL_T* c,
                                   ptrdiff_t ldc, int load_c)
@@ -154,27 +173,29 @@ static void FL_NAME(fl_block_any)(int mr, ptrdiff_t nc, ptrdiff_t k, const FL_T*
     FL_T edge[FL_MR * FL_NR];
     FL_T* dst = c;
     ptrdiff_t ldd = ldc;
-    if (nc < FL_NR) {  /* a partial panel: work on a full-width copy */
+    int nv = (int)((nc + FL_LANES - 1) / FL_LANES);
+    if (nc < nv * FL_LANES) {  /* a partial vector: work on a copy, nv vectors wide */
         for (int r = 0; r < mr; r++)
-            for (ptrdiff_t j = 0; j < FL_NR; j++)
+            for (ptrdiff_t j = 0; j < nv * FL_LANES; j++)
                 edge[r * FL_NR + j] = (load_c && j < nc) ? c[r * ldc + j] : 0;
         dst = edge;
         ldd = FL_NR;
         load_c = 1;
     }
     switch (mr) {
-    case 1: FL_NAME(fl_block)(1, k, a, ars, acs, panel, dst, ldd, load_c); break;
-    case 2: FL_NAME(fl_block)(2, k, a, ars, acs, panel, dst, ldd, load_c); break;
-    case 3: FL_NAME(fl_block)(3, k, a, ars, acs, panel, dst, ldd, load_c); break;
-    case 4: FL_NAME(fl_block)(4, k, a, ars, acs, panel, dst, ldd, load_c); break;
-    case 5: FL_NAME(fl_block)(5, k, a, ars, acs, panel, dst, ldd, load_c); break;
-    default: FL_NAME(fl_block)(FL_MR, k, a, ars, acs, panel, dst, ldd, load_c); break;
+    case 1: FL_BLOCK_NV(1); break;
+    case 2: FL_BLOCK_NV(2); break;
+    case 3: FL_BLOCK_NV(3); break;
+    case 4: FL_BLOCK_NV(4); break;
+    case 5: FL_BLOCK_NV(5); break;
+    default: FL_BLOCK_NV(FL_MR); break;
     }
-    if (nc < FL_NR) {
+    if (dst == edge) {
         for (int r = 0; r < mr; r++)
             for (ptrdiff_t j = 0; j < nc; j++) c[r * ldc + j] = edge[r * FL_NR + j];
     }
 }
+#undef FL_BLOCK_NV
 
 /* One or two rows of C against FL_WIDE / mr whole panels at once: C[0:mr, panels' columns]
  * (+)= A[0:mr, 0:k] @ those panels (panel p at panel + p * pstride). A single row against one

@@ -34,6 +34,8 @@ def openmp_max_threads():
 
 
 
+from cython cimport floating
+from ._gemm cimport gemm as gemm_of, pack as pack_of, packed_length as packed_length_of
 from ._gemm cimport panel_width as panel_width_of
 from ._layout cimport backward_scratch, column_threads as column_threads_of, forward_scratch
 
@@ -189,3 +191,27 @@ cdef inline void copy_row(char* out, const char* src, int64_t i, size_t row) noe
         memset(out, 0, row)
     else:
         memcpy(out, src + i * row, row)
+
+
+def matmul(const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] c,
+           bint accumulate=False):
+    """c (m, n) (+)= a (m, k) @ b (k, n) through the kernels' micro-kernel (_gemm.h: b packed
+    into panels, then the blocks), as every product of the drivers runs: for tests, so that
+    each block shape (rows, and vectors of a panel that hold columns) can be checked alone.
+    Every array C-contiguous, of one float dtype; shapes checked (ValueError)."""
+    cdef Py_ssize_t m = a.shape[0], k = a.shape[1], n = b.shape[1]
+    if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n:
+        raise ValueError(f"matmul: a (m, k), b (k, n), c (m, n) expected, got a "
+                         f"({m}, {k}), b ({b.shape[0]}, {n}), c ({c.shape[0]}, {c.shape[1]})")
+    if m == 0 or n == 0:
+        return
+    import numpy as np
+    cdef Py_ssize_t NR = panel_width_of(&c[0, 0])
+    packed = np.zeros(max(1, packed_length_of(&c[0, 0], k, n)),
+                      np.float32 if floating is float else np.float64)
+    cdef floating[::1] p = packed
+    cdef const floating* a_data = &a[0, 0] if k else &c[0, 0]   # not read when k = 0
+    with nogil:
+        if k:
+            pack_of(k, n, &b[0, 0], n, 1, &p[0], k * NR)
+        gemm_of(m, n, k, a_data, k, 1, &p[0], &c[0, 0], n, accumulate)

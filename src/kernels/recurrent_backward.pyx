@@ -298,13 +298,15 @@ cdef void pack_block(const floating* w, Py_ssize_t rows, Py_ssize_t cols, floati
 
 cdef void weight_rows(const floating* dA, const int64_t* kmap, const floating* xh_pack,
                       floating* dw, floating* db_ih, floating* db_hh, floating* work,
-                      Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t K, Py_ssize_t Gs, Py_ssize_t Ip,
-                      Py_ssize_t Hout, Py_ssize_t rec_shift, Py_ssize_t rec_panels) noexcept nogil:
-    """Rows r0 <= r < r1 of [dw_ih | dw_hh] (ldw = Ip + Hout) and of db_ih, db_hh, summed over
-    the K rows of dA that kmap names (all of them, in order, when kmap is NULL) and the K
-    packed rows of xh_pack. rec_shift < 0: one product dA[:, r0:r1]^T [x | h_prev]; else the
-    input side from dA's columns r and the recurrent side from columns r + rec_shift, against
-    the packed block that starts rec_panels columns into xh_pack."""
+                      Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t K, Py_ssize_t Gs, Py_ssize_t I,
+                      Py_ssize_t Ip, Py_ssize_t Hout, Py_ssize_t rec_shift,
+                      Py_ssize_t rec_panels) noexcept nogil:
+    """Rows r0 <= r < r1 of [dw_ih | dw_hh] (ldw = Ip + Hout; the input side's I columns of
+    its Ip) and of db_ih, db_hh, summed over the K rows of dA that kmap names (all of them,
+    in order, when kmap is NULL) and the K packed rows of xh_pack. rec_shift < 0: one product
+    dA[:, r0:r1]^T [x | h_prev]; else the input side from dA's columns r and the recurrent
+    side from columns r + rec_shift, against the packed block that starts rec_panels columns
+    into xh_pack."""
     cdef Py_ssize_t ldw = Ip + Hout, r
     cdef fl_fpmode mode = fl_flush_denormals()
     if rec_shift < 0:
@@ -313,7 +315,7 @@ cdef void weight_rows(const floating* dA, const int64_t* kmap, const floating* x
         for r in range(r0, r1):
             db_hh[r] = db_ih[r]
     else:
-        gemm_sums(r1 - r0, Ip, K, dA + r0, 1, Gs, kmap, xh_pack, dw + r0 * ldw, ldw,
+        gemm_sums(r1 - r0, I, K, dA + r0, 1, Gs, kmap, xh_pack, dw + r0 * ldw, ldw,
                   db_ih + r0, work)
         gemm_sums(r1 - r0, Hout, K, dA + r0 + rec_shift, 1, Gs, kmap, xh_pack + rec_panels * K,
                   dw + r0 * ldw + Ip, ldw, db_hh + r0, work)
@@ -465,6 +467,8 @@ def backward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                       & ~(<size_t>7))
     own = aligned(<floating*>(kmap + TB))   # the column split's buffers (column_rows = B)
     n_fused = 2 * H if gru else G
+    # x's columns padded to whole panels: at least half of them zeros
+    cdef bint narrow_input = 2 * I <= Ip
     with nogil:
         pack_block(&w_ih[0, 0], G, I, w_ih_pack, n_product_threads)
         if gru:   # the r, z block (2H, H) and the n block (H, H) apart
@@ -508,13 +512,16 @@ def backward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                         w_ih_pack, &dx[0, 0, 0], xh_pack, kmap, r0, min(r0 + ROWS_PER_ITEM, K),
                         K, I, Hout, H, G, Gs, Ip, Hp)
         # [dw_ih | dw_hh] and the bias gradients, by blocks of gate rows: one product where the
-        # input and recurrent sides share dA's columns and h_prev ...
+        # input and recurrent sides share dA's columns and h_prev (or, for an input much
+        # narrower than its padded panels, two: x's zero columns would cost as much as real
+        # ones) ...
         for item in prange((n_fused + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
                            num_threads=n_product_threads, schedule="static"):
             r0 = item * ROWS_PER_ITEM
             weight_rows(&dA[0, 0, 0], kmap, xh_pack, dw, &db_ih[0], &db_hh[0],
                         buf + threadid() * copy_length(&dA[0, 0, 0]), r0,
-                        min(r0 + ROWS_PER_ITEM, n_fused), K, Gs, Ip, Hout, -1, 0)
+                        min(r0 + ROWS_PER_ITEM, n_fused), K, Gs, I, Ip, Hout,
+                        0 if narrow_input else -1, Ip)
         # ... and the GRU's n block apart: recurrent gradient dm (dA's slot 3), input h_prev
         # or m = r * h_prev
         if gru:
@@ -523,7 +530,7 @@ def backward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                 r0 = 2 * H + item * ROWS_PER_ITEM
                 weight_rows(&dA[0, 0, 0], kmap, xh_pack, dw, &db_ih[0], &db_hh[0],
                             buf + threadid() * copy_length(&dA[0, 0, 0]), r0,
-                            min(r0 + ROWS_PER_ITEM, 3 * H), K, Gs, Ip, Hout, H,
+                            min(r0 + ROWS_PER_ITEM, 3 * H), K, Gs, I, Ip, Hout, H,
                             Ip + Hp if cell == GRU_RESET_BEFORE else Ip)
         for r in prange(G, num_threads=n_product_threads, schedule="static"):
             for j in range(I):
