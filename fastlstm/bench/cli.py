@@ -231,6 +231,9 @@ def main(argv=None) -> int:
         print("\n" + torch_train.format(data["training"]["torch_loop"]), flush=True)
         data["training"]["fit"] = fit.run(threads=args.threads, repeats=args.repeats)
         print("\n" + fit.format(data["training"]["fit"]), flush=True)
+        if args.threads != 1:   # issue 17's fit target is at 1 thread too
+            data["training"]["fit_1_thread"] = fit.run(threads=1, repeats=args.repeats)
+            print("\n" + fit.format(data["training"]["fit_1_thread"]), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(data, f, indent=2)
