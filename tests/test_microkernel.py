@@ -3,7 +3,8 @@ _info.matmul: the packing of b into panels, then the blocks, as every product of
 runs.
 
 - a @ b (and c + a @ b) against NumPy in float64, for every block shape: 1 ... 13 rows (each
-  row count of a block, the 7-9 rows cut in two, the one- and two-row wide blocks) and column
+  row count of a block, the 7-9 rows cut in two, the one- and two-row wide blocks over 2, 3
+  and 4 whole panels) and column
   counts around each vector and panel edge (a panel whose last vectors hold no columns
   computes only the vectors that do; a partial vector works on a copy), k short and longer
   than one pass.
@@ -27,7 +28,7 @@ def info():
 
 def _column_counts(lanes, nr):
     counts = {1, 2, lanes - 1, lanes, lanes + 1, 2 * lanes, 3 * lanes - 1, nr - 1, nr, nr + 1,
-              nr + lanes, nr + 2 * lanes + 3, 2 * nr + 3}
+              nr + lanes, nr + 2 * lanes + 3, 2 * nr, 2 * nr + 3, 3 * nr, 4 * nr, 4 * nr + 1}
     return sorted(n for n in counts if n >= 1)
 
 
@@ -43,7 +44,7 @@ def test_cython_microkernel_every_block_shape(info, dtype, k):
     lanes, nr = info.vector_bytes() // itemsize, info.panel_width(itemsize)
     rng = np.random.default_rng([k, itemsize])
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    b_all = rng.standard_normal((k, 2 * nr + 3)).astype(dtype)
+    b_all = rng.standard_normal((k, 4 * nr + 1)).astype(dtype)
     a_all = rng.standard_normal((13, k)).astype(dtype)
     full = _product(info, a_all, b_all)
     for m in range(1, 14):

@@ -197,17 +197,17 @@ static void FL_NAME(fl_block_any)(int mr, ptrdiff_t nc, ptrdiff_t k, const FL_T*
 }
 #undef FL_BLOCK_NV
 
-/* One or two rows of C against FL_WIDE / mr whole panels at once: C[0:mr, panels' columns]
+/* One or two rows of C against pw <= FL_WIDE / mr whole panels at once: C[0:mr, panels' columns]
  * (+)= A[0:mr, 0:k] @ those panels (panel p at panel + p * pstride). A single row against one
  * panel is a chain of NV dependent multiply-adds per step of k, so it waits on the latency of
  * each one; over several panels the chains interleave. Each element of C is still one running
  * sum over k in order: the same arithmetic as fl_block. */
 #define FL_WIDE 4
 static inline __attribute__((always_inline)) void
-FL_NAME(fl_block_wide)(const int mr, ptrdiff_t k, const FL_T* a, ptrdiff_t ars, ptrdiff_t acs,
-                       const FL_T* panel, ptrdiff_t pstride, FL_T* c, ptrdiff_t ldc, int load_c)
+FL_NAME(fl_block_wide)(const int mr, const int pw, ptrdiff_t k, const FL_T* a, ptrdiff_t ars,
+                       ptrdiff_t acs, const FL_T* panel, ptrdiff_t pstride, FL_T* c,
+                       ptrdiff_t ldc, int load_c)
 {
-    const int pw = FL_WIDE / mr;
     FL_VEC acc[2][FL_WIDE][FL_NV];
 #pragma GCC unroll 8
     for (int r = 0; r < 2; r++)
@@ -258,6 +258,8 @@ static void FL_NAME(fl_gemm_direct)(ptrdiff_t groups, ptrdiff_t m, ptrdiff_t n, 
 {
     ptrdiff_t panels = (n + FL_NR - 1) / FL_NR;
     ptrdiff_t pw = m == 1 ? FL_WIDE : (m == 2 ? FL_WIDE / 2 : 1);   /* panels per span */
+    if (pw > panels && n % FL_NR == 0)   /* fewer whole panels (a thread's slice): one span */
+        pw = panels;
     ptrdiff_t spans = (panels + pw - 1) / pw;
     ptrdiff_t pstride = k * FL_NR;
     /* For a short k (at most two passes of FL_KC), span after span, each through all of k:
@@ -279,12 +281,19 @@ static void FL_NAME(fl_gemm_direct)(ptrdiff_t groups, ptrdiff_t m, ptrdiff_t n, 
                 FL_T* cg = c + g * c_gs;
                 if (whole) {
                     const FL_T* panel = packed + p0 * pstride + q0 * FL_NR;
-                    if (m == 1)
-                        FL_NAME(fl_block_wide)(1, kc, ag, ars, acs, panel, pstride,
-                                               cg + p0 * FL_NR, ldc, load_c);
+                    FL_T* cp = cg + p0 * FL_NR;
+                    if (m == 2)
+                        FL_NAME(fl_block_wide)(2, FL_WIDE / 2, kc, ag, ars, acs, panel, pstride,
+                                               cp, ldc, load_c);
+                    else if (pw == FL_WIDE)
+                        FL_NAME(fl_block_wide)(1, FL_WIDE, kc, ag, ars, acs, panel, pstride,
+                                               cp, ldc, load_c);
+                    else if (pw == 3)
+                        FL_NAME(fl_block_wide)(1, 3, kc, ag, ars, acs, panel, pstride, cp, ldc,
+                                               load_c);
                     else
-                        FL_NAME(fl_block_wide)(2, kc, ag, ars, acs, panel, pstride,
-                                               cg + p0 * FL_NR, ldc, load_c);
+                        FL_NAME(fl_block_wide)(1, 2, kc, ag, ars, acs, panel, pstride, cp, ldc,
+                                               load_c);
                     continue;
                 }
                 for (ptrdiff_t pp = 0; pp < p1 - p0; pp++) {
