@@ -38,6 +38,8 @@ class CythonBackend:
     #: forward() takes caller_x, y, perm and reverse: the kernel moves an inference call's
     #: rows into and out of loop order itself (CONTRACT.md)
     moves_rows = True
+    #: its threads are OpenMP's: the Python layer's parallel row copies share them
+    uses_openmp = True
 
     def __init__(self, level=None):
         self.level = level or _isa.chosen_level()

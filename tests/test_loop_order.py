@@ -7,6 +7,9 @@
 - The kept block: a call with lengths (or reverse) gives the same as the first call every
   time, and nothing it returns shares memory with the block; a large call keeps none; a
   copy or pickle of a module does not carry it; two threads on one layer get their own.
+- The Python layer's row copies run on several (OpenMP) threads only for the backend whose
+  kernels use those threads (the Cython one): their spinning would take the Numba team's
+  cores.
 """
 import copy
 import pickle
@@ -172,3 +175,21 @@ def test_two_threads_on_one_layer(backend):
         t.join()
     for k in range(4):
         np.testing.assert_array_equal(got[k], want[k])
+
+
+@pytest.mark.parametrize("backend", ["cython", "numba", "numpy"])
+def test_row_copies_share_threads_only_with_openmp_kernels(backend, monkeypatch):
+    """_api._row_copier: the copy gets n_threads threads for a large array with the Cython
+    backend, one with the others (and one for a small array)."""
+    require_backend("cython")
+    require_backend(backend)
+    from fastlstm import _api
+    from fastlstm._backends import get_backend
+
+    seen = []
+    monkeypatch.setattr(_api, "copy_rows_function",
+                        lambda: lambda src, index, dst, threads: seen.append(threads))
+    kernel = get_backend(backend)
+    _api._row_copier(kernel, 2, _api._PARALLEL_COPY_VALUES)(None, None, None)
+    _api._row_copier(kernel, 2, _api._PARALLEL_COPY_VALUES - 1)(None, None, None)
+    assert seen == [2 if backend == "cython" else 1, 1]

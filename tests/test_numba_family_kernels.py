@@ -345,6 +345,38 @@ def test_column_split_rule():
     assert nb_fwd.by_rows(3, 2, 0, 20, 20, 4)                     # two chunks for three threads
 
 
+@pytest.mark.parametrize("lengths", [[7, 4, 0], [9, 9, 9, 9, 9], [200, 1, 1, 1], [0, 0],
+                                     [5], [6, 6, 5, 2, 1], list(range(40, 0, -1))])
+def test_share_rows_by_lengths(lengths):
+    """The walk's blocks of rows: contiguous, in order, covering the batch once on every team
+    size (threads beyond the rows get none); each block's steps within one row's length of an
+    equal share; share_rows when every length is 0."""
+    lengths = np.array(lengths, dtype=np.int64)
+    B, total = lengths.size, int(lengths.sum())
+    for team in (1, 2, 3, 4, 7):
+        blocks = [nb_fwd.share_rows_by_lengths(lengths, tid, team) for tid in range(team)]
+        assert blocks[0][0] == 0, blocks
+        for (f0, n0), (f1, _) in zip(blocks, blocks[1:]):
+            assert n0 >= 0 and f0 + n0 == f1, blocks
+        assert sum(n for _, n in blocks) == B, blocks
+        if total == 0:
+            assert blocks == [nb_fwd.share_rows(B, tid, team) for tid in range(team)]
+            continue
+        longest = int(lengths.max())
+        for first, n in blocks:
+            steps = int(lengths[first:first + n].sum())
+            assert steps <= total / team + longest, (team, blocks)
+
+
+def test_running_rows():
+    """running_rows: the rows t*B + b with lengths[b] > t, increasing; every row when the
+    batch is padded to T."""
+    got = nb_bwd.running_rows(np.array([3, 1, 0], dtype=np.int64), 3)
+    np.testing.assert_array_equal(got, [0, 1, 3, 6])
+    assert got.dtype == np.intp
+    np.testing.assert_array_equal(nb_bwd.running_rows(np.full(4, 5, np.int64), 5), np.arange(20))
+
+
 def run_backward(case, out, team):
     """The backward kernel on the forward's tape `out`, its team forced; the gradients."""
     T, B, H, P, Hout, G, dt = (case[k] for k in ("T", "B", "H", "P", "Hout", "G", "dtype"))

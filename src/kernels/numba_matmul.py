@@ -27,6 +27,9 @@ BLOCK_BYTES = 1 << 17
 #: in the same tile position, so that how the columns are shared out (blocks of rows of w, a
 #: team's slices of units) does not change the results
 TILE_ALIGN = 4
+#: products with K above this are summed in slices of K_SLICE values (rows_product)
+K_SLICE_ABOVE = 2048
+K_SLICE = 512
 
 
 @jit_reassociating
@@ -189,18 +192,25 @@ def rows_product(a, ac, w, wc, out, oc, nb, K, accumulate):
         raise ValueError("rows_product: incompatible shapes")
     if nb <= 0 or N == 0:
         return
-    rows = BLOCK_BYTES // max(1, K * w.itemsize)
+    # a long K (the backward's weight gradients, K = T*B) is summed in slices of K_SLICE,
+    # each added to the outputs: a block of w's rows is then a slice of them, which stays in
+    # the L2 while the rows of a pass over it
+    kc = K if K <= K_SLICE_ABOVE else np.intp(K_SLICE)
+    rows = BLOCK_BYTES // max(1, kc * w.itemsize)
     rows = max(TILE_ALIGN, rows - rows % TILE_ALIGN)
     for j0 in range(0, N, rows):
         j1 = min(j0 + rows, N)
-        b = ac - ac                 # 0, typed as a variable (not the literal 0)
-        while b + 3 <= nb:
-            _three_rows(a, ac, w, wc, out, oc, K, b, j0, j1, accumulate)
-            b += 3
-        if nb - b == 2:
-            _two_rows(a, ac, w, wc, out, oc, K, b, j0, j1, accumulate)
-        elif nb - b == 1:
-            _one_row(a, ac, w, wc, out, oc, K, b, j0, j1, accumulate)
+        for k0 in range(0, max(K, 1), max(kc, 1)):
+            kn = min(kc, K - k0)
+            acc = accumulate or k0 > 0
+            b = ac - ac                 # 0, typed as a variable (not the literal 0)
+            while b + 3 <= nb:
+                _three_rows(a, ac + k0, w, wc + k0, out, oc, kn, b, j0, j1, acc)
+                b += 3
+            if nb - b == 2:
+                _two_rows(a, ac + k0, w, wc + k0, out, oc, kn, b, j0, j1, acc)
+            elif nb - b == 1:
+                _one_row(a, ac + k0, w, wc + k0, out, oc, kn, b, j0, j1, acc)
 
 
 def transposed(w):

@@ -4,14 +4,16 @@ src/kernels/CONTRACT.md.
 Mirrors fastlstm.reference.sequence.sequence_backward with the cells' pointwise math from
 numba_cells.py; the twin of recurrent_backward.pyx. The batch is one group of rows; a large call
 is shared by a team of threads (numba_team.py) as the Cython driver's groups of rows: each
-thread walks its rows (share_rows) back through time alone, s = T-1 ... 0 over its running
-rows, a prefix that grows as s goes down (a row joins at its last valid step, so its dh_n and
-dc_n enter there); per step the output gradient dy is added, then the cell's pointwise pass
-for the gate gradients and the product(s) that carry the gradient to h_{s-1}. Rows that do not
-run at step s get zeros in dA (and dhp). After the walk, a barrier; the input, weight and bias
-gradients are then products over all T*B rows at once (padded rows are zeros): dx = dA_in W_ih,
-dw_ih = dA_in^T x, dw_hh = dA_rec^T h_prev (the GRU's n block: dm, against m for code 2),
-shared by the team by rows of dx and by gate rows of dW.
+thread walks its rows (share_rows_by_lengths: blocks with equal shares of the steps) back
+through time alone, s = T-1 ... 0 over its running rows, a prefix that grows as s goes down
+(a row joins at its last valid step, so its dh_n and dc_n enter there); per step the output
+gradient dy is added, then the cell's pointwise pass for the gate gradients and the
+product(s) that carry the gradient to h_{s-1}. Rows that do not run at step s get zeros in dA
+(and dhp). After the walk, a barrier; the input, weight and bias gradients are then products
+over the rows that ran, all steps at once (the padded rows, whose dA is zero, are left out):
+dx = dA_in W_ih (zeros for the padded rows), dw_ih = dA_in^T x, dw_hh = dA_rec^T h_prev (the
+GRU's n block: dm, against m for code 2), shared by the team by rows of dx and by gate rows
+of dW.
 
 No BLAS: every product is numba_matmul.rows_product, on copies the wrapper makes (w_hh^T,
 w_hr^T, w_ih^T) and on transposes of dA, x, h_prev (and m) the team writes into scratch after
@@ -26,14 +28,18 @@ from .numba_cells import (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_R
                           gate_width, gru_backward_rows, gru_reset_backward_rows,
                           lstm_backward_rows, rnn_backward_rows, zero_of)
 from .numba_matmul import rows_product, transposed
-from .numba_recurrent_forward import check_buffers, check_lengths, share_rows, team_size
+from .numba_recurrent_forward import (check_buffers, check_lengths, share_rows,
+                                      share_rows_by_lengths, team_size)
 from .numba_team import barrier, run_team
+
+#: the side of the square tiles of the transposes after the walk (_transpose_rows)
+TRANSPOSE_TILE = 32
 
 
 @jit
 def _check_shapes(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp,
                   dx, dw_ih, dw_hh, db_ih, db_hh, work, w_hh_t, w_hr_t, w_ih_t, dA_t_all, x_t,
-                  h_t, m_t):
+                  h_t, m_t, valid):
     """Raises ValueError unless the buffers' shapes and the lengths fit one backward call."""
     T, B, Gs = gates.shape
     I = x.shape[2]
@@ -70,30 +76,66 @@ def _check_shapes(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
             or dA_t_all.shape[0] != Gs or dA_t_all.shape[1] != T * B
             or x_t.shape[0] != I or x_t.shape[1] != T * B
             or h_t.shape[0] != Hout or h_t.shape[1] != T * B
-            or m_t.shape[1] != T * B or m_t.shape[0] != (H if cell == GRU_RESET_BEFORE else 0)):
+            or m_t.shape[1] != T * B or m_t.shape[0] != (H if cell == GRU_RESET_BEFORE else 0)
+            or valid.shape[0] > T * B):
         raise ValueError("numba recurrent backward: inconsistent buffer shapes")
     check_lengths(lengths, T)
 
 
 @jit
-def _transpose_rows(a, r0, r1, c0, n, out):
-    """out[j, r] = a[r, c0 + j] for r0 <= r < r1, j < n (a (R, >= c0+n), out (n, R))."""
-    for r in range(r0, r1):
-        for j in range(n):
-            out[j, r] = a[r, c0 + j]
+def _transpose_rows(a, rows, v0, v1, c0, n, out):
+    """out[j, v] = a[rows[v], c0 + j] for v0 <= v < v1, j < n (a (R, >= c0+n), rows (V,) of
+    row indices into a, out (n, >= V)), in tiles of TRANSPOSE_TILE x TRANSPOSE_TILE: a
+    tile's reads and writes stay in a few cache lines (element by element, each write fell
+    in another row of out: 3.5x slower)."""
+    for vb in range(v0, v1, TRANSPOSE_TILE):
+        ve = min(vb + TRANSPOSE_TILE, v1)
+        for jb in range(0, n, TRANSPOSE_TILE):
+            je = min(jb + TRANSPOSE_TILE, n)
+            for j in range(jb, je):
+                for v in range(vb, ve):
+                    out[j, v] = a[rows[v], c0 + j]
+
+
+@jit
+def _input_gradient(dA2, w_ih_t, dx2, lengths, r0, r1, B):
+    """dx rows r0 <= r < r1 of the T*B (r = t*B + b): dA_in W_ih for the rows that run at their
+    step (b < the step's count of running rows, a prefix as lengths never increase), one
+    product per step's run of them; zeros for the others (their dA is zero)."""
+    zero = np.intp(0)
+    put = zero != 0
+    G = w_ih_t.shape[1]
+    I = dx2.shape[1]
+    r = r0
+    while r < r1:
+        t = r // B
+        end = min(r1, (t + 1) * B)
+        running = 0
+        while running < B and lengths[running] > t:
+            running += 1
+        stop = min(end, t * B + running)
+        if stop > r:
+            rows_product(dA2[r:stop], zero, w_ih_t, zero, dx2[r:stop], zero, stop - r, G, put)
+        for q in range(max(r, stop), end):
+            for i in range(I):
+                dx2[q, i] = 0
+        r = end
 
 
 @jit
 def backward_team(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp,
                   dx, dw_ih, dw_hh, db_ih, db_hh, work, w_hh_t, w_hr_t, w_ih_t, dA_t_all, x_t,
-                  h_t, m_t, tid, team, sync):
+                  h_t, m_t, valid, tid, team, sync):
     """The backward for thread tid of a team of `team` (1: the whole call on one thread), its
-    shapes checked (_check_shapes): the walk of the rows of share_rows(B, tid, team); a
-    barrier; its rows of the transposes dA^T, x^T, h_prev^T (m^T) and of dx; a barrier; its
-    gate rows of dw_ih, dw_hh, db_ih, db_hh.
+    shapes checked (_check_shapes): the walk of the rows of share_rows_by_lengths(lengths,
+    tid, team); a barrier; its columns of the transposes dA^T, x^T, h_prev^T (m^T) of the rows
+    that run (valid), and its rows of dx; a barrier; its gate rows of dw_ih, dw_hh, db_ih,
+    db_hh, products over the V running rows only (the padded ones add zeros).
 
     w_hh_t (Hout, G), w_hr_t (H, P), w_ih_t (I, G): copies of the transposed weights;
-    dA_t_all (Gs, T*B), x_t (I, T*B), h_t (Hout, T*B), m_t (H or 0, T*B): scratch.
+    dA_t_all (Gs, T*B), x_t (I, T*B), h_t (Hout, T*B), m_t (H or 0, T*B): scratch (the first
+    V columns used); valid (V,) intp: the rows t*B + b of the steps that run (b < lengths
+    count at t), in increasing order.
     """
     T, B, Gs = gates.shape
     Hout = h.shape[2]
@@ -106,7 +148,7 @@ def backward_team(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
     linear_before_reset = cell == GRU_LINEAR_BEFORE_RESET
     zero = np.intp(0)           # constants as variables (numba_recurrent_forward.forward_team)
     add, put = zero == 0, zero != 0
-    b0, n_rows = share_rows(B, tid, team)
+    b0, n_rows = share_rows_by_lengths(lengths, tid, team)
     b1 = b0 + n_rows
     lens = lengths[b0:b1]
     dh_g = dh[b0:b1]
@@ -160,48 +202,55 @@ def backward_team(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
             rnn_backward_rows(g, dh_g, dA_t, cell == RNN_RELU, nb)
             rows_product(dA_t, zero, w_hh_t, zero, dh_g, zero, nb, H, put)   # dh = dA W_hh
     barrier(sync, team)
-    # this thread's rows r of the T*B: the transposes, and dx = dA_in W_ih
-    r0, nr = share_rows(TB, tid, team)
+    # this thread's columns v of the V running rows: the transposes; its rows r of the T*B:
+    # dx = dA_in W_ih
+    V = valid.shape[0]
+    v0, nv = share_rows(V, tid, team)
     dA2 = dA.reshape(TB, Gs)
-    _transpose_rows(dA2, r0, r0 + nr, zero, Gs, dA_t_all)
-    _transpose_rows(x.reshape(TB, I), r0, r0 + nr, zero, I, x_t)
-    _transpose_rows(h.reshape((T + 1) * B, Hout), r0, r0 + nr, zero, Hout, h_t)
+    _transpose_rows(dA2, valid, v0, v0 + nv, zero, Gs, dA_t_all)
+    _transpose_rows(x.reshape(TB, I), valid, v0, v0 + nv, zero, I, x_t)
+    _transpose_rows(h.reshape((T + 1) * B, Hout), valid, v0, v0 + nv, zero, Hout, h_t)
     if cell == GRU_RESET_BEFORE:
-        _transpose_rows(gates.reshape(TB, Gs), r0, r0 + nr, 3 * H, H, m_t)
-    if nr > 0:
-        rows_product(dA2[r0:r0 + nr], zero, w_ih_t, zero, dx.reshape(TB, I)[r0:r0 + nr], zero,
-                     nr, G, put)
+        _transpose_rows(gates.reshape(TB, Gs), valid, v0, v0 + nv, 3 * H, H, m_t)
+    r0, nr = share_rows(TB, tid, team)
+    _input_gradient(dA2, w_ih_t, dx.reshape(TB, I), lengths, r0, r0 + nr, B)
     barrier(sync, team)
     # this thread's gate rows: dw_ih = dA_in^T x, dw_hh = dA_rec^T h_prev (the GRU's n block:
     # dm (slot 3) against h_prev, or m for code 2), and the bias gradients, column sums of dA
     g0, ng = share_rows(G, tid, team)
     if ng > 0:
-        rows_product(dA_t_all[g0:g0 + ng], zero, x_t, zero, dw_ih[g0:g0 + ng], zero, ng, TB,
+        rows_product(dA_t_all[g0:g0 + ng], zero, x_t, zero, dw_ih[g0:g0 + ng], zero, ng, V,
                      put)
     for r in range(g0, g0 + ng):
         s = zero_of(dA_t_all[r, 0])
-        for k in range(TB):
+        for k in range(V):
             s += dA_t_all[r, k]
         db_ih[r] = s
         db_hh[r] = s
     if not gru:
         if ng > 0:
             rows_product(dA_t_all[g0:g0 + ng], zero, h_t, zero, dw_hh[g0:g0 + ng], zero, ng,
-                         TB, put)
+                         V, put)
         return
     # the GRU: the r, z rows as above; the n block from dA's slot 3 (dm)
     r1 = min(g0 + ng, 2 * H)
     if r1 > g0:
-        rows_product(dA_t_all[g0:r1], zero, h_t, zero, dw_hh[g0:r1], zero, r1 - g0, TB, put)
+        rows_product(dA_t_all[g0:r1], zero, h_t, zero, dw_hh[g0:r1], zero, r1 - g0, V, put)
     n0 = max(g0, 2 * H)
     if g0 + ng > n0:
         rows_product(dA_t_all[n0 + H:g0 + ng + H], zero, m_t if cell == GRU_RESET_BEFORE else h_t,
-                     zero, dw_hh[n0:g0 + ng], zero, g0 + ng - n0, TB, put)
+                     zero, dw_hh[n0:g0 + ng], zero, g0 + ng - n0, V, put)
     for r in range(n0, g0 + ng):
         s = zero_of(dA_t_all[r, 0])
-        for k in range(TB):
+        for k in range(V):
             s += dA_t_all[r + H, k]
         db_hh[r] = s
+
+def running_rows(lengths, T):
+    """The rows t*B + b (intp, increasing) of the steps that run: lengths[b] > t."""
+    lengths = np.asarray(lengths)
+    return np.flatnonzero(np.arange(T)[:, None] < lengths[None, :]).astype(np.intp)
+
 
 def backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp, dx,
              dw_ih, dw_hh, db_ih, db_hh, work, n_threads=1, team=None):
@@ -215,8 +264,9 @@ def backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, 
     dh (B, Hout), dc (B, H) (LSTM; else (0, H))  IN/OUT: dh_n, dc_n in, dh_0, dc_0 out;
     dA (T, B, Gs), dhp (T, B, P) or (0, B, P), dx (T, B, I), dw_ih (G, I), dw_hh (G, Hout),
     db_ih, db_hh (G,)  OUT; work (B, W) scratch (W >= H for the GRU code 2 and a projection
-    LSTM). Made here: the transposed weights, and the scratch for the transposes of dA, x,
-    h_prev (and m) after the walk (T*B * (Gs + I + Hout (+ H)) values).
+    LSTM). Made here: the transposed weights, the scratch for the transposes of dA, x,
+    h_prev (and m) after the walk (T*B * (Gs + I + Hout (+ H)) values), and the list of the
+    rows that run (running_rows).
     """
     check_buffers("numba recurrent backward",
                   (x, w_ih, w_hh, w_hr, peep, h, c, gates, dy, dh, dc, dA, dhp, dx, dw_ih, dw_hh,
@@ -230,7 +280,8 @@ def backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, 
             dw_ih, dw_hh, db_ih, db_hh, work, transposed(w_hh), transposed(w_hr),
             transposed(w_ih), np.empty((Gs, T * B), dt), np.empty((I, T * B), dt),
             np.empty((Hout, T * B), dt),
-            np.empty((H if cell == GRU_RESET_BEFORE else 0, T * B), dt))
+            np.empty((H if cell == GRU_RESET_BEFORE else 0, T * B), dt),
+            running_rows(lengths, T))
     _check_shapes(*args)
     if team is None:
         team = team_size(n_threads, T, B, cell, H, Hout)

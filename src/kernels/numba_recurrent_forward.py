@@ -111,6 +111,33 @@ def share_rows(B, tid, team):
 
 
 @jit
+def share_rows_by_lengths(lengths, tid, team):
+    """(first, count) of thread tid's rows of a group (lengths never increasing): contiguous
+    blocks holding about equal shares of the steps to run (sum of lengths), so that the
+    longest rows, which come first, are not all one thread's; share_rows when every length
+    is 0."""
+    B = lengths.shape[0]
+    total = 0
+    for b in range(B):
+        total += lengths[b]
+    if total == 0:
+        return share_rows(B, tid, team)
+    first = B if tid > 0 else 0
+    last = B
+    run = 0
+    for b in range(B):
+        # row b starts thread k's block when the steps before it reach k / team of the total
+        if tid > 0 and first == B and run * team >= tid * total:
+            first = b
+        if last == B and run * team >= (tid + 1) * total:
+            last = b
+        run += lengths[b]
+    if tid == team - 1:
+        last = B
+    return first, max(0, last - first)
+
+
+@jit
 def _project(x, w_ih, gates, s0, s1, t0, b0, nb, H, n_blocks, u0, n):
     """gates[s0:s1] = x[t0+s0 : t0+s1] @ W_ih^T for the gate columns of units u0 <= u < u0+n
     of each of the n_blocks gate blocks, rows b0 .. b0+nb-1 of every step."""
@@ -160,7 +187,7 @@ def forward_team(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, wo
       barrier publishes h_t before the next step (and, for the reset-before GRU, m = r * h_{t-1}
       before its second product; for a projection LSTM o * tanh(c_t) before the W_hr product,
       whose outputs are shared out the same way).
-    - by_rows True, groups of rows: thread tid runs the rows of share_rows(B, tid, team) through
+    - by_rows True, groups of rows: thread tid runs the rows of share_rows_by_lengths(lengths, tid, team) through
       the whole loop alone (every unit, no barrier): for larger batches, where the split's
       exchange of h_t between the cores at every step costs more than it saves.
     """
@@ -170,7 +197,7 @@ def forward_team(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, wo
     K = gates.shape[0]
     keep_c = c.shape[0] == T + 1
     if by_rows:
-        b0, n_rows = share_rows(B, tid, team)
+        b0, n_rows = share_rows_by_lengths(lengths, tid, team)
         u0, n, p0, pn, meet = 0, H, 0, P, 1
     else:
         b0, n_rows = 0, B
