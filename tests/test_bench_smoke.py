@@ -366,6 +366,30 @@ def test_quantized_accuracy_smoke():
     assert data["rows"][0]["shape"] == "6x2x5x8"
 
 
+def test_int8_weights_only_twin():
+    """silero's diagnosis (bench.quantized._int8_weights_only): a float32 copy whose two
+    weights are their int8 codes * scales (the reference's rounding), nothing else changed,
+    the module itself untouched; its outputs between float32's and int8's."""
+    from fastlstm.bench import quantized
+    from fastlstm.reference.quantized import Int8Matrix
+
+    m = fastlstm.LSTM(5, 8, seed=3).eval()
+    before = {k: v.copy() for k, v in m.state_dict().items()}
+    twin = quantized._int8_weights_only(m)
+    for name, value in twin.state_dict().items():
+        if name in ("weight_ih_l0", "weight_hh_l0"):
+            np.testing.assert_array_equal(value, Int8Matrix.quantize(before[name]).dequantized())
+            assert not np.array_equal(value, before[name])
+        else:
+            np.testing.assert_array_equal(value, before[name])
+    for name, value in m.state_dict().items():
+        np.testing.assert_array_equal(value, before[name])
+    x = np.random.default_rng(0).standard_normal((7, 2, 5)).astype(np.float32)
+    y32, yw = m(x)[0], twin(x)[0]
+    err = np.abs(yw - y32).max()
+    assert 0 < err < 0.05
+
+
 def test_demo_models_quantized():
     """fastlstm.demos.quantized: a trained demo model evaluated with its LSTM quantized (a
     short adding run); the structure and head are shared, the float model untouched."""

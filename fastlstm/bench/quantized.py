@@ -643,25 +643,19 @@ def synthetic_audio(seconds: float = 4.0, rate: int = 16000, seed: int = 0) -> n
     return (tones + noise).astype(np.float32)
 
 
-def silero_accuracy(seconds: float = 4.0, threads: int = 1) -> Dict[str, object]:
-    """silero VAD's LSTM (real weights) at int8 and bfloat16 against float32.
-
-    The silero-vad package ships silero_vad.onnx (v5: its two LSTM nodes per sample rate sit
-    inside If branches, run one 512-sample chunk per call) and silero_vad_16k_sequence.onnx,
-    the 16 kHz network over a whole sequence of chunks with one top-level LSTM node (the same
-    weights as the 16 kHz branch of silero_vad.onnx; checked here). The sequence model is run
-    in onnxruntime on synthetic_audio with the LSTM's input and output added as graph outputs;
-    fastlstm.from_onnx loads the node; its module and the module quantized run on the captured
-    input. Also: the speech probabilities from the rest of the network fed with each output
-    (onnx.utils.extract_model from the LSTM's output), and ONNX Runtime's int8 LSTM of the same
-    node (ort_int8_model). Returns a dict ({"skipped": why} without silero-vad, onnx or
-    onnxruntime)."""
+def silero_capture(seconds: float = 4.0, threads: int = 1) -> Dict[str, object]:
+    """silero VAD's 16 kHz sequence model run in onnxruntime on `seconds` of synthetic_audio,
+    with its LSTM node's input and output captured (silero_accuracy's first half). Returns
+    {"out": the report's facts so far, "module": the node's fastlstm module (eval), "x"
+    (chunks, 1, 128) float32, "h0", "c0" (1, 1, 128) zeros, "probs", "y_ort", "session",
+    "seq_path", "y_name", "chunks", "step"}, or {"skipped": why} without silero-vad, onnx or
+    onnxruntime."""
     try:
         import importlib.resources as resources
 
         importlib.import_module("silero_vad")
         onnx = importlib.import_module("onnx")
-        ort = importlib.import_module("onnxruntime")
+        importlib.import_module("onnxruntime")
     except ImportError as exc:
         return {"skipped": f"needs silero-vad, onnx and onnxruntime "
                            f"(pip install silero-vad): {type(exc).__name__}: {exc}"}
@@ -671,7 +665,7 @@ def silero_accuracy(seconds: float = 4.0, threads: int = 1) -> Dict[str, object]
     main_path, seq_path = str(data / SILERO_MAIN_MODEL), str(data / SILERO_SEQUENCE_MODEL)
     out = {"package_version": _dist_version("silero-vad")}
     if not os.path.exists(seq_path):
-        return {**out, "skipped": f"{SILERO_SEQUENCE_MODEL} is not in this silero-vad"}
+        return {"skipped": f"{SILERO_SEQUENCE_MODEL} is not in this silero-vad", "out": out}
     if os.path.exists(main_path):
         main_nodes = fastlstm.from_onnx(main_path)
         out["main_model_lstm_nodes"] = {k: repr(v.module) for k, v in main_nodes.items()}
@@ -679,8 +673,8 @@ def silero_accuracy(seconds: float = 4.0, threads: int = 1) -> Dict[str, object]
         main_nodes = {}
     nodes = fastlstm.from_onnx(seq_path, backend=_backend())
     if len(nodes) != 1:
-        return {**out, "skipped": f"{SILERO_SEQUENCE_MODEL}: expected one LSTM node, found "
-                                  f"{list(nodes)}"}
+        return {"skipped": f"{SILERO_SEQUENCE_MODEL}: expected one LSTM node, found "
+                           f"{list(nodes)}", "out": out}
     node_name, node = next(iter(nodes.items()))
     module = node.module.eval()
     same = [k for k, v in main_nodes.items()
@@ -707,6 +701,36 @@ def silero_accuracy(seconds: float = 4.0, threads: int = 1) -> Dict[str, object]
     h0 = np.zeros((1, 1, H), np.float32)
     c0 = np.zeros((1, 1, H), np.float32)
     probs, _, _, x, y_ort = session.run(None, {"input": chunks, "h": h0, "c": c0})
+    return {"out": out, "module": module, "x": x, "h0": h0, "c0": c0, "probs": probs,
+            "y_ort": y_ort, "session": session, "seq_path": seq_path, "y_name": y_name,
+            "chunks": n, "step": step}
+
+
+def silero_accuracy(seconds: float = 4.0, threads: int = 1) -> Dict[str, object]:
+    """silero VAD's LSTM (real weights) at int8 and bfloat16 against float32.
+
+    The silero-vad package ships silero_vad.onnx (v5: its two LSTM nodes per sample rate sit
+    inside If branches, run one 512-sample chunk per call) and silero_vad_16k_sequence.onnx,
+    the 16 kHz network over a whole sequence of chunks with one top-level LSTM node (the same
+    weights as the 16 kHz branch of silero_vad.onnx; checked here). The sequence model is run
+    in onnxruntime on synthetic_audio with the LSTM's input and output added as graph outputs;
+    fastlstm.from_onnx loads the node; its module and the module quantized run on the captured
+    input. Also: the speech probabilities from the rest of the network fed with each output
+    (onnx.utils.extract_model from the LSTM's output), and ONNX Runtime's int8 LSTM of the same
+    node (ort_int8_model), and "int8 weights only": the float32 module with its weights
+    rounded as int8 rounds them (_int8_weights_only), which tells the weights' share of int8's
+    error from the activations'. Returns a dict ({"skipped": why} without silero-vad, onnx or
+    onnxruntime)."""
+    cap = silero_capture(seconds, threads)
+    if "skipped" in cap:
+        return {**cap.get("out", {}), "skipped": cap["skipped"]}
+    import onnx
+    import onnxruntime as ort
+
+    out, module, x, h0, c0 = (cap[k] for k in ("out", "module", "x", "h0", "c0"))
+    probs, y_ort, session, seq_path, y_name = (cap[k] for k in ("probs", "y_ort", "session",
+                                                                 "seq_path", "y_name"))
+    n, step = cap["chunks"], cap["step"]
     y32 = module(x, (h0, c0))[0]
     out.update(seconds=seconds, chunks=n, samples_per_chunk=step,
                lstm_input_shape=list(x.shape), lstm_input_max_abs=float(np.abs(x).max()),
@@ -730,6 +754,10 @@ def silero_accuracy(seconds: float = 4.0, threads: int = 1) -> Dict[str, object]
         abs_err, rel_err = errors(y, y32)
         results[precision] = {"max_abs_error": abs_err, "max_rel_error": rel_err,
                               **_speech_diff(speech(y), p32)}
+    # where int8's error comes from: the int8 weights alone (codes * scales, the same rounding
+    # as quantize("int8")) with float32 activations and products
+    abs_err, rel_err = errors(_int8_weights_only(module)(x, (h0, c0))[0], y32)
+    results["int8 weights only"] = {"max_abs_error": abs_err, "max_rel_error": rel_err}
     try:
         problem = peers.Problem(x=x, w_ih=module.weight_ih_l0, w_hh=module.weight_hh_l0,
                                 b_ih=module.bias_ih_l0, b_hh=module.bias_hh_l0, h0=h0[0],
@@ -746,6 +774,23 @@ def silero_accuracy(seconds: float = 4.0, threads: int = 1) -> Dict[str, object]
         out["int8_error_vs_ort_int8"] = (results["int8"]["max_abs_error"]
                                          / results["ort int8"]["max_abs_error"])
     return out
+
+
+def _int8_weights_only(module):
+    """A float32 copy of the one-layer LSTM `module` whose weight_ih_l0 and weight_hh_l0 are
+    their int8 versions dequantized (fastlstm.reference.quantized.Int8Matrix: one symmetric
+    scale per gate row, as quantize("int8")): the error of the weights alone, with the
+    activations, products and gates in float32."""
+    import copy
+
+    from ..reference.quantized import Int8Matrix
+
+    twin = copy.deepcopy(module)
+    state = twin.state_dict()
+    for name in ("weight_ih_l0", "weight_hh_l0"):
+        state[name] = Int8Matrix.quantize(state[name]).dequantized()
+    twin.load_state_dict(state)
+    return twin
 
 
 #: silero's usual speech threshold, for counting the chunks whose decision changes
@@ -883,11 +928,16 @@ def format_accuracy(result: Dict[str, object]) -> str:
                 if "skipped" in res:
                     lines.append(f"  {name:<9} skipped ({res['skipped']})")
                     continue
-                lines.append(f"  {name:<9} max abs err {res['max_abs_error']:.2e}, rel "
-                             f"{res['max_rel_error']:.2e}; speech probability max abs diff "
+                line = (f"  {name:<9} max abs err {res['max_abs_error']:.2e}, rel "
+                        f"{res['max_rel_error']:.2e}")
+                if "speech_prob_max_abs_diff" in res:
+                    line += (f"; speech probability max abs diff "
                              f"{res['speech_prob_max_abs_diff']:.2e}, "
                              f"{res['decisions_changed']} of {sil['chunks']} speech decisions "
                              f"(p >= {SPEECH_THRESHOLD:g}) changed")
+                else:
+                    line += " (int8 weights, float32 activations and products)"
+                lines.append(line)
             if sil.get("int8_error_vs_ort_int8") is not None:
                 lines.append(f"  fastlstm int8 error / ORT int8 error: "
                              f"{sil['int8_error_vs_ort_int8']:.2f}")
