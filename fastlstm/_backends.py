@@ -153,8 +153,8 @@ class CythonBackend:
 class NumbaBackend:
     """src/kernels/numba_recurrent_forward.py and numba_recurrent_backward.py: the batch as
     one group; a large forward shared by a team of threads, by slices of the hidden units or
-    by groups of rows (numba_recurrent_forward.team_size, by_rows), a large backward by
-    groups of rows; every product numba_matmul.rows_product (no BLAS)."""
+    by groups of rows (numba_recurrent_forward.team_size, by_rows), a large backward's walk
+    the same two ways; every product numba_matmul.rows_product (no BLAS)."""
 
     name = "numba"
 

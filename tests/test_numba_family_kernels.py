@@ -377,8 +377,9 @@ def test_running_rows():
     np.testing.assert_array_equal(nb_bwd.running_rows(np.full(4, 5, np.int64), 5), np.arange(20))
 
 
-def run_backward(case, out, team):
-    """The backward kernel on the forward's tape `out`, its team forced; the gradients."""
+def run_backward(case, out, team, rows=None):
+    """The backward kernel on the forward's tape `out`, its team (and decomposition) forced;
+    the gradients."""
     T, B, H, P, Hout, G, dt = (case[k] for k in ("T", "B", "H", "P", "Hout", "G", "dtype"))
     code = case["cell"][2]
     _, Gs = gate_widths(code, H)
@@ -393,8 +394,37 @@ def run_backward(case, out, team):
                     case["lengths"], out["h"], out["c"], out["gates"], case["dy"].astype(dt),
                     dh, dc, grads["dA"], grads["dhp"], grads["dx"], grads["dw_ih"],
                     grads["dw_hh"], grads["db_ih"], grads["db_hh"], np.full((B, H), np.nan, dt),
-                    team=team)
+                    team=team, rows=rows)
     return dict(grads, dh=dh, dc=dc)
+
+
+#: the walk's outputs, and the products after it (shared out by rows of dx and of dW, whose
+#: tiles of 1-3 rows fall differently on other team sizes: equal to rounding)
+WALK_KEYS = ("dA", "dhp", "dh", "dc")
+PRODUCT_KEYS = ("dx", "dw_ih", "dw_hh", "db_ih", "db_hh")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("shape", list(TEAM_SHAPES))
+@pytest.mark.parametrize("cell", TEAM_CELLS, ids=[c[0] for c in TEAM_CELLS])
+def test_backward_column_split(cell, shape, dtype):
+    """The backward's walk under the column split (each thread its units' pointwise pass and
+    its columns of dh, barriers between the phases) on teams of 2 and 3 threads: the walk's
+    outputs (dA, dhp, dh_0, dc_0) bit for bit what one thread gives (its walk by rows), the
+    products after it to rounding; all of them the reference's."""
+    case = make_case(cell, shape, dtype, seed=5)
+    _, _, _, grads = reference(case)
+    out = run_forward(case, training=True)
+    one = run_backward(case, out, 1)
+    for team in (2, 3):
+        split = run_backward(case, out, team, rows=False)
+        for key in WALK_KEYS:
+            np.testing.assert_array_equal(split[key], one[key], err_msg=f"{key}, team {team}")
+        for key in PRODUCT_KEYS:
+            assert_close(split[key], one[key], TOL[dtype], f"{key}, team {team}")
+    tol = TOL[dtype]
+    for key, ref in (("dx", "x"), ("dw_ih", "w_ih"), ("dw_hh", "w_hh"), ("dh", "h0")):
+        assert_close(split[key], grads[ref], tol, f"{key}, column split")
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])

@@ -3,11 +3,14 @@
 - The barrier: a team of threads passing it many times, each checking at every pass that the
   whole team arrived at the previous one.
 - The split through the API, where the rule picks it (B=1, H=256), on 2 and 3 threads:
-  bit for bit the same as on 2 threads, and the NumPy reference to rounding.
+  bit for bit the same as on 2 threads, and the NumPy reference to rounding; the backward's
+  walk split the same way (training through the API: the walk's dh_0 bit for bit, every
+  gradient the reference's), also on a loaded machine.
 - Python threads running split calls at once (they share the pool); a loaded machine (a busy
   process per core: the barrier yields after a bounded spin); a child forked after the parent
   ran a team (the pool is made afresh there; Numba's own OpenMP layer would kill the child).
 """
+import dataclasses
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -101,6 +104,50 @@ def test_numba_split_on_a_loaded_machine(team_module, busy_cores):
         got = _call(model, x, n_threads)
         for a, b in zip(got, want):
             np.testing.assert_array_equal(a, b)
+
+
+def _train(cell, n_threads, backend="numba", T=80, H=256):
+    """One training forward and backward of a B=1 layer through the functional API:
+    (the gradients' fields as arrays)."""
+    rng = np.random.default_rng(1)
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell] * H
+    x = rng.standard_normal((T, 1, 24)).astype(np.float32)
+    w_ih = (rng.standard_normal((G, 24)) * 0.1).astype(np.float32)
+    w_hh = (rng.standard_normal((G, H)) * 0.06).astype(np.float32)
+    b = np.zeros(G, np.float32)
+    h0 = (rng.standard_normal((1, H)) * 0.1).astype(np.float32)
+    run = {"lstm": fastlstm.forward, "gru": fastlstm.gru_forward, "rnn": fastlstm.rnn_forward}[cell]
+    state = (h0, h0.copy()) if cell == "lstm" else (h0,)
+    with fastlstm.threads(n_threads):
+        _, _, tape = run(x, w_ih, w_hh, b, b, *state, backend=backend, return_tape=True)
+        grads = fastlstm.backward(tape, np.ones((T, 1, H), np.float32))
+    return {f.name: np.asarray(getattr(grads, f.name)) for f in dataclasses.fields(grads)
+            if getattr(grads, f.name) is not None}
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_numba_backward_split_through_the_api(team_module, cell, monkeypatch):
+    """Training at B=1, H=256: the backward's rule picks the column split for its walk on 2
+    and 3 threads; the walk's result (dh_0) is the same bits, every gradient the reference's."""
+    from fastlstm._kernels import numba_recurrent_backward as nb_bwd
+
+    picked = []
+    run_team = nb_bwd.run_team
+    monkeypatch.setattr(nb_bwd, "run_team", lambda k, a, team: (picked.append((team, a[-1])),
+                                                                 run_team(k, a, team)))
+    two, three = _train(cell, 2), _train(cell, 3)
+    assert picked == [(2, False), (3, False)], picked
+    np.testing.assert_array_equal(two["h0"], three["h0"])
+    ref = _train(cell, 1, backend="numpy")
+    for key, value in ref.items():
+        np.testing.assert_allclose(two[key], value, rtol=2e-3, atol=2e-4, err_msg=key)
+
+
+def test_numba_backward_split_on_a_loaded_machine(team_module, busy_cores):
+    want = _train("lstm", 2, T=20)     # 20 x 262K multiply-adds: the split (team_size)
+    got = _train("lstm", 2, T=20)
+    for key, value in want.items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
 
 
 def _child(queue, model, x):

@@ -153,9 +153,9 @@ def lstm_forward_rows(g, bias, peep, c_prev, c_next, out, nb, u0, n):
 
 
 @jit
-def lstm_backward_rows(g, peep, c_prev, c_t, dh, dc, dA, nb):
+def lstm_backward_rows(g, peep, c_prev, c_t, dh, dc, dA, nb, u0, n):
     """Mirrors reference.lstm.lstm_cell_backward between its products (after dh @ w_hr,
-    before dA @ w_hh).
+    before dA @ w_hh), for the units u0 <= u < u0 + n (their columns of dc and dA).
 
     g (>= nb, 4H) IN: [i, f, g, o]; peep (3, H) or (0, H); c_prev, c_t (>= nb, H) IN;
     dh (>= nb, H) IN: the whole gradient reaching o * tanh(c_t); dc (>= nb, H) IN/OUT: the
@@ -164,16 +164,17 @@ def lstm_backward_rows(g, peep, c_prev, c_t, dh, dc, dA, nb):
     """
     H = c_t.shape[1]
     has_peep = peep.shape[0] > 0
-    for b in range(nb):
-        gate = g[b]
-        da = dA[b]
-        dcb = dc[b]
-        cp = c_prev[b]
-        ct = c_t[b]
-        dhb = dh[b]
-        for j in range(H):                              # tanh(c_t), parked in da_o's place
+    u1 = u0 + n
+    for b in range(nb):     # whole rows as views that hold no reference (row_slice)
+        gate = row_slice(g, b, 0, 4 * H)
+        da = row_slice(dA, b, 0, 4 * H)
+        dcb = row_slice(dc, b, 0, H)
+        cp = row_slice(c_prev, b, 0, H)
+        ct = row_slice(c_t, b, 0, H)
+        dhb = row_slice(dh, b, 0, H)
+        for j in range(u0, u1):                         # tanh(c_t), parked in da_o's place
             da[3 * H + j] = tanh_(ct[j])
-        for j in range(H):
+        for j in range(u0, u1):
             i = gate[j]
             f = gate[H + j]
             gg = gate[2 * H + j]
@@ -190,7 +191,7 @@ def lstm_backward_rows(g, peep, c_prev, c_t, dh, dc, dA, nb):
             da[3 * H + j] = da_o
             dcb[j] = dc_t * f
         if has_peep:
-            for j in range(H):
+            for j in range(u0, u1):
                 dcb[j] = dcb[j] + da[j] * peep[0, j] + da[H + j] * peep[1, j]
 
 
@@ -273,8 +274,9 @@ def gru_new_rows(g, rec, bias0, h_prev, h_next, nb, u0, n):
 
 
 @jit
-def gru_backward_rows(g, h_prev, dh, dA, linear_before_reset, nb):
-    """Mirrors reference.gru.gru_cell_backward before its products.
+def gru_backward_rows(g, h_prev, dh, dA, linear_before_reset, nb, u0, n):
+    """Mirrors reference.gru.gru_cell_backward before its products, for the units
+    u0 <= u < u0 + n (their columns of dh and dA).
 
     g (>= nb, 4H) IN: [r, z, n, m]; h_prev (>= nb, H) IN; dh (>= nb, H) IN/OUT: the whole
     gradient reaching h_t on entry, its direct part dh * z on return; dA (>= nb, 4H) OUT:
@@ -283,17 +285,17 @@ def gru_backward_rows(g, h_prev, dh, dA, linear_before_reset, nb):
     """
     H = h_prev.shape[1]
     for b in range(nb):
-        row = g[b]
-        da = dA[b]
-        hp = h_prev[b]
-        dhb = dh[b]
-        for j in range(H):
+        row = row_slice(g, b, 0, 4 * H)
+        da = row_slice(dA, b, 0, 4 * H)
+        hp = row_slice(h_prev, b, 0, H)
+        dhb = row_slice(dh, b, 0, H)
+        for j in range(u0, u0 + n):
             r = row[j]
             z = row[H + j]
-            n = row[2 * H + j]
+            nn = row[2 * H + j]
             dh_t = dhb[j]
-            da_n = dh_t * one_minus(z) * one_minus(n * n)
-            da[H + j] = dh_t * (hp[j] - n) * z * one_minus(z)
+            da_n = dh_t * one_minus(z) * one_minus(nn * nn)
+            da[H + j] = dh_t * (hp[j] - nn) * z * one_minus(z)
             da[2 * H + j] = da_n
             if linear_before_reset:
                 da[j] = da_n * row[3 * H + j] * r * one_minus(r)
@@ -304,21 +306,22 @@ def gru_backward_rows(g, h_prev, dh, dA, linear_before_reset, nb):
 
 
 @jit
-def gru_reset_backward_rows(g, h_prev, dm, dh, dA, nb):
+def gru_reset_backward_rows(g, h_prev, dm, dh, dA, nb, u0, n):
     """Reset before the product (code 2), after the product dm = da_n W_hn (the gradient of
-    m = r * h_{t-1}); mirrors the rest of reference.gru.gru_cell_backward's else branch.
+    m = r * h_{t-1}); mirrors the rest of reference.gru.gru_cell_backward's else branch, for
+    the units u0 <= u < u0 + n.
 
     g (>= nb, 4H) IN; h_prev (>= nb, H) IN; dm (>= nb, H) IN; dh (>= nb, H) IN/OUT: dm * r
     added; dA (>= nb, 4H) OUT: da_r into [0, H).
     """
     H = h_prev.shape[1]
     for b in range(nb):
-        row = g[b]
-        da = dA[b]
-        hp = h_prev[b]
-        dmb = dm[b]
-        dhb = dh[b]
-        for j in range(H):
+        row = row_slice(g, b, 0, 4 * H)
+        da = row_slice(dA, b, 0, 4 * H)
+        hp = row_slice(h_prev, b, 0, H)
+        dmb = row_slice(dm, b, 0, H)
+        dhb = row_slice(dh, b, 0, H)
+        for j in range(u0, u0 + n):
             r = row[j]
             da[j] = dmb[j] * hp[j] * r * one_minus(r)
             dhb[j] = dhb[j] + dmb[j] * r
@@ -355,21 +358,21 @@ def rnn_forward_rows(g, bias, h_next, relu, nb, u0, n):
 
 
 @jit
-def rnn_backward_rows(g, dh, dA, relu, nb):
+def rnn_backward_rows(g, dh, dA, relu, nb, u0, n):
     """Mirrors reference.rnn.rnn_cell_backward before its products (relu's derivative at 0
-    is 0).
+    is 0), for the units u0 <= u < u0 + n.
 
     g (>= nb, H) IN: h_t; dh (>= nb, H) IN: the whole gradient reaching h_t; dA (>= nb, H) OUT.
     """
     H = dh.shape[1]
     for b in range(nb):
-        row = g[b]
-        da = dA[b]
-        dhb = dh[b]
+        row = row_slice(g, b, 0, H)
+        da = row_slice(dA, b, 0, H)
+        dhb = row_slice(dh, b, 0, H)
         if relu:
-            for j in range(H):
+            for j in range(u0, u0 + n):
                 zero = zero_of(row[j])
                 da[j] = dhb[j] * (one_minus(zero) if row[j] > zero else zero)
         else:
-            for j in range(H):
+            for j in range(u0, u0 + n):
                 da[j] = dhb[j] * one_minus(row[j] * row[j])

@@ -3,13 +3,23 @@ src/kernels/CONTRACT.md.
 
 Mirrors fastlstm.reference.sequence.sequence_backward with the cells' pointwise math from
 numba_cells.py; the twin of recurrent_backward.pyx. The batch is one group of rows; a large call
-is shared by a team of threads (numba_team.py) as the Cython driver's groups of rows: each
-thread walks its rows (share_rows_by_lengths: blocks with equal shares of the steps) back
-through time alone, s = T-1 ... 0 over its running rows, a prefix that grows as s goes down
-(a row joins at its last valid step, so its dh_n and dc_n enter there); per step the output
-gradient dy is added, then the cell's pointwise pass for the gate gradients and the
-product(s) that carry the gradient to h_{s-1}. Rows that do not run at step s get zeros in dA
-(and dhp). After the walk, a barrier; the input, weight and bias gradients are then products
+is shared by a team of threads (numba_team.py) in the two decompositions of the forward, by
+its rule (numba_recurrent_forward.by_rows):
+
+- the column split, for few rows: every thread walks every row, doing the pointwise pass of
+  its units (share: chunks of 16, every gate of them) and its columns of the product to
+  h_{s-1} (of H_out: its units, or its share of the projection's outputs). A barrier
+  publishes dA before the products, which read all of it (and, for a projection LSTM, dh
+  before the product by W_hr; for the reset-before GRU, da_r before the last product). Each
+  thread's pointwise pass reads only the columns of dh it wrote itself. The walk gives the
+  same bits on any number of threads.
+- groups of rows: each thread walks its rows (share_rows_by_lengths: blocks with equal shares
+  of the steps) back through time alone, with no barrier.
+
+The walk goes s = T-1 ... 0 over the running rows, a prefix that grows as s goes down (a row
+joins at its last valid step, so its dh_n and dc_n enter there); per step the output gradient
+dy is added, then the cell's pointwise pass for the gate gradients and the product(s) that
+carry the gradient to h_{s-1}. Rows that do not run at step s get zeros in dA (and dhp). After the walk, a barrier; the input, weight and bias gradients are then products
 over the rows that ran, all steps at once (the padded rows, whose dA is zero, are left out):
 dx = dA_in W_ih (zeros for the padded rows), dw_ih = dA_in^T x, dw_hh = dA_rec^T h_prev (the
 GRU's n block: dm, against m for code 2), shared by the team by rows of dx and by gate rows
@@ -27,13 +37,10 @@ from ._jit import jit
 from .numba_cells import (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
                           gate_width, gru_backward_rows, gru_reset_backward_rows,
                           lstm_backward_rows, rnn_backward_rows, zero_of)
-from .numba_matmul import rows_product, transposed
-from .numba_recurrent_forward import (check_buffers, check_lengths, share_rows,
-                                      share_rows_by_lengths, team_size)
+from .numba_matmul import TRANSPOSE_TILE, rows_product, transposed
+from .numba_recurrent_forward import (by_rows as rows_rule, check_buffers, check_lengths,
+                                      share, share_rows, share_rows_by_lengths, team_size)
 from .numba_team import barrier, run_team
-
-#: the side of the square tiles of the transposes after the walk (_transpose_rows)
-TRANSPOSE_TILE = 32
 
 
 @jit
@@ -85,50 +92,75 @@ def _check_shapes(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
 @jit
 def _transpose_rows(a, rows, v0, v1, c0, n, out):
     """out[j, v] = a[rows[v], c0 + j] for v0 <= v < v1, j < n (a (R, >= c0+n), rows (V,) of
-    row indices into a, out (n, >= V)), in tiles of TRANSPOSE_TILE x TRANSPOSE_TILE: a
-    tile's reads and writes stay in a few cache lines (element by element, each write fell
-    in another row of out: 3.5x slower)."""
+    row indices into a, increasing, out (n, >= V)), in tiles of TRANSPOSE_TILE x
+    TRANSPOSE_TILE: a tile's reads and writes stay in a few cache lines (element by element,
+    each write fell in another row of out: 3.5x slower). Where rows are v itself (a batch
+    without padding) the index is not read."""
+    dense = rows.shape[0] == 0 or rows[rows.shape[0] - 1] == rows.shape[0] - 1
     for vb in range(v0, v1, TRANSPOSE_TILE):
         ve = min(vb + TRANSPOSE_TILE, v1)
         for jb in range(0, n, TRANSPOSE_TILE):
             je = min(jb + TRANSPOSE_TILE, n)
-            for j in range(jb, je):
-                for v in range(vb, ve):
-                    out[j, v] = a[rows[v], c0 + j]
+            if dense:
+                for j in range(jb, je):
+                    for v in range(vb, ve):
+                        out[j, v] = a[v, c0 + j]
+            else:
+                for j in range(jb, je):
+                    for v in range(vb, ve):
+                        out[j, v] = a[rows[v], c0 + j]
+
+
+@jit
+def _running_count(lengths, t):
+    """How many rows run at step t (lengths never increase: a prefix)."""
+    n = 0
+    while n < lengths.shape[0] and lengths[n] > t:
+        n += 1
+    return n
 
 
 @jit
 def _input_gradient(dA2, w_ih_t, dx2, lengths, r0, r1, B):
     """dx rows r0 <= r < r1 of the T*B (r = t*B + b): dA_in W_ih for the rows that run at their
     step (b < the step's count of running rows, a prefix as lengths never increase), one
-    product per step's run of them; zeros for the others (their dA is zero)."""
+    product per run of such rows (across steps where every row runs, so that a padded batch
+    is one product, in tiles of 3 rows); zeros for the others (their dA is zero)."""
     zero = np.intp(0)
     put = zero != 0
     G = w_ih_t.shape[1]
     I = dx2.shape[1]
     r = r0
     while r < r1:
-        t = r // B
-        end = min(r1, (t + 1) * B)
-        running = 0
-        while running < B and lengths[running] > t:
-            running += 1
-        stop = min(end, t * B + running)
-        if stop > r:
-            rows_product(dA2[r:stop], zero, w_ih_t, zero, dx2[r:stop], zero, stop - r, G, put)
-        for q in range(max(r, stop), end):
-            for i in range(I):
-                dx2[q, i] = 0
-        r = end
+        s = r       # the end of the run of running rows that starts at r
+        while s < r1:
+            t = s // B
+            end = min(r1, (t + 1) * B)
+            run_end = max(s, min(end, t * B + _running_count(lengths, t)))
+            if run_end < end:
+                s = run_end
+                break
+            s = end
+        if s > r:
+            rows_product(dA2[r:s], zero, w_ih_t, zero, dx2[r:s], zero, s - r, G, put)
+        if s < r1:  # the padded rows from s to the end of its step
+            end = min(r1, (s // B + 1) * B)
+            for q in range(s, end):
+                for i in range(I):
+                    dx2[q, i] = 0
+            r = end
+        else:
+            r = s
 
 
 @jit
 def backward_team(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp,
                   dx, dw_ih, dw_hh, db_ih, db_hh, work, w_hh_t, w_hr_t, w_ih_t, dA_t_all, x_t,
-                  h_t, m_t, valid, tid, team, sync):
+                  h_t, m_t, valid, by_rows, tid, team, sync):
     """The backward for thread tid of a team of `team` (1: the whole call on one thread), its
-    shapes checked (_check_shapes): the walk of the rows of share_rows_by_lengths(lengths,
-    tid, team); a barrier; its columns of the transposes dA^T, x^T, h_prev^T (m^T) of the rows
+    shapes checked (_check_shapes): the walk (by_rows: of the rows of
+    share_rows_by_lengths(lengths, tid, team); else of every row, for the units of
+    share(H, tid, team), the module docstring's column split); a barrier; its columns of the transposes dA^T, x^T, h_prev^T (m^T) of the rows
     that run (valid), and its rows of dx; a barrier; its gate rows of dw_ih, dw_hh, db_ih,
     db_hh, products over the V running rows only (the padded ones add zeros).
 
@@ -148,30 +180,44 @@ def backward_team(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
     linear_before_reset = cell == GRU_LINEAR_BEFORE_RESET
     zero = np.intp(0)           # constants as variables (numba_recurrent_forward.forward_team)
     add, put = zero == 0, zero != 0
-    b0, n_rows = share_rows_by_lengths(lengths, tid, team)
+    if by_rows:     # this thread's rows, every unit; no barrier in the walk
+        b0, n_rows = share_rows_by_lengths(lengths, tid, team)
+        u0, n, p0, pn, meet = 0, H, 0, P, 1
+    else:           # every row; this thread's units (and outputs of W_hr), a barrier per phase
+        b0, n_rows = 0, B
+        u0, n = share(H, tid, team)
+        p0, pn = share(P, tid, team)
+        meet = team
+    q0, qn = (p0, pn) if P > 0 else (u0, n)     # this thread's columns of dh (of H_out)
     b1 = b0 + n_rows
     lens = lengths[b0:b1]
     dh_g = dh[b0:b1]
     dc_g = dc[b0:b1]
     work_g = work[b0:b1]
-    # the walk of this thread's rows
+    w_hh_q = w_hh_t[q0:q0 + qn]     # the rows of W_hh^T that make this thread's columns of dh
+    w_hr_u = w_hr_t[u0:u0 + n]
+    n_slots = Gs // H
+    # the walk
     nb = 0
     for t in range(T - 1, -1, -1):
         while nb < n_rows and lens[nb] > t:    # rows whose last valid step is t join
             nb += 1
         for b in range(b0 + nb, b1):
-            for j in range(Gs):
-                dA[t, b, j] = 0
-            for j in range(P):
+            for q in range(n_slots):
+                for j in range(u0, u0 + n):
+                    dA[t, b, q * H + j] = 0
+            for j in range(p0, p0 + pn):
                 dhp[t, b, j] = 0
         if nb == 0:
             continue
         if has_dy:
             for b in range(nb):
-                for j in range(Hout):
+                for j in range(q0, q0 + qn):
                     dh_g[b, j] += dy[t, b0 + b, j]
         # the cell's pointwise pass and the product(s) to h_{t-1}: dh (rows < nb) holds the
-        # whole gradient reaching h_t, then the one reaching h_{t-1}
+        # whole gradient reaching h_t, then the one reaching h_{t-1}. Under the column split
+        # each thread's pointwise pass reads the columns of dh it wrote itself (its units), and
+        # a barrier publishes dA before the products, which read all of it.
         g = gates[t][b0:b1]
         dA_t = dA[t][b0:b1]
         if cell == LSTM:
@@ -179,28 +225,40 @@ def backward_team(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
             c_t = c[t + 1][b0:b1]
             if P > 0:
                 for b in range(nb):
-                    for j in range(Hout):
+                    for j in range(p0, p0 + pn):
                         dhp[t, b0 + b, j] = dh_g[b, j]
+                barrier(sync, meet)     # every column of dh
                 # the gradient reaching o * tanh(c_t) (nb, H) = dh (nb, P) @ W_hr
-                rows_product(dh_g, zero, w_hr_t, zero, work_g, zero, nb, P, put)
-                lstm_backward_rows(g, peep, c_prev, c_t, work_g, dc_g, dA_t, nb)
+                if n > 0:
+                    rows_product(dh_g, zero, w_hr_u, zero, work_g, u0, nb, P, put)
+                lstm_backward_rows(g, peep, c_prev, c_t, work_g, dc_g, dA_t, nb, u0, n)
             else:
-                lstm_backward_rows(g, peep, c_prev, c_t, dh_g, dc_g, dA_t, nb)
-            rows_product(dA_t, zero, w_hh_t, zero, dh_g, zero, nb, G, put)   # dh = dA W_hh
+                lstm_backward_rows(g, peep, c_prev, c_t, dh_g, dc_g, dA_t, nb, u0, n)
+            barrier(sync, meet)
+            if qn > 0:
+                rows_product(dA_t, zero, w_hh_q, zero, dh_g, q0, nb, G, put)   # dh = dA W_hh
         elif gru:
             h_prev = h[t][b0:b1]
-            gru_backward_rows(g, h_prev, dh_g, dA_t, linear_before_reset, nb)  # dh = dh * z
+            # dh = dh * z
+            gru_backward_rows(g, h_prev, dh_g, dA_t, linear_before_reset, nb, u0, n)
+            barrier(sync, meet)
             if linear_before_reset:
                 # dh += dm @ W_hn (and [da_r, da_z] @ W_hh[:2H] below)
-                rows_product(dA_t, 3 * H, w_hh_t, 2 * H, dh_g, zero, nb, H, add)
+                if qn > 0:
+                    rows_product(dA_t, 3 * H, w_hh_q, 2 * H, dh_g, q0, nb, H, add)
             else:
                 # work = da_n @ W_hn: the gradient of m = r * h; then da_r, and dh += dm * r
-                rows_product(dA_t, 2 * H, w_hh_t, 2 * H, work_g, zero, nb, H, put)
-                gru_reset_backward_rows(g, h_prev, work_g, dh_g, dA_t, nb)
-            rows_product(dA_t, zero, w_hh_t, zero, dh_g, zero, nb, 2 * H, add)
+                if n > 0:
+                    rows_product(dA_t, 2 * H, w_hh_q, 2 * H, work_g, u0, nb, H, put)
+                gru_reset_backward_rows(g, h_prev, work_g, dh_g, dA_t, nb, u0, n)
+                barrier(sync, meet)     # da_r
+            if qn > 0:
+                rows_product(dA_t, zero, w_hh_q, zero, dh_g, q0, nb, 2 * H, add)
         else:
-            rnn_backward_rows(g, dh_g, dA_t, cell == RNN_RELU, nb)
-            rows_product(dA_t, zero, w_hh_t, zero, dh_g, zero, nb, H, put)   # dh = dA W_hh
+            rnn_backward_rows(g, dh_g, dA_t, cell == RNN_RELU, nb, u0, n)
+            barrier(sync, meet)
+            if qn > 0:
+                rows_product(dA_t, zero, w_hh_q, zero, dh_g, q0, nb, H, put)   # dh = dA W_hh
     barrier(sync, team)
     # this thread's columns v of the V running rows: the transposes; its rows r of the T*B:
     # dx = dA_in W_ih
@@ -253,11 +311,13 @@ def running_rows(lengths, T):
 
 
 def backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp, dx,
-             dw_ih, dw_hh, db_ih, db_hh, work, n_threads=1, team=None):
+             dw_ih, dw_hh, db_ih, db_hh, work, n_threads=1, team=None, rows=None):
     """Back-propagate `cell` (codes as in forward) through T >= 1 steps of B >= 1 rows;
     buffers as in src/kernels/CONTRACT.md (the batch is one group of rows). n_threads: at
-    most this many threads share the call (numba_recurrent_forward.team_size; the walk on at
-    most B of them); team: that many instead (the tests force it).
+    most this many threads share the call (numba_recurrent_forward.team_size), the walk by
+    groups of rows or by the column split as the forward's rule (by_rows) says; team, rows:
+    that many threads, and groups of rows (True) or the column split (False), instead (the
+    tests force each decomposition with them).
 
     x, w_ih, w_hh, w_hr, peep, lengths  IN as in forward; h (T+1, B, Hout), c (T+1, B, H)
     (LSTM; else (0, B, H)), gates (T, B, Gs)  IN: the tape; dy (T, B, Hout) or (0, B, Hout) IN;
@@ -287,4 +347,7 @@ def backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, 
         team = team_size(n_threads, T, B, cell, H, Hout)
     elif int(team) < 1:
         raise ValueError(f"numba recurrent backward: team must be >= 1, got {team}")
-    run_team(backward_team, args, int(team))
+    team = int(team)
+    if rows is None:
+        rows = team == 1 or rows_rule(team, B, cell, H, Hout, dt.itemsize)
+    run_team(backward_team, args + (bool(rows),), team)
