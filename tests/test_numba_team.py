@@ -144,10 +144,16 @@ def test_numba_backward_split_through_the_api(team_module, cell, monkeypatch):
 
 
 def test_numba_backward_split_on_a_loaded_machine(team_module, busy_cores):
-    want = _train("lstm", 2, T=20)     # 20 x 262K multiply-adds: the split (team_size)
-    got = _train("lstm", 2, T=20)
-    for key, value in want.items():
-        np.testing.assert_array_equal(got[key], value, err_msg=key)
+    """The backward's split on 2 and 3 threads beside a busy process per core completes with
+    the walk's result (dh_0, dc_0) bit for bit one thread's, the products to rounding."""
+    want = _train("lstm", 1, T=20)     # 20 x 262K multiply-adds: the split on 2+ threads
+    for n_threads in (2, 3):
+        got = _train("lstm", n_threads, T=20)
+        for key, value in want.items():
+            if key in ("h0", "c0"):
+                np.testing.assert_array_equal(got[key], value, err_msg=key)
+            else:
+                np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
 
 
 def _child(queue, model, x):

@@ -19,8 +19,9 @@ its rule (numba_recurrent_forward.by_rows):
 The walk goes s = T-1 ... 0 over the running rows, a prefix that grows as s goes down (a row
 joins at its last valid step, so its dh_n and dc_n enter there); per step the output gradient
 dy is added, then the cell's pointwise pass for the gate gradients and the product(s) that
-carry the gradient to h_{s-1}. Rows that do not run at step s get zeros in dA (and dhp). After the walk, a barrier; the input, weight and bias gradients are then products
-over the rows that ran, all steps at once (the padded rows, whose dA is zero, are left out):
+carry the gradient to h_{s-1}. Rows that do not run at step s get zeros in dA (and dhp).
+After the walk, a barrier; the input, weight and bias gradients are then products over the
+rows that ran, all steps at once (the padded rows, whose dA is zero, are left out):
 dx = dA_in W_ih (zeros for the padded rows), dw_ih = dA_in^T x, dw_hh = dA_rec^T h_prev (the
 GRU's n block: dm, against m for code 2), shared by the team by rows of dx and by gate rows
 of dW.
@@ -37,9 +38,10 @@ from ._jit import jit
 from .numba_cells import (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
                           gate_width, gru_backward_rows, gru_reset_backward_rows,
                           lstm_backward_rows, rnn_backward_rows, zero_of)
-from .numba_matmul import TRANSPOSE_TILE, rows_product, transposed
-from .numba_recurrent_forward import (by_rows as rows_rule, check_buffers, check_lengths,
-                                      share, share_rows, share_rows_by_lengths, team_size)
+from .numba_matmul import rows_product, transpose_rows, transposed
+from .numba_recurrent_forward import (active_rows, by_rows as rows_rule, check_buffers,
+                                      check_lengths, share, share_rows,
+                                      share_rows_by_lengths, team_size)
 from .numba_team import barrier, run_team
 
 
@@ -90,37 +92,6 @@ def _check_shapes(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
 
 
 @jit
-def _transpose_rows(a, rows, v0, v1, c0, n, out):
-    """out[j, v] = a[rows[v], c0 + j] for v0 <= v < v1, j < n (a (R, >= c0+n), rows (V,) of
-    row indices into a, increasing, out (n, >= V)), in tiles of TRANSPOSE_TILE x
-    TRANSPOSE_TILE: a tile's reads and writes stay in a few cache lines (element by element,
-    each write fell in another row of out: 3.5x slower). Where rows are v itself (a batch
-    without padding) the index is not read."""
-    dense = rows.shape[0] == 0 or rows[rows.shape[0] - 1] == rows.shape[0] - 1
-    for vb in range(v0, v1, TRANSPOSE_TILE):
-        ve = min(vb + TRANSPOSE_TILE, v1)
-        for jb in range(0, n, TRANSPOSE_TILE):
-            je = min(jb + TRANSPOSE_TILE, n)
-            if dense:
-                for j in range(jb, je):
-                    for v in range(vb, ve):
-                        out[j, v] = a[v, c0 + j]
-            else:
-                for j in range(jb, je):
-                    for v in range(vb, ve):
-                        out[j, v] = a[rows[v], c0 + j]
-
-
-@jit
-def _running_count(lengths, t):
-    """How many rows run at step t (lengths never increase: a prefix)."""
-    n = 0
-    while n < lengths.shape[0] and lengths[n] > t:
-        n += 1
-    return n
-
-
-@jit
 def _input_gradient(dA2, w_ih_t, dx2, lengths, r0, r1, B):
     """dx rows r0 <= r < r1 of the T*B (r = t*B + b): dA_in W_ih for the rows that run at their
     step (b < the step's count of running rows, a prefix as lengths never increase), one
@@ -136,7 +107,7 @@ def _input_gradient(dA2, w_ih_t, dx2, lengths, r0, r1, B):
         while s < r1:
             t = s // B
             end = min(r1, (t + 1) * B)
-            run_end = max(s, min(end, t * B + _running_count(lengths, t)))
+            run_end = max(s, min(end, t * B + active_rows(lengths, B, t)))
             if run_end < end:
                 s = run_end
                 break
@@ -160,9 +131,10 @@ def backward_team(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
     """The backward for thread tid of a team of `team` (1: the whole call on one thread), its
     shapes checked (_check_shapes): the walk (by_rows: of the rows of
     share_rows_by_lengths(lengths, tid, team); else of every row, for the units of
-    share(H, tid, team), the module docstring's column split); a barrier; its columns of the transposes dA^T, x^T, h_prev^T (m^T) of the rows
-    that run (valid), and its rows of dx; a barrier; its gate rows of dw_ih, dw_hh, db_ih,
-    db_hh, products over the V running rows only (the padded ones add zeros).
+    share(H, tid, team), the module docstring's column split); a barrier; its columns of the
+    transposes dA^T, x^T, h_prev^T (m^T) of the rows that run (valid), and its rows of dx; a
+    barrier; its gate rows of dw_ih, dw_hh, db_ih, db_hh, products over the V running rows
+    only (the padded ones add zeros).
 
     w_hh_t (Hout, G), w_hr_t (H, P), w_ih_t (I, G): copies of the transposed weights;
     dA_t_all (Gs, T*B), x_t (I, T*B), h_t (Hout, T*B), m_t (H or 0, T*B): scratch (the first
@@ -265,11 +237,11 @@ def backward_team(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
     V = valid.shape[0]
     v0, nv = share_rows(V, tid, team)
     dA2 = dA.reshape(TB, Gs)
-    _transpose_rows(dA2, valid, v0, v0 + nv, zero, Gs, dA_t_all)
-    _transpose_rows(x.reshape(TB, I), valid, v0, v0 + nv, zero, I, x_t)
-    _transpose_rows(h.reshape((T + 1) * B, Hout), valid, v0, v0 + nv, zero, Hout, h_t)
+    transpose_rows(dA2, valid, v0, v0 + nv, zero, Gs, dA_t_all)
+    transpose_rows(x.reshape(TB, I), valid, v0, v0 + nv, zero, I, x_t)
+    transpose_rows(h.reshape((T + 1) * B, Hout), valid, v0, v0 + nv, zero, Hout, h_t)
     if cell == GRU_RESET_BEFORE:
-        _transpose_rows(gates.reshape(TB, Gs), valid, v0, v0 + nv, 3 * H, H, m_t)
+        transpose_rows(gates.reshape(TB, Gs), valid, v0, v0 + nv, 3 * H, H, m_t)
     r0, nr = share_rows(TB, tid, team)
     _input_gradient(dA2, w_ih_t, dx.reshape(TB, I), lengths, r0, r0 + nr, B)
     barrier(sync, team)

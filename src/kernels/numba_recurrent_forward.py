@@ -187,9 +187,10 @@ def forward_team(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, wo
       barrier publishes h_t before the next step (and, for the reset-before GRU, m = r * h_{t-1}
       before its second product; for a projection LSTM o * tanh(c_t) before the W_hr product,
       whose outputs are shared out the same way).
-    - by_rows True, groups of rows: thread tid runs the rows of share_rows_by_lengths(lengths, tid, team) through
-      the whole loop alone (every unit, no barrier): for larger batches, where the split's
-      exchange of h_t between the cores at every step costs more than it saves.
+    - by_rows True, groups of rows: thread tid runs the rows of
+      share_rows_by_lengths(lengths, tid, team) through the whole loop alone (every unit, no
+      barrier): for larger batches, where the split's exchange of h_t between the cores at
+      every step costs more than it saves.
     """
     T, B, I = x.shape
     Hout = h.shape[2]
