@@ -41,8 +41,13 @@ def client():
     # the scheduler's HTTP server (the dashboard, /metrics) on a free port: its default, 8787,
     # may be taken on a shared machine (or by the bench test's cluster), which distributed
     # reports as a UserWarning (an error here)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
+    # without the active memory manager: it may drop a worker's idle copy of the model's
+    # holder (a replica that another worker also has), and a task stolen back to that worker
+    # then fetches it again and loads the model a second time, which the tests that count
+    # the loads would see (fastlstm/dask/_workers.py)
+    with dask.config.set({"distributed.scheduler.active-memory-manager.start": False}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                         dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as c:
         c.wait_for_workers(2)
         yield c
@@ -540,10 +545,12 @@ def cli_cluster(tmp_path):
     address = f"tcp://127.0.0.1:{port}"
     procs = []
     log = open(tmp_path / "cluster.log", "wb")
+    # the scheduler without the active memory manager, as in the client fixture
+    env = dict(os.environ, DASK_DISTRIBUTED__SCHEDULER__ACTIVE_MEMORY_MANAGER__START="False")
     try:
         procs.append(subprocess.Popen([exe, "scheduler", "--host", "127.0.0.1", "--port",
                                        str(port), "--no-dashboard"], stdout=log, stderr=log,
-                                      cwd=tmp_path))
+                                      cwd=tmp_path, env=env))
         for i in range(2):
             procs.append(subprocess.Popen(
                 [exe, "worker", address, "--nthreads", "1", "--no-dashboard", "--name",

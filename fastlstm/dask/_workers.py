@@ -90,7 +90,12 @@ class _Shipped:
 
     It travels as the portable copy pickled once on the client (`blob`, see dumps), unpickled
     on first use in each process (counted in _LOADS); the live model a worker has used (and
-    packed its weights for) is never what is sent on to a peer."""
+    packed its weights for) is never what is sent on to a peer.
+
+    Dask's active memory manager (on by default) may drop a worker's idle copy of the holder
+    while a peer holds one; when a task moved back to that worker later needs it, the worker
+    fetches it again and loads the model a second time. (The tests that count the loads run
+    their schedulers without it.)"""
 
     def __init__(self, fn, model, options, token):
         self.fn, self.options, self.token = fn, options, token
