@@ -171,6 +171,17 @@ def test_non_contiguous_step_and_batch_one(backend, dtype):
     wide[:, :, ::2] = x
     ys = [s.step(wide[t, :, ::2]) for t in range(T)]
     check_equal(np.stack(ys), y_ref, backend, dtype)
+    # read-only steps, and steps from a misaligned buffer (the general path), with the same
+    # results; the input is left as it was
+    s = m.stream(batch_size=B)
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    raw = np.zeros(x.nbytes + 1, np.uint8)
+    odd = raw[1:].view(dtype).reshape(x.shape)
+    odd[...] = x
+    ys = [s.step(frozen[t] if t % 2 else odd[t]) for t in range(T)]
+    check_equal(np.stack(ys), y_ref, backend, dtype)
+    np.testing.assert_array_equal(frozen, x)
     # batch_size 1, and the default batch_size is 1
     for s1 in (m.stream(batch_size=1), m.stream()):
         y1 = np.stack([s1.step(x[t, 1:2]) for t in range(T)])
@@ -418,6 +429,7 @@ def test_bad_x(cfg, backend):
         (TypeError, np.zeros((B, I), other)),
         (TypeError, np.zeros((2, B, I), other)),
         (TypeError, np.zeros((B, I), np.int64)),
+        (TypeError, np.zeros((B, I), np.dtype(dtype).newbyteorder())),   # byte-swapped
         (TypeError, "x"),
     ]
     if m.batch_first:

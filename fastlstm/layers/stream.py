@@ -101,6 +101,7 @@ class Stream:
             self._step_split = self._columns and (
                 (Gs if self.kind != "gru" else 3 * H) * self._H_out >= STEP_SPLIT_MACS)
             self._plans, self._outs = [], []
+            self._run_steps = self._backend.forward_module.run_steps
             for l, layer in enumerate(self._layers):
                 I_l = self.input_size if l == 0 else self._H_out
                 layer.scratch = np.empty(forward_scratch_length(
@@ -192,17 +193,11 @@ class Stream:
         """Run one step, x (B, I) -> (B, H_out), or a chunk of steps, x (T, B, I) -> (T, B,
         H_out) ((B, T, I) -> (B, T, H_out) when batch_first), from the carried state, which
         then moves on. A new output array each call."""
-        if self._fast and type(x) is np.ndarray and x.ndim == 2 and x.dtype == self.dtype \
-                and x.flags.c_contiguous:   # one step: the plans (StepPlan checks the shape)
-            threads = current_threads() if self._step_split else 1
-            try:
-                for plan, out in zip(self._plans, self._outs):
-                    plan.step(x, out, threads)
-                    x = out
-            except ValueError:
-                self._check_input(x)   # raises the error naming x
-                raise
-            return x.copy()
+        if self._fast:   # one step of a C-contiguous (B, I) array: the plans, in one call
+            y = self._run_steps(self._plans, x, self._outs,
+                                current_threads() if self._step_split else 1)
+            if y is not None:
+                return y
         x, one = self._check_input(x)
         T = x.shape[0]
         if T == 0:
@@ -287,6 +282,7 @@ class ReducedStream(Stream):
         self._fast = self._backend.name == "cython"
         if self._fast:
             self._plans, self._outs = self._step_plans(B, H)
+            self._run_steps = _plan_steps
             Gs = H if self.kind == "rnn" else 4 * H
             self._step_split = (Gs if self.kind != "gru" else 3 * H) * self._H_out \
                 >= STEP_SPLIT_MACS
@@ -345,3 +341,19 @@ class ReducedStream(Stream):
                 self._cs[l][0] = c_n
             inp = y
         return inp
+
+
+def _plan_steps(plans, x, outs, threads):
+    """run_steps (recurrent_forward.pyx) for plans with a step(x, y, n_threads) method: x
+    (B, I) through plans[l].step(input, outs[l]) layer after layer, a copy of the last output;
+    None when x is not a C-contiguous 2-d array of the plans' dtype (outs[0]'s)."""
+    if type(x) is not np.ndarray or x.ndim != 2 or x.dtype != outs[0].dtype \
+            or not x.flags.c_contiguous:
+        return None
+    try:
+        for plan, out in zip(plans, outs):
+            plan.step(x, out, threads)
+            x = out
+    except ValueError:
+        return None   # a wrong shape: the caller's checks name it
+    return x.copy()

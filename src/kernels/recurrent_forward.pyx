@@ -928,31 +928,38 @@ cdef class StepPlan:
         self.chunks = unit_chunks(&d, self.H) if self.is_double else unit_chunks(&f, self.H)
 
     def step(self, x, y, int n_threads=1):
-        """x (B, I) -> y (B, Hout) (both C-contiguous, the plan's dtype), the state moving on.
+        """x (B, I) -> y (B, Hout) (both C-contiguous, aligned and in native byte order, of
+        the plan's dtype; y writable: else a ValueError), the state moving on.
         n_threads: with columns=1, the step shares min(n_threads, chunks of units) threads."""
-        cdef const float[:, ::1] xf
-        cdef float[:, ::1] yf
-        cdef const double[:, ::1] xd
-        cdef double[:, ::1] yd
-        cdef int team = max(1, min(n_threads, self.chunks)) if self.columns else 0
-        if self.is_double:
-            xd = x
-            yd = y
-            self._check(xd.shape[0], xd.shape[1], yd.shape[0], yd.shape[1])
-            with nogil:
-                self._run(&xd[0, 0], &yd[0, 0], team)
-        else:
-            xf = x
-            yf = y
-            self._check(xf.shape[0], xf.shape[1], yf.shape[0], yf.shape[1])
-            with nogil:
-                self._run(&xf[0, 0], &yf[0, 0], team)
+        if not self._takes(x, self.n_in, False) or not self._takes(y, self.Hout, True):
+            raise ValueError("StepPlan.step: x (B, I) and y (B, Hout) expected: C-contiguous, "
+                             "aligned, native-order arrays of the plan's dtype, y writable")
+        self._step(<cnp.ndarray>x, <cnp.ndarray>y, n_threads)
 
-    cdef int _check(self, Py_ssize_t xb, Py_ssize_t xi, Py_ssize_t yb,
-                    Py_ssize_t yh) except -1:
-        if xb != self.B or xi != self.n_in or yb != self.B or yh != self.Hout:
-            raise ValueError("StepPlan.step: x (B, I) and y (B, Hout) expected")
-        return 0
+    cdef bint _takes(self, object a, Py_ssize_t n, bint writable):
+        """Whether `a` is a (B, n) array step() can read (and write, when asked) in place:
+        C-contiguous, aligned, native byte order, the plan's dtype."""
+        if not isinstance(a, cnp.ndarray):
+            return False
+        cdef cnp.ndarray arr = <cnp.ndarray>a
+        return (cnp.PyArray_TYPE(arr) == (cnp.NPY_FLOAT64 if self.is_double else
+                                          cnp.NPY_FLOAT32)
+                and cnp.PyArray_NDIM(arr) == 2 and cnp.PyArray_DIMS(arr)[0] == self.B
+                and cnp.PyArray_DIMS(arr)[1] == n and cnp.PyArray_IS_C_CONTIGUOUS(arr)
+                and cnp.PyArray_ISBEHAVED_RO(arr)
+                and (not writable or cnp.PyArray_ISWRITEABLE(arr)))
+
+    cdef void _step(self, cnp.ndarray x, cnp.ndarray y, int n_threads):
+        """step() on arrays _takes has accepted."""
+        cdef int team = max(1, min(n_threads, self.chunks)) if self.columns else 0
+        cdef void* xp = cnp.PyArray_DATA(x)
+        cdef void* yp = cnp.PyArray_DATA(y)
+        if self.is_double:
+            with nogil:
+                self._run(<double*>xp, <double*>yp, team)
+        else:
+            with nogil:
+                self._run(<float*>xp, <float*>yp, team)
 
     cdef void _run(self, const floating* x, floating* y, int team) noexcept nogil:
         """One step on the plan's buffers (their dtype is x's): on `team` threads of the
@@ -970,3 +977,27 @@ cdef class StepPlan:
                      <floating*>self.bias, <floating*>self.peep, <floating*>self.h,
                      <floating*>self.c, <floating*>self.gates, <floating*>self.work, y,
                      self.B, self.n_in, self.H, self.Hout, self.P, self.Gs)
+
+
+def run_steps(list plans, x, list outs, int n_threads=1):
+    """One step through a stack's layers: plans[l].step(input, outs[l]) with layer 0's input
+    x (B, I) and layer l's the output of layer l - 1, then a new array (B, Hout): a copy of
+    the last output. None, with nothing run, when x is not an array StepPlan.step takes in
+    place (C-contiguous (B, I), aligned, native-order, the plans' dtype): the caller then
+    checks x and takes its general path. outs[l] (B, Hout) as plans[l].step's y."""
+    cdef Py_ssize_t l, L = len(plans)
+    if L == 0 or len(outs) != L:
+        raise ValueError(f"run_steps: one output per plan expected, got {L} plans and "
+                         f"{len(outs)} outputs")
+    cdef StepPlan plan = plans[0]
+    if not plan._takes(x, plan.n_in, False):
+        return None
+    for l in range(L):
+        plan = plans[l]
+        y = outs[l]
+        if not plan._takes(x, plan.n_in, False) or not plan._takes(y, plan.Hout, True):
+            raise ValueError(f"run_steps: layer {l}: its input or output array does not fit "
+                             f"its plan")
+        plan._step(<cnp.ndarray>x, <cnp.ndarray>y, n_threads)
+        x = y
+    return cnp.PyArray_NewCopy(<cnp.ndarray>x, cnp.NPY_CORDER)
