@@ -411,7 +411,10 @@ static __attribute__((unused)) void FL_NAME(fl_gemm_sums)(ptrdiff_t m, ptrdiff_t
 }
 
 /* C (overwritten) = A @ B for `groups` groups of m rows of A read along their rows (acs == 1):
- * group g's rows at a + g*a_gs, its results at c + g*c_gs. */
+ * group g's rows at a + g*a_gs, its results at c + g*c_gs. Groups that lie one after another
+ * in A and in C (a_gs = m*ars, c_gs = m*ldc: every row of a step's batch, e.g. B = 1) are one
+ * product of groups*m rows, whose blocks of up to FL_MR rows each use a loaded panel vector
+ * FL_MR times (a group of one row uses it once, and waits on the panel's reads from L2). */
 static __attribute__((unused)) void FL_NAME(fl_gemm_groups)(ptrdiff_t groups, ptrdiff_t m,
                                                             ptrdiff_t n, ptrdiff_t k,
                                                             const FL_T* a, ptrdiff_t ars,
@@ -423,6 +426,10 @@ static __attribute__((unused)) void FL_NAME(fl_gemm_groups)(ptrdiff_t groups, pt
         for (ptrdiff_t g = 0; g < groups; g++)
             FL_NAME(fl_gemm)(m, n, k, a + g * a_gs, ars, 1, packed, c + g * c_gs, ldc, 0);
         return;
+    }
+    if (groups > 1 && a_gs == m * ars && c_gs == m * ldc) {
+        m *= groups;
+        groups = 1;
     }
     FL_NAME(fl_gemm_direct)(groups, m, n, k, a, ars, 1, a_gs, packed, c, ldc, c_gs, 0, 0);
 }
