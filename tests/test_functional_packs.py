@@ -8,8 +8,9 @@ gru_forward and rnn_forward keep a few PackedLayers across calls, and never serv
   of an old one, the same values in new arrays; a call after the change equals one with
   fresh copies of the new weights.
 - What is not kept: weights that are not C-contiguous and layers past MAX_LAYER_BYTES; at
-  most MAX_ENTRIES entries; nothing returned shares memory with an entry; the tape of a
-  training call keeps the weights it ran even when the arrays are then written.
+  most MAX_ENTRIES entries and MAX_TOTAL_BYTES of weights; nothing returned shares memory
+  with an entry; the tape of a training call keeps the weights it ran even when the arrays
+  are then written.
 - same_bytes and all_same, the Cython comparisons, against the NumPy ones.
 """
 import numpy as np
@@ -180,6 +181,20 @@ def test_what_is_not_kept():
     for seed in range(_functional_packs.MAX_ENTRIES + 3):
         _call("lstm", x, _problem("lstm", seed=seed)[1])
     assert len(_entries()) == _functional_packs.MAX_ENTRIES
+    # layers of 3/8 of the total bound each: the third drops the oldest two (with the small
+    # ones before them); the entries never hold more than the bound
+    H = int(np.sqrt(_functional_packs.MAX_TOTAL_BYTES * 3 / 8 / 16))
+    assert 16 * H * H <= _functional_packs.MAX_LAYER_BYTES
+    ones = np.ones((1, 1, 1), np.float32)
+    layers = [dict(w_ih=np.full((4 * H, 1), 0.01 * k, np.float32),
+                   w_hh=np.full((4 * H, H), 0.001 * k, np.float32)) for k in range(1, 4)]
+    for wk in layers:
+        _call("lstm", ones, wk)
+        assert _functional_packs.kept_bytes() <= _functional_packs.MAX_TOTAL_BYTES
+    assert len(_entries()) == 2
+    assert _functional_packs.kept_bytes() == sum(a.nbytes for wk in layers[1:]
+                                                 for a in wk.values())
+    _same(_arrays(_call("lstm", ones, layers[2])), _fresh("lstm", ones, layers[2]))
 
 
 def test_nothing_shares_an_entry():
