@@ -10,7 +10,9 @@ anything is timed, each contender's y and gradients are checked against fastlstm
 reference (relative error 1e-4); a mismatch stops the run with an error.
 
 Timing: each callable is warmed up (JIT compilation, caches), then repeated until both
-min_time seconds and `repeats` calls are reached; the table reports the median.
+min_time seconds and `repeats` calls are reached; the table reports the median. Before each
+one the harness waits SETTLE_SECONDS, untimed, so that the threads the previous contender
+left spinning (ONNX Runtime's pool, for 10-30 ms after its calls) do not take a core from it.
 
 Output (format_report): a header (machine, versions, threads, git commit, date, the float32
 matrix-product rate of this machine measured at the start of the run) and one table, with for
@@ -26,6 +28,7 @@ of it as a dict, plot a bar chart.
 """
 import dataclasses
 import datetime
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -36,6 +39,9 @@ from .machine import (DEFAULT_PEAK_SIZE, OtherLoad, git_commit, load_average, ma
                       matmul_rate, versions)
 from .timing import (DEFAULT_MIN_TIME, DEFAULT_REPEATS, DEFAULT_WARMUP, Progress, Timing,
                      measure, measure_pair)
+
+#: the untimed wait before each contender's timing (scaling.SETTLE_SECONDS says why)
+SETTLE_SECONDS = 0.03
 
 #: the default grid of shapes (T, B, I, H)
 DEFAULT_SHAPES = ((100, 1, 32, 64), (100, 1, 128, 128), (100, 1, 256, 256), (100, 1, 512, 512),
@@ -237,6 +243,7 @@ def run_benchmark(shapes: Sequence[Sequence[int]] = DEFAULT_SHAPES,
                     progress.update(f"[time {len(rows) + 1}/{len(jobs)}] {case.label} "
                                     f"{mode} {name}")
                     padded_timing = None
+                    time.sleep(SETTLE_SECONDS)
                     if case.lengths and contender.family == "fastlstm":
                         timing, padded_timing = measure_pair(
                             contender.callable_for(mode),

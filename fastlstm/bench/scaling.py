@@ -16,8 +16,13 @@ Every contender is checked at each thread count against fastlstm's NumPy referen
 case take turns, one block of calls of each inside its own thread limit
 (timing.measure_rotation; a block lasts about BLOCK_SECONDS), until each pair has had
 `repeats` blocks and min_time seconds: the machine's slow spells fall on all of them alike.
+Before the first block of each contender in a round the harness waits SETTLE_SECONDS
+(untimed): ONNX Runtime's pool threads keep spinning for 10-30 ms after its calls, and in the
+next blocks they took a core from the contender that followed (fastlstm's LSTM at B=1,
+H=256 on 2 threads: 0.94 ms a call instead of 0.48, on a 2-core AMD EPYC).
 The table reports the median time per call of each pair.
 """
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -34,6 +39,8 @@ SCALING_CONTENDERS = ("cython", "onnxruntime", "torch")
 THREAD_COUNTS = (1, 2)
 #: about how long one timed block of calls lasts
 BLOCK_SECONDS = 0.01
+#: the untimed wait before the first block of each contender in a round
+SETTLE_SECONDS = 0.03
 
 
 def batch_of_one(shapes: Sequence[Sequence[int]]) -> List[Tuple[int, int, int, int]]:
@@ -75,6 +82,16 @@ def _time_once(fn) -> float:
     return max(time.perf_counter() - t0, 1e-7)
 
 
+@contextlib.contextmanager
+def _settled_threads(n: int, settle: float):
+    """peers.threads_limited(n), entered after sleeping `settle` seconds (other contenders'
+    spinning threads go quiet meanwhile)."""
+    if settle > 0:
+        time.sleep(settle)
+    with peers.threads_limited(n):
+        yield
+
+
 def run_scaling(contenders: Sequence[str],
                 shapes: Sequence[Sequence[int]] = DEFAULT_SCALING_SHAPES,
                 cells: Sequence[str] = peers.CELLS, min_time: float = DEFAULT_MIN_TIME,
@@ -109,7 +126,8 @@ def run_scaling(contenders: Sequence[str],
                 errors[name] = max(errors.get(name, 0.0), err)
                 fns.append(contender.infer)
                 calls.append(max(1, math.ceil(BLOCK_SECONDS / once)))
-                contexts.append(lambda n=n: peers.threads_limited(n))
+                contexts.append(lambda n=n, first=n == thread_counts[0]:
+                                _settled_threads(n, SETTLE_SECONDS if first else 0.0))
         progress.update(label + " timing")
         timings = iter(measure_rotation(fns, min_time * len(fns), repeats, calls=calls,
                                         contexts=contexts))
@@ -119,7 +137,8 @@ def run_scaling(contenders: Sequence[str],
     progress.done()
     meta = {"threads": list(thread_counts), "contenders": names, "cells": list(cells),
             "shapes": [shape_label(s) for s in shapes], "min_time_s": min_time,
-            "min_repeats": repeats, "block_s": BLOCK_SECONDS, "machine": machine_line(),
+            "min_repeats": repeats, "block_s": BLOCK_SECONDS, "settle_s": SETTLE_SECONDS,
+            "machine": machine_line(),
             **isa_info(), "other_processes_cpus": other_load.cpus()}
     return {"meta": meta, "rows": rows}
 
