@@ -284,6 +284,37 @@ def test_stream_equals_whole_sequence(cls, options, precision):
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
+def test_stream_steps_of_any_layout_and_bad_steps(precision):
+    """A step from a strided, a read-only or a misaligned x gives what a C-contiguous one
+    does (the general path); a wrong dtype, byte order or shape is refused naming x, with the
+    state left as it was."""
+    m = fastlstm.GRU(6, 16, num_layers=2, seed=4).eval()
+    q = m.quantize(precision)
+    x = np.random.default_rng(4).standard_normal((6, 2, 6)).astype(np.float32)
+    y, _ = q(x)
+    s = q.stream(batch_size=2)
+    wide = np.zeros((6, 2, 12), np.float32)
+    wide[:, :, ::2] = x
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    odd = np.zeros(x.nbytes + 1, np.uint8)[1:].view(np.float32).reshape(x.shape)
+    odd[...] = x
+    steps = [s.step(a[t]) for t, a in enumerate((wide[:, :, ::2], frozen, odd, x, x, x))]
+    np.testing.assert_allclose(np.stack(steps), y, atol=1e-6)
+    s.reset()
+    s.step(x[0])
+    before = s.state.copy()   # a GRU's h (layers, B, H)
+    for exc, bad in [(TypeError, x[1].astype(np.float64)),
+                     (TypeError, x[1].astype(np.dtype(np.float32).newbyteorder())),
+                     (ValueError, np.zeros((3, 6), np.float32)),
+                     (ValueError, np.zeros((2, 7), np.float32))]:
+        with pytest.raises(exc, match="x"):
+            s.step(bad)
+    np.testing.assert_array_equal(s.state, before)
+    np.testing.assert_allclose(s.step(x[1]), y[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
 def test_state_dict_round_trip(precision):
     m = fastlstm.LSTM(5, 16, proj_size=4, seed=2).eval()
     q = m.quantize(precision)

@@ -282,7 +282,7 @@ class ReducedStream(Stream):
         self._fast = self._backend.name == "cython"
         if self._fast:
             self._plans, self._outs = self._step_plans(B, H)
-            self._run_steps = _plan_steps
+            self._run_steps = self._backend.reduced_module.run_steps
             Gs = H if self.kind == "rnn" else 4 * H
             self._step_split = (Gs if self.kind != "gru" else 3 * H) * self._H_out \
                 >= STEP_SPLIT_MACS
@@ -342,18 +342,3 @@ class ReducedStream(Stream):
             inp = y
         return inp
 
-
-def _plan_steps(plans, x, outs, threads):
-    """run_steps (recurrent_forward.pyx) for plans with a step(x, y, n_threads) method: x
-    (B, I) through plans[l].step(input, outs[l]) layer after layer, a copy of the last output;
-    None when x is not a C-contiguous 2-d array of the plans' dtype (outs[0]'s)."""
-    if type(x) is not np.ndarray or x.ndim != 2 or x.dtype != outs[0].dtype \
-            or not x.flags.c_contiguous:
-        return None
-    try:
-        for plan, out in zip(plans, outs):
-            plan.step(x, out, threads)
-            x = out
-    except ValueError:
-        return None   # a wrong shape: the caller's checks name it
-    return x.copy()

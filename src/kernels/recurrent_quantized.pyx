@@ -22,6 +22,7 @@ any number of threads. Nothing is allocated here, and the time loop never return
 from libc.stdint cimport int8_t, int32_t, int64_t, uint16_t
 from libc.string cimport memcpy
 from cython.parallel cimport parallel, threadid
+cimport numpy as cnp
 
 from ._gru_cell cimport gru_forward_rows, gru_new_rows, gru_reset_rows
 from ._layout cimport (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU, gate_blocks,
@@ -46,6 +47,8 @@ cdef extern from "_qgemm.h" nogil:
                          int accumulate, int dot)
 
 from ._barrier cimport fl_barrier, fl_barrier_init, fl_barrier_wait, fl_team_size
+
+cnp.import_array()   # run_steps and StepPlan read their arrays through NumPy's C API
 
 #: precision codes
 DEF INT8 = 0
@@ -387,7 +390,7 @@ cdef class StepPlan:
     cdef object keep
     cdef Weights w_ih, w_hh, w_hr
     cdef int cell, precision, dot
-    cdef Py_ssize_t B, I, H, Hout, P, chunks
+    cdef Py_ssize_t B, n_in, H, Hout, P, chunks   # n_in: I (complex.h takes the name I)
     cdef float* bias
     cdef float* peep
     cdef float* h
@@ -420,7 +423,8 @@ cdef class StepPlan:
         self.w_hh = weights_of(hh_panels, hh_scale, hh_sums, h.shape[2])
         self.w_hr = weights_of(hr_panels, hr_scale, hr_sums, H)
         self.cell, self.precision, self.dot = cell, precision, dot
-        self.B, self.I, self.H, self.Hout, self.P = h.shape[1], x_like.shape[2], H, h.shape[2], P
+        self.B, self.n_in, self.H = h.shape[1], x_like.shape[2], H
+        self.Hout, self.P = h.shape[2], P
         self.chunks = max(1, min(n_threads, (H + FL_QR - 1) // FL_QR))
         self.bias = <float*><size_t>bias.ctypes.data
         self.peep = <float*><size_t>peep.ctypes.data if peep.shape[0] else NULL
@@ -431,22 +435,63 @@ cdef class StepPlan:
         self.act = <char*><size_t>act.ctypes.data
         self.lengths = <int64_t*><size_t>lengths.ctypes.data
 
-    def step(self, const float[:, ::1] x, float[:, ::1] y, int n_threads=1):
-        """x (B, I) -> y (B, Hout), the state moving on; n_threads: at most the plan's."""
+    def step(self, x, y, int n_threads=1):
+        """x (B, I) -> y (B, Hout) (C-contiguous, aligned, native-order float32 arrays; y
+        writable: else a ValueError), the state moving on; n_threads: at most the plan's."""
+        if not self._takes(x, self.n_in, False) or not self._takes(y, self.Hout, True):
+            raise ValueError(f"StepPlan.step: x ({self.B}, {self.n_in}) and y ({self.B}, "
+                             f"{self.Hout}) expected: C-contiguous, aligned, native-order "
+                             f"float32 arrays, y writable")
+        self._step(<cnp.ndarray>x, <cnp.ndarray>y, n_threads)
+
+    cdef bint _takes(self, object a, Py_ssize_t n, bint writable):
+        """Whether `a` is a (B, n) float32 array step() can read (and write, when asked) in
+        place: C-contiguous, aligned, native byte order."""
+        if not isinstance(a, cnp.ndarray):
+            return False
+        cdef cnp.ndarray arr = <cnp.ndarray>a
+        return (cnp.PyArray_TYPE(arr) == cnp.NPY_FLOAT32 and cnp.PyArray_NDIM(arr) == 2
+                and cnp.PyArray_DIMS(arr)[0] == self.B and cnp.PyArray_DIMS(arr)[1] == n
+                and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISBEHAVED_RO(arr)
+                and (not writable or cnp.PyArray_ISWRITEABLE(arr)))
+
+    cdef void _step(self, cnp.ndarray x, cnp.ndarray y, int n_threads):
+        """step() on arrays _takes has accepted."""
         cdef Py_ssize_t B = self.B, n = B * self.Hout
         cdef int team = <int>max(1, min(n_threads, self.chunks))
-        if x.shape[0] != B or x.shape[1] != self.I or y.shape[0] != B or y.shape[1] != self.Hout:
-            raise ValueError(f"StepPlan.step: x ({B}, {self.I}) and y ({B}, {self.Hout}) "
-                             f"expected, got x ({x.shape[0]}, {x.shape[1]}), y "
-                             f"({y.shape[0]}, {y.shape[1]})")
+        cdef const float* xp = <const float*>cnp.PyArray_DATA(x)
+        cdef float* yp = <float*>cnp.PyArray_DATA(y)
         with nogil:
-            run(self.cell, self.precision, self.dot, &x[0, 0], &self.w_ih, &self.w_hh,
+            run(self.cell, self.precision, self.dot, xp, &self.w_ih, &self.w_hh,
                 &self.w_hr, self.bias, self.peep, self.lengths, self.h, self.c, self.gates,
-                self.work, self.act, 1, B, self.I, self.H, self.Hout, self.P, 1, team)
+                self.work, self.act, 1, B, self.n_in, self.H, self.Hout, self.P, 1, team)
             memcpy(self.h, self.h + n, n * sizeof(float))   # slot 1 -> slot 0: the state
-            memcpy(&y[0, 0], self.h, n * sizeof(float))
+            memcpy(yp, self.h, n * sizeof(float))
             if self.c != NULL:
                 memcpy(self.c, self.c + B * self.H, B * self.H * sizeof(float))
+
+
+def run_steps(list plans, x, list outs, int n_threads=1):
+    """recurrent_forward.run_steps for these plans: one step through a stack's layers,
+    plans[l].step(input, outs[l]) from x (B, I), then a new array (B, Hout), a copy of the last
+    output; None, with nothing run, when x is not a float32 array StepPlan.step takes in place
+    (the caller then checks x and takes its general path)."""
+    cdef Py_ssize_t l, L = len(plans)
+    if L == 0 or len(outs) != L:
+        raise ValueError(f"run_steps: one output per plan expected, got {L} plans and "
+                         f"{len(outs)} outputs")
+    cdef StepPlan plan = plans[0]
+    if not plan._takes(x, plan.n_in, False):
+        return None
+    for l in range(L):
+        plan = plans[l]
+        y = outs[l]
+        if not plan._takes(x, plan.n_in, False) or not plan._takes(y, plan.Hout, True):
+            raise ValueError(f"run_steps: layer {l}: its input or output array does not fit "
+                             f"its plan")
+        plan._step(<cnp.ndarray>x, <cnp.ndarray>y, n_threads)
+        x = y
+    return cnp.PyArray_NewCopy(<cnp.ndarray>x, cnp.NPY_CORDER)
 
 
 def product(int precision, bint dot, const float[:, ::1] x, const unsigned char[::1] panels,
