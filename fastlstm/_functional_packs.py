@@ -14,7 +14,7 @@ Bounded: at most MAX_ENTRIES layers, each of at most MAX_LAYER_BYTES of weights,
 MAX_TOTAL_BYTES of weights in all (the oldest entries dropped first); larger layers, and
 weights given as arrays that are not C-contiguous, are packed at every call as before. An
 entry holds about twice its weights' bytes (the packed panels and the copies compared with).
-Comparing is always the cheaper: at I = H = 512 (8 MiB of LSTM weights) packing took 0.62 ms
+Comparing costs less than packing: at I = H = 512 (8 MiB of LSTM weights) packing took 0.62 ms
 a call and comparing 0.18 ms (AMD EPYC, 2 threads). The cache holds copies, never the caller's
 arrays, and nothing a call returns shares memory with it (a tape shares the PackedLayer's
 arrays, which are never written after they are made).

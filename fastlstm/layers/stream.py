@@ -341,4 +341,3 @@ class ReducedStream(Stream):
                 self._cs[l][0] = c_n
             inp = y
         return inp
-
