@@ -276,6 +276,7 @@ def backward_team(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
             s += dA_t_all[r + H, k]
         db_hh[r] = s
 
+
 def running_rows(lengths, T):
     """The rows t*B + b (intp, increasing) of the steps that run: lengths[b] > t."""
     lengths = np.asarray(lengths)
