@@ -39,8 +39,8 @@ class PackedLayer:
     w_ih (G, I), w_hh (G, H_out), w_hr (P, H) or (0, H), peep (3, H) or (0, H): C-contiguous
     private copies; bias (2, G): folded as CONTRACT.md says; has_b_ih, has_b_hh: whether the
     layer has them; scratch: {decomposition (0 groups of rows, 1 the column split): the
-    Cython kernels' ForwardPlan, the weights packed for it}, each made by the first call that
-    needs it (then only read); spare: the buffers of an inference call in loop order, kept
+    Cython kernels' ForwardPlan, the weights packed for it; "numba": the Numba kernels' panels
+    of them}, each made by the first call that needs it (then only read); spare: the buffers of an inference call in loop order, kept
     for the next (fastlstm/_spare_buffers.py; never part of a result).
     """
 

@@ -154,12 +154,14 @@ class NumbaBackend:
     """src/kernels/numba_recurrent_forward.py and numba_recurrent_backward.py: the batch as
     one group; a large forward shared by a team of threads, by slices of the hidden units or
     by groups of rows (numba_recurrent_forward.team_size, by_rows), a large backward's walk
-    the same two ways; every product numba_matmul.rows_product (no BLAS)."""
+    the same two ways; the forward's products on panels of the weights (numba_panels.py),
+    the backward's numba_matmul.rows_product (no BLAS)."""
 
     name = "numba"
 
     def __init__(self):
-        self._fwd = importlib.import_module("fastlstm._kernels.numba_recurrent_forward").forward
+        forward_module = importlib.import_module("fastlstm._kernels.numba_recurrent_forward")
+        self._fwd, self._panels = forward_module.forward, forward_module.layer_panels
         self._bwd = importlib.import_module("fastlstm._kernels.numba_recurrent_backward").backward
 
     @staticmethod
@@ -168,10 +170,20 @@ class NumbaBackend:
 
     def forward(self, cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work,
                 n_threads=1, packed=None):
+        """packed: the fastlstm._api.PackedLayer of these weights, which keeps their panels
+        (numba_recurrent_forward.layer_panels) in its scratch dict once made; or None (packed
+        here, for this call)."""
         if packed is not None and packed.precision:
             raise ValueError(f"backend: the numba backend has no {packed.precision} kernels; "
                              f"use backend='cython' (or 'numpy', the reference)")
-        self._fwd(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, n_threads)
+        panels = None
+        if packed is not None:
+            panels = packed.scratch.get("numba")
+            if panels is None:
+                panels = self._panels(cell, w_ih, w_hh, w_hr)
+                packed.scratch["numba"] = panels
+        self._fwd(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, n_threads,
+                  panels=panels)
 
     def backward(self, cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA,
                  dhp, dx, dw_ih, dw_hh, db_ih, db_hh, work, n_groups=1, n_threads=1):

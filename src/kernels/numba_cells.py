@@ -164,35 +164,40 @@ def lstm_backward_rows(g, peep, c_prev, c_t, dh, dc, dA, nb, u0, n):
     """
     H = c_t.shape[1]
     has_peep = peep.shape[0] > 0
-    u1 = u0 + n
-    for b in range(nb):     # whole rows as views that hold no reference (row_slice)
-        gate = row_slice(g, b, 0, 4 * H)
-        da = row_slice(dA, b, 0, 4 * H)
-        dcb = row_slice(dc, b, 0, H)
-        cp = row_slice(c_prev, b, 0, H)
-        ct = row_slice(c_t, b, 0, H)
-        dhb = row_slice(dh, b, 0, H)
-        for j in range(u0, u1):                         # tanh(c_t), parked in da_o's place
-            da[3 * H + j] = tanh_(ct[j])
-        for j in range(u0, u1):
-            i = gate[j]
-            f = gate[H + j]
-            gg = gate[2 * H + j]
-            o = gate[3 * H + j]
-            tc = da[3 * H + j]
+    for b in range(nb):
+        # views from u0 (as in lstm_forward_rows), and one output per loop: a loop that wrote
+        # several views of dA's row while reading another was left scalar (3.5x slower)
+        gi, gf, gg, go = _blocks(g, b, H, u0, n)
+        da_i, da_f, da_g, da_o = _blocks(dA, b, H, u0, n)
+        dcb = row_slice(dc, b, u0, n)
+        cp = row_slice(c_prev, b, u0, n)
+        ct = row_slice(c_t, b, u0, n)
+        dhb = row_slice(dh, b, u0, n)
+        for j in range(n):                              # tanh(c_t), parked in da_o's place
+            da_o[j] = tanh_(ct[j])
+        for j in range(n):                              # da_o, and dc_t into dc
+            tc = da_o[j]
+            o = go[j]
             dh_t = dhb[j]
-            da_o = dh_t * tc * o * one_minus(o)
+            d_o = dh_t * tc * o * one_minus(o)
             dc_t = dcb[j] + dh_t * o * one_minus(tc * tc)
             if has_peep:
-                dc_t = dc_t + da_o * peep[2, j]
-            da[j] = dc_t * gg * i * one_minus(i)
-            da[H + j] = dc_t * cp[j] * f * one_minus(f)
-            da[2 * H + j] = dc_t * i * one_minus(gg * gg)
-            da[3 * H + j] = da_o
-            dcb[j] = dc_t * f
+                dc_t = dc_t + d_o * peep[2, u0 + j]
+            da_o[j] = d_o
+            dcb[j] = dc_t
+        for j in range(n):
+            da_i[j] = dcb[j] * gg[j] * gi[j] * one_minus(gi[j])
+        for j in range(n):
+            da_f[j] = dcb[j] * cp[j] * gf[j] * one_minus(gf[j])
+        for j in range(n):
+            da_g[j] = dcb[j] * gi[j] * one_minus(gg[j] * gg[j])
+        for j in range(n):                              # the gradient reaching c_{t-1}
+            dcb[j] = dcb[j] * gf[j]
         if has_peep:
-            for j in range(u0, u1):
-                dcb[j] = dcb[j] + da[j] * peep[0, j] + da[H + j] * peep[1, j]
+            p_i = peep[0, u0:u0 + n]
+            p_f = peep[1, u0:u0 + n]
+            for j in range(n):
+                dcb[j] = dcb[j] + da_i[j] * p_i[j] + da_f[j] * p_f[j]
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,8 +227,12 @@ def gru_forward_rows(g, rec, bias0, bias1, h_prev, h_next, nb, u0, n):
             gz[j] = sigmoid(gz[j] + rz[j] + b_z[j])
         for j in range(n):                              # m = h W_hn^T + b_hn
             gm[j] = rn[j] + b_hn[j]
+        # the argument of tanh first, then tanh in place: one loop that wrote n while reading
+        # r and m (views of the same row) through tanh was left scalar (6x slower)
         for j in range(n):
-            gn[j] = tanh_(gn[j] + b_n[j] + gr[j] * gm[j])
+            gn[j] = gn[j] + b_n[j] + gr[j] * gm[j]
+        for j in range(n):
+            gn[j] = tanh_(gn[j])
         for j in range(n):
             hn[j] = one_minus(gz[j]) * gn[j] + gz[j] * hp[j]
 
@@ -285,24 +294,27 @@ def gru_backward_rows(g, h_prev, dh, dA, linear_before_reset, nb, u0, n):
     """
     H = h_prev.shape[1]
     for b in range(nb):
-        row = row_slice(g, b, 0, 4 * H)
-        da = row_slice(dA, b, 0, 4 * H)
-        hp = row_slice(h_prev, b, 0, H)
-        dhb = row_slice(dh, b, 0, H)
-        for j in range(u0, u0 + n):
-            r = row[j]
-            z = row[H + j]
-            nn = row[2 * H + j]
-            dh_t = dhb[j]
-            da_n = dh_t * one_minus(z) * one_minus(nn * nn)
-            da[H + j] = dh_t * (hp[j] - nn) * z * one_minus(z)
-            da[2 * H + j] = da_n
-            if linear_before_reset:
-                da[j] = da_n * row[3 * H + j] * r * one_minus(r)
-                da[3 * H + j] = da_n * r
-            else:
-                da[3 * H + j] = da_n
-            dhb[j] = dh_t * z
+        # views from u0, one output per loop, da_n recomputed rather than read back from dA
+        # (as lstm_backward_rows: loops that wrote several views of dA's row were left scalar)
+        gr, gz, gn, gm = _blocks(g, b, H, u0, n)
+        da_r, da_z, da_n, dm = _blocks(dA, b, H, u0, n)
+        hp = row_slice(h_prev, b, u0, n)
+        dhb = row_slice(dh, b, u0, n)
+        for j in range(n):
+            da_n[j] = dhb[j] * one_minus(gz[j]) * one_minus(gn[j] * gn[j])
+        for j in range(n):
+            da_z[j] = dhb[j] * (hp[j] - gn[j]) * gz[j] * one_minus(gz[j])
+        if linear_before_reset:
+            for j in range(n):
+                d_n = dhb[j] * one_minus(gz[j]) * one_minus(gn[j] * gn[j])
+                da_r[j] = d_n * gm[j] * gr[j] * one_minus(gr[j])
+            for j in range(n):
+                dm[j] = dhb[j] * one_minus(gz[j]) * one_minus(gn[j] * gn[j]) * gr[j]
+        else:
+            for j in range(n):
+                dm[j] = dhb[j] * one_minus(gz[j]) * one_minus(gn[j] * gn[j])
+        for j in range(n):
+            dhb[j] = dhb[j] * gz[j]
 
 
 @jit
@@ -314,17 +326,16 @@ def gru_reset_backward_rows(g, h_prev, dm, dh, dA, nb, u0, n):
     g (>= nb, 4H) IN; h_prev (>= nb, H) IN; dm (>= nb, H) IN; dh (>= nb, H) IN/OUT: dm * r
     added; dA (>= nb, 4H) OUT: da_r into [0, H).
     """
-    H = h_prev.shape[1]
-    for b in range(nb):
-        row = row_slice(g, b, 0, 4 * H)
-        da = row_slice(dA, b, 0, 4 * H)
-        hp = row_slice(h_prev, b, 0, H)
-        dmb = row_slice(dm, b, 0, H)
-        dhb = row_slice(dh, b, 0, H)
-        for j in range(u0, u0 + n):
-            r = row[j]
-            da[j] = dmb[j] * hp[j] * r * one_minus(r)
-            dhb[j] = dhb[j] + dmb[j] * r
+    for b in range(nb):     # views from u0, one output per loop (lstm_backward_rows)
+        gr = row_slice(g, b, u0, n)
+        da_r = row_slice(dA, b, u0, n)
+        hp = row_slice(h_prev, b, u0, n)
+        dmb = row_slice(dm, b, u0, n)
+        dhb = row_slice(dh, b, u0, n)
+        for j in range(n):
+            da_r[j] = dmb[j] * hp[j] * gr[j] * one_minus(gr[j])
+        for j in range(n):
+            dhb[j] = dhb[j] + dmb[j] * gr[j]
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,15 +375,14 @@ def rnn_backward_rows(g, dh, dA, relu, nb, u0, n):
 
     g (>= nb, H) IN: h_t; dh (>= nb, H) IN: the whole gradient reaching h_t; dA (>= nb, H) OUT.
     """
-    H = dh.shape[1]
-    for b in range(nb):
-        row = row_slice(g, b, 0, H)
-        da = row_slice(dA, b, 0, H)
-        dhb = row_slice(dh, b, 0, H)
+    for b in range(nb):     # views from u0 (lstm_backward_rows)
+        row = row_slice(g, b, u0, n)
+        da = row_slice(dA, b, u0, n)
+        dhb = row_slice(dh, b, u0, n)
         if relu:
-            for j in range(u0, u0 + n):
+            for j in range(n):
                 zero = zero_of(row[j])
                 da[j] = dhb[j] * (one_minus(zero) if row[j] > zero else zero)
         else:
-            for j in range(u0, u0 + n):
+            for j in range(n):
                 da[j] = dhb[j] * one_minus(row[j] * row[j])

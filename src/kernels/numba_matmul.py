@@ -1,13 +1,12 @@
-"""The matrix products of the Numba drivers, written in Numba: the twin of _gemm.h's gemm
-(numba_recurrent_forward.py, numba_recurrent_backward.py).
+"""The matrix products of the Numba backward driver, written in Numba: the twin of _gemm.h's
+gemm (numba_recurrent_backward.py; the forward's are numba_panels.py's, on packed weights).
 
     out[:nb, :N] = a[:nb, :K] @ w[:N, :K]^T        (accumulate: out[:nb, :N] += ...)
 
-w is read in its natural layout, rows of K contiguous values: the forward's w_ih, w_hh and w_hr
-as they are; the backward's w_hh^T, w_hr^T, w_ih^T as copies (transposed) and the transposes of
-dA, x, h_prev it forms after the walk. Each output is a dot product over K, vectorised by LLVM
-(the loop may be reassociated: 'reassoc' and 'contract' only, so NaN and inf still propagate);
-a tile of 3 rows of `a` by 4 rows of `w` reads 7 vectors for 12 multiply-adds (the last one or
+w is read in its natural layout, rows of K contiguous values: the backward's w_hh^T, w_hr^T,
+w_ih^T as copies (transposed) and the transposes of dA, x, h_prev it forms after the walk.
+Each output is a dot product over K, vectorised by LLVM (the loop may be reassociated:
+'reassoc' and 'contract' only, so NaN and inf still propagate); a tile of 3 rows of `a` by 4 rows of `w` reads 7 vectors for 12 multiply-adds (the last one or
 two rows: tiles of 1 x 4 and 2 x 4). The rows of w are taken in blocks of at most BLOCK_BYTES,
 so that a block stays in the core's L2 while every row of `a` passes over it.
 

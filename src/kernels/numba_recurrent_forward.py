@@ -13,26 +13,25 @@ for the steps that every row runs, then step by step on the running rows); then 
 recurrent product(s) of the active rows and the cell's fused pointwise pass. Only active rows
 are read or written; nothing is allocated in the time loop.
 
-Every product is numba_matmul.rows_product, which reads the weights in their own layout
-(w_ih, w_hh, w_hr rows) by tiles that do not depend on how the units are shared out: the
-column split gives the same results bit for bit on any number of threads, one thread
-included. Groups of rows may differ from it by rounding (a row's products run in tiles of 1,
-2 or 3 rows, as its group falls). No BLAS: its worker threads spin for a while after each
-call, and beside a team on two cores they starved it (numba_recurrent_backward.py).
+Every product is numba_panels.panel_product, on panels of the weights that the caller keeps
+(layer_panels: made once per layer, or here for one call): every output is one chain of
+multiply-adds over k, whatever the tile or thread it falls to, so both decompositions give
+the same results bit for bit on any number of threads, one thread included. No BLAS: its worker threads spin for a while after each call, and beside a
+team on two cores they starved it (numba_recurrent_backward.py).
 
 Compile time: one compiled kernel per dtype serves every cell (cell is an int; absent parts
 are empty arrays).
 """
 import numpy as np
 
-from ._jit import jit
-from .numba_matmul import TILE_ALIGN, rows_product
+from ._jit import jit, jit_inline
+from .numba_panels import PANEL, pack_panels, panel_product
 from .numba_cells import (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
                           gate_width, gru_forward_rows, gru_new_rows, gru_reset_rows,
                           lstm_forward_rows, rnn_forward_rows)
 from .numba_team import barrier, run_team
 
-#: units per chunk of the column split: a multiple of numba_matmul.TILE_ALIGN, and 64 bytes of
+#: units per chunk of the column split: a multiple of numba_panels.PANEL, and 64 bytes of
 #: float32 (a cache line: threads that write next to each other share as few lines as can be)
 UNIT_CHUNK = 16
 #: the column split's rule (team_size): multiply-adds of one step's recurrent product at least
@@ -95,8 +94,7 @@ def _check_shapes(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, w
 @jit
 def share(n, tid, team):
     """(first, count) of thread tid's slice of n units: whole chunks of UNIT_CHUNK (a multiple
-    of the products' TILE_ALIGN, so that every output is computed by the same tile code
-    whatever the team's size: results do not depend on the number of threads)."""
+    of numba_panels.PANEL: every thread's slice starts at a panel)."""
     chunks = (n + UNIT_CHUNK - 1) // UNIT_CHUNK
     first = min(n, tid * chunks // team * UNIT_CHUNK)
     last = min(n, (tid + 1) * chunks // team * UNIT_CHUNK)
@@ -138,48 +136,45 @@ def share_rows_by_lengths(lengths, tid, team):
 
 
 @jit
-def _project(x, w_ih, gates, s0, s1, t0, b0, nb, H, n_blocks, u0, n):
+def _project(x, p_ih, gates, s0, s1, t0, b0, nb, H, n_blocks, u0, n):
     """gates[s0:s1] = x[t0+s0 : t0+s1] @ W_ih^T for the gate columns of units u0 <= u < u0+n
-    of each of the n_blocks gate blocks, rows b0 .. b0+nb-1 of every step."""
+    of each of the n_blocks gate blocks, rows b0 .. b0+nb-1 of every step; p_ih: W_ih's panels
+    (pack_panels)."""
     I = x.shape[2]
     B = x.shape[1]
-    zero = np.intp(0)
     if s1 <= s0 or n <= 0 or nb <= 0:
         return
+    p0 = u0 // PANEL
     if b0 == 0 and nb == B:     # every row: the steps as one product
         x2 = x.reshape(x.shape[0] * B, I)[(t0 + s0) * B:(t0 + s1) * B]
         g2 = gates.reshape(gates.shape[0] * B, gates.shape[2])[s0 * B:s1 * B]
         for q in range(n_blocks):
-            rows_product(x2, zero, w_ih[q * H + u0:q * H + u0 + n], zero, g2, q * H + u0,
-                         (s1 - s0) * B, I, zero != 0)
+            panel_product(x2, 0, p_ih, q, p0, n, g2, q * H + u0, (s1 - s0) * B, False)
     else:
         for s in range(s0, s1):
             for q in range(n_blocks):
-                rows_product(x[t0 + s][b0:b0 + nb], zero, w_ih[q * H + u0:q * H + u0 + n], zero,
-                             gates[s][b0:b0 + nb], q * H + u0, nb, I, zero != 0)
+                panel_product(x[t0 + s][b0:b0 + nb], 0, p_ih, q, p0, n, gates[s][b0:b0 + nb],
+                              q * H + u0, nb, False)
 
 
-@jit
-def _recurrent(a, ac, w, out, oc, nb, K, H, n_blocks, u0, n, accumulate):
-    """out[:nb, oc + q*H + u] (+)= a[:nb, ac:ac+K] @ w[q*H + u]^T for the gate blocks q <
-    n_blocks and the units u0 <= u < u0 + n: one thread's columns of a recurrent product."""
-    zero = np.intp(0)
+@jit_inline
+def _recurrent(a, ac, panels, q0, out, oc, nb, H, n_blocks, u0, n, accumulate):
+    """out[:nb, oc + q*H + u] (+)= a[:nb, ac:ac+K] @ w[(q0+q)*H + u]^T for the gate blocks
+    q < n_blocks and the units u0 <= u < u0 + n, w's panels given (pack_panels, K their
+    depth): one thread's columns of a recurrent product."""
     if n <= 0:
         return
-    if n == H and H % TILE_ALIGN == 0:  # every unit (one thread): the blocks are one run of
-        # rows of w, whose tiles fall where the blocks' would (so the results are the same)
-        rows_product(a, ac, w[:n_blocks * H], zero, out, oc, nb, K, accumulate)
-        return
     for q in range(n_blocks):
-        rows_product(a, ac, w[q * H + u0:q * H + u0 + n], zero, out, oc + q * H + u0, nb, K,
-                     accumulate)
+        panel_product(a, ac, panels, q0 + q, u0 // PANEL, n, out, oc + q * H + u0, nb,
+                      accumulate)
 
 
 @jit
-def forward_team(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, by_rows,
-                 tid, team, sync):
+def forward_team(cell, x, p_ih, p_hh, p_hr, w_hr, bias, peep, lengths, h, c, gates, work,
+                 by_rows, tid, team, sync):
     """The time loop for thread tid of a team of `team` (1: the whole call on one thread), its
-    shapes checked (_check_shapes), in one of two decompositions:
+    shapes checked (_check_shapes), in one of two decompositions; p_ih, p_hh, p_hr: the panels
+    of w_ih, w_hh and w_hr (pack_panels; w_hr's only for its shape, (P, H) or (0, H)):
 
     - by_rows False, the column split: thread tid owns the hidden units of share(H, tid, team),
       with every gate column of them. It projects their inputs, computes their columns of the
@@ -221,13 +216,13 @@ def forward_team(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, wo
         # input projection of the chunk: one product for the steps that every row runs,
         # then step by step on the running rows
         full = min(k, max(0, lens[n_rows - 1] - t0))
-        _project(x, w_ih, gates, zero, full, t0, b0, n_rows, H, n_blocks, u0, n)
+        _project(x, p_ih, gates, zero, full, t0, b0, n_rows, H, n_blocks, u0, n)
         nb = n_rows
         for s in range(full, k):
             nb = active_rows(lens, nb, t0 + s)
             if nb == 0:
                 break
-            _project(x, w_ih, gates, s, s + 1, t0, b0, nb, H, n_blocks, u0, n)
+            _project(x, p_ih, gates, s, s + 1, t0, b0, nb, H, n_blocks, u0, n)
         # the steps: the recurrent product(s) of the active rows, the cell's pointwise pass
         nb = n_rows
         for s in range(k):
@@ -240,28 +235,28 @@ def forward_team(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, wo
             h_next = h[t + 1][b0:b1]
             rec = work[b0:b1]
             if cell == LSTM:
-                _recurrent(h_prev, zero, w_hh, g, zero, nb, Hout, H, four, u0, n, add)
+                _recurrent(h_prev, zero, p_hh, zero, g, zero, nb, H, four, u0, n, add)
                 c_prev = (c[t] if keep_c else c[t % 2])[b0:b1]
                 c_next = (c[t + 1] if keep_c else c[(t + 1) % 2])[b0:b1]
                 if P > 0:   # h = (o * tanh(c)) W_hr^T
                     lstm_forward_rows(g, bias[0], peep, c_prev, c_next, rec, nb, u0, n)
                     barrier(sync, meet)
                     if pn > 0:
-                        rows_product(rec, zero, w_hr[p0:p0 + pn], zero, h_next, p0, nb, H, put)
+                        panel_product(rec, zero, p_hr, zero, p0 // PANEL, pn, h_next, p0, nb, put)
                 else:
                     lstm_forward_rows(g, bias[0], peep, c_prev, c_next, h_next, nb, u0, n)
             elif cell == GRU_LINEAR_BEFORE_RESET:
-                _recurrent(h_prev, zero, w_hh, rec, zero, nb, Hout, H, three, u0, n, put)
+                _recurrent(h_prev, zero, p_hh, zero, rec, zero, nb, H, three, u0, n, put)
                 gru_forward_rows(g, rec, bias[0], bias[1], h_prev, h_next, nb, u0, n)
             elif cell == GRU_RESET_BEFORE:
-                _recurrent(h_prev, zero, w_hh, rec, zero, nb, Hout, H, two, u0, n, put)  # r, z
+                _recurrent(h_prev, zero, p_hh, zero, rec, zero, nb, H, two, u0, n, put)  # r, z
                 gru_reset_rows(g, rec, bias[0], h_prev, nb, u0, n)
                 barrier(sync, meet)
                 # rec[:, 2H:3H] = m (= r * h, gates slot 3; every unit's) @ W_hn^T
-                _recurrent(g, 3 * H, w_hh[2 * H:], rec, 2 * H, nb, H, H, one_block, u0, n, put)
+                _recurrent(g, 3 * H, p_hh, two, rec, 2 * H, nb, H, one_block, u0, n, put)
                 gru_new_rows(g, rec, bias[0], h_prev, h_next, nb, u0, n)
             else:
-                _recurrent(h_prev, zero, w_hh, g, zero, nb, Hout, H, one_block, u0, n, add)
+                _recurrent(h_prev, zero, p_hh, zero, g, zero, nb, H, one_block, u0, n, add)
                 rnn_forward_rows(g, bias[0], h_next, cell == RNN_RELU, nb, u0, n)
             barrier(sync, meet)
         t0 += k
@@ -312,14 +307,37 @@ def by_rows(team, B, cell, H, Hout, itemsize):
     return B > team * rows_per_thread or (H + UNIT_CHUNK - 1) // UNIT_CHUNK < team
 
 
+def layer_panels(cell, w_ih, w_hh, w_hr):
+    """(p_ih, p_hh, p_hr): the panels of w_ih, w_hh (one gate block per block of H rows) and
+    w_hr (one block), numba_panels.pack_panels, which forward_team's products read. Made once
+    per layer and kept (fastlstm._backends.NumbaBackend keeps them in the PackedLayer)."""
+    n_blocks = w_ih.shape[0] // w_hr.shape[1]
+    return (pack_panels(w_ih, n_blocks), pack_panels(w_hh, n_blocks), pack_panels(w_hr, 1))
+
+
+def _check_panels(panels, cell, x, w_ih, w_hh, w_hr):
+    """Raises ValueError unless panels is layer_panels(cell, w_ih, w_hh, w_hr)'s shape and
+    x's dtype, C-contiguous (a product must not raise inside the team: run_team)."""
+    P, H = w_hr.shape
+    n_blocks = gate_width(cell, H) // H
+    shapes = ((n_blocks, -(-H // PANEL), w_ih.shape[1], PANEL),
+              (n_blocks, -(-H // PANEL), w_hh.shape[1], PANEL), (1, -(-P // PANEL), H, PANEL))
+    if (not isinstance(panels, tuple) or len(panels) != 3
+            or any(not isinstance(p, np.ndarray) or p.shape != shape or p.dtype != x.dtype
+                   or not p.flags.c_contiguous for p, shape in zip(panels, shapes))):
+        raise ValueError("numba recurrent forward: panels are not layer_panels(cell, w_ih, "
+                         "w_hh, w_hr) of these weights")
+
+
 def forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, n_threads=1,
-            team=None, rows=None):
+            team=None, rows=None, panels=None):
     """Run `cell` (0 LSTM, 1 GRU linear before reset, 2 GRU reset before, 3 RNN tanh,
     4 RNN relu) over T >= 1 steps of B >= 1 rows; buffers as in src/kernels/CONTRACT.md
     (the batch is one group, so lengths never increase over it); n_threads: at most this many
     threads share the call (team_size, by_rows); team, rows: that many threads, and groups of
     rows (True) or the column split (False), instead of the rules' choice (the tests force
-    each decomposition with them).
+    each decomposition with them); panels: layer_panels(cell, w_ih, w_hh, w_hr), kept by the
+    caller, or None to pack them here.
 
     x (T, B, I), w_ih (G, I), w_hh (G, Hout), w_hr (P, H) or (0, H), bias (2, G),
     peep (3, H) or (0, H), lengths (B,) int64  IN;
@@ -331,6 +349,10 @@ def forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, n
                   (h, c, gates, work), lengths)
     cell = int(cell)
     _check_shapes(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work)
+    if panels is None:
+        panels = layer_panels(cell, w_ih, w_hh, w_hr)
+    else:
+        _check_panels(panels, cell, x, w_ih, w_hh, w_hr)
     T, B = x.shape[0], x.shape[1]
     H, Hout = w_hr.shape[1], h.shape[2]
     if team is None:
@@ -342,5 +364,5 @@ def forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, n
         rows = team > 1 and by_rows(team, B, cell, H, Hout, x.dtype.itemsize)
     if rows:
         team = min(team, B)
-    run_team(forward_team, (cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work,
+    run_team(forward_team, (cell, x, *panels, w_hr, bias, peep, lengths, h, c, gates, work,
                             bool(rows)), team)

@@ -1,0 +1,253 @@
+"""The forward's matrix products in the Numba drivers, on weights packed into panels: the twin
+of _gemm.h's panel products (numba_recurrent_forward.py).
+
+    out[b, oc + c] (+)= sum_k a[b, ac + k] * w[q*H + p0*16 + c, k]     b < nb, c < width
+
+w (n_blocks*H, K) is packed once per layer (pack_panels, kept in the layer's PackedLayer):
+panels[q, p, k, :] holds columns p*16 .. p*16+15 of gate block q of w^T, zero-padded past H.
+A tile of R rows by NP panels keeps its R x NP x 16 sums in vector registers across the whole
+k loop: each step loads NP panel vectors and R values of `a` (broadcast) for R x NP vector
+multiply-adds, and only the tile's start and end touch `out` (masked where the block ends).
+LLVM cannot make this loop from plain Numba code (its SLP vectoriser is off in Numba, and a
+loop over k of dot products pays a horizontal sum per output: numba_matmul.py's tiles reached
+about half of this one's rate), so the tile is written as LLVM IR (_tile): 64-byte vectors
+(16 float32 or 8 float64), which LLVM splits into the registers each instruction set has.
+
+Every output is one chain of fused multiply-adds over k = 0 .. K-1, in that order, whatever
+the tile it falls in: results do not depend on how rows and panels are shared out (column
+split, groups of rows, any number of threads). NaN and inf propagate (llvm.fma).
+"""
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ._jit import jit, jit_inline
+
+#: columns per panel (numba_recurrent_forward.UNIT_CHUNK is a multiple of it, so that every
+#: thread's slice of units is whole panels)
+PANEL = 16
+#: the bytes of one vector of the tiles
+VECTOR_BYTES = 64
+
+
+def pack_panels(w, n_blocks):
+    """panels (n_blocks, ceil(H / PANEL), K, PANEL): panels[q, p, k, l] = w[q*H + p*PANEL + l, k]
+    for p*PANEL + l < H, else 0; w (n_blocks*H, K), C-contiguous output of w's dtype."""
+    w = np.asarray(w)
+    G, K = w.shape
+    H = G // n_blocks
+    n_panels = -(-H // PANEL)
+    padded = np.zeros((n_blocks, n_panels * PANEL, K), dtype=w.dtype)
+    padded[:, :H] = w.reshape(n_blocks, H, K)
+    return np.ascontiguousarray(
+        padded.reshape(n_blocks, n_panels, PANEL, K).transpose(0, 1, 3, 2))
+
+
+def _tile(R, NP):
+    """The intrinsic tile(a, a0, lda, m, m0, pstride, out, o0, ldo, K, ncols, accumulate):
+    out.flat[o0 + r*ldo + c] (+)= sum_k a.flat[a0 + r*lda + k] * M(k, c) for r < R and
+    c < ncols <= NP*PANEL, where M(k, c) = m.flat[m0 + (c // PANEL)*pstride + k*PANEL
+    + c % PANEL] (NP panels of pack_panels, pstride values apart). Offsets in elements."""
+
+    @intrinsic
+    def tile(typingctx, a, a0, lda, m, m0, pstride, out, o0, ldo, K, ncols, accumulate):
+        if not (isinstance(a, types.Array) and isinstance(m, types.Array)
+                and isinstance(out, types.Array) and a.dtype == m.dtype == out.dtype
+                and a.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(a, a0, lda, m, m0, pstride, out, o0, ldo, K, ncols, accumulate)
+
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            i32, i64 = ir.IntType(32), ir.IntType(64)
+            a0_, lda_, m0_, ps_, o0_, ldo_, K_, nc_ = (
+                context.cast(builder, args[i], tys[i], types.intp)
+                for i in (1, 2, 4, 5, 7, 8, 9, 10))
+            acc = context.cast(builder, args[11], tys[11], types.boolean)
+            acc = builder.icmp_unsigned("!=", acc, ir.Constant(acc.type, 0))
+            ap, mp, op = (context.make_array(tys[i])(context, builder, args[i]).data
+                          for i in (0, 3, 6))
+            ft = context.get_data_type(tys[0].dtype)
+            itemsize = 4 if tys[0].dtype == types.float32 else 8
+            lanes = VECTOR_BYTES // itemsize
+            per_panel = PANEL // lanes                  # vectors per panel
+            V = NP * per_panel                          # vectors per row of the tile
+            vt = ir.VectorType(ft, lanes)
+            mt = ir.VectorType(ir.IntType(1), lanes)
+            suffix = f"v{lanes}{'f32' if itemsize == 4 else 'f64'}"
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.{suffix}")
+            mload = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vt, [vt.as_pointer(), i32, mt, vt]),
+                f"llvm.masked.load.{suffix}.p0")
+            mstore = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [vt, vt.as_pointer(), i32, mt]),
+                f"llvm.masked.store.{suffix}.p0")
+            align = ir.Constant(i32, itemsize)
+            zero = ir.Constant(vt, [ir.Constant(ft, 0.0)] * lanes)
+            lane_ids = ir.Constant(ir.VectorType(i64, lanes), list(range(lanes)))
+
+            def const(v):
+                return ir.Constant(i64, v)
+
+            def splat(value, vtype):
+                one = builder.insert_element(ir.Constant(vtype, ir.Undefined), value,
+                                             ir.Constant(i32, 0))
+                return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(i32, lanes),
+                                                                    [0] * lanes))
+
+            def vector_at(base, offset):
+                return builder.bitcast(builder.gep(base, [offset]), vt.as_pointer())
+
+            # the tile's outputs: masked to the ncols that exist (a block's last panel)
+            masks, out_ptrs, sums = [], [], []
+            for v in range(V):
+                left = builder.sub(nc_, const(v * lanes))
+                masks.append(builder.icmp_signed("<", lane_ids,
+                                                 splat(left, ir.VectorType(i64, lanes))))
+            for r in range(R):
+                row = builder.add(o0_, builder.mul(const(r), ldo_))
+                for v in range(V):
+                    p = vector_at(op, builder.add(row, const(v * lanes)))
+                    out_ptrs.append(p)
+                    start = builder.call(mload, [p, align, masks[v], zero])
+                    sums.append(builder.select(acc, start, zero))
+            def step(k, current):
+                """current + a[:, k] (broadcast) * the panel vectors of row k."""
+                krow = builder.add(m0_, builder.mul(k, const(PANEL)))
+                panel_vectors = []
+                for v in range(V):
+                    offset = builder.add(krow, builder.add(
+                        builder.mul(const(v // per_panel), ps_), const((v % per_panel) * lanes)))
+                    panel_vectors.append(builder.load(vector_at(mp, offset), align=itemsize))
+                new = []
+                for r in range(R):
+                    x = builder.load(builder.gep(ap, [builder.add(
+                        a0_, builder.add(builder.mul(const(r), lda_), k))]))
+                    xs = splat(x, vt)
+                    for v in range(V):
+                        new.append(builder.call(fma, [xs, panel_vectors[v], current[r * V + v]]))
+                return new
+
+            # for k in range(K): sums = step(k, sums)
+            entry = builder.block
+            head = builder.append_basic_block("tile.k")
+            body = builder.append_basic_block("tile.body")
+            done = builder.append_basic_block("tile.done")
+            builder.branch(head)
+            builder.position_at_end(head)
+            k = builder.phi(i64)
+            k.add_incoming(const(0), entry)
+            phis = []
+            for start in sums:
+                phi = builder.phi(vt)
+                phi.add_incoming(start, entry)
+                phis.append(phi)
+            builder.cbranch(builder.icmp_signed("<", k, K_), body, done)
+            builder.position_at_end(body)
+            new = step(k, phis)
+            latch = builder.block
+            k.add_incoming(builder.add(k, const(1)), latch)
+            for phi, value in zip(phis, new):
+                phi.add_incoming(value, latch)
+            builder.branch(head)
+            builder.position_at_end(done)
+            for r in range(R):
+                for v in range(V):
+                    builder.call(mstore, [phis[r * V + v], out_ptrs[r * V + v], align,
+                                          masks[v]])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
+
+def _has_avx512():
+    """Whether the code Numba makes here may use AVX-512 (its target: the host CPU, or
+    $NUMBA_CPU_NAME / $NUMBA_CPU_FEATURES)."""
+    import llvmlite.binding as llvm
+    from numba.core import config
+    features = config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()
+    return "+avx512f" in features.split(",")
+
+
+#: the rows of the main tile: 6 x 2 panels (12 vector sums) where there are 32 vector
+#: registers (AVX-512: 250-260 GFLOP/s on one Zen 5 core against 180-190 for 3 x 2), else
+#: 3 x 2 (12 of the 16 registers; each 64-byte vector is two AVX2 registers)
+TILE_ROWS = 6 if _has_avx512() else 3
+
+_tile_6x2, _tile_6x1 = _tile(6, 2), _tile(6, 1)
+_tile_3x2, _tile_2x2, _tile_1x2 = _tile(3, 2), _tile(2, 2), _tile(1, 2)
+_tile_3x1, _tile_2x1, _tile_1x1 = _tile(3, 1), _tile(2, 1), _tile(1, 1)
+_tile_1x4 = _tile(1, 4)
+
+
+@jit_inline
+def _rows(a, a0, lda, m, m0, ps, out, o0, ldo, K, ncols, acc, nb, NP):
+    """Rows 0 .. nb-1 of one column tile of NP (1 or 2) panels: tiles of TILE_ROWS rows, then
+    of 3, 2 or 1."""
+    b = 0
+    if TILE_ROWS == 6:
+        while b + 6 <= nb:
+            if NP == 2:
+                _tile_6x2(a, a0 + b * lda, lda, m, m0, ps, out, o0 + b * ldo, ldo, K, ncols, acc)
+            else:
+                _tile_6x1(a, a0 + b * lda, lda, m, m0, ps, out, o0 + b * ldo, ldo, K, ncols, acc)
+            b += 6
+    while b + 3 <= nb:
+        if NP == 2:
+            _tile_3x2(a, a0 + b * lda, lda, m, m0, ps, out, o0 + b * ldo, ldo, K, ncols, acc)
+        else:
+            _tile_3x1(a, a0 + b * lda, lda, m, m0, ps, out, o0 + b * ldo, ldo, K, ncols, acc)
+        b += 3
+    if nb - b == 2:
+        if NP == 2:
+            _tile_2x2(a, a0 + b * lda, lda, m, m0, ps, out, o0 + b * ldo, ldo, K, ncols, acc)
+        else:
+            _tile_2x1(a, a0 + b * lda, lda, m, m0, ps, out, o0 + b * ldo, ldo, K, ncols, acc)
+    elif nb - b == 1:
+        if NP == 2:
+            _tile_1x2(a, a0 + b * lda, lda, m, m0, ps, out, o0 + b * ldo, ldo, K, ncols, acc)
+        else:
+            _tile_1x1(a, a0 + b * lda, lda, m, m0, ps, out, o0 + b * ldo, ldo, K, ncols, acc)
+
+
+@jit_inline
+def panel_product(a, ac, panels, q, p0, width, out, oc, nb, accumulate):
+    """out[:nb, oc:oc+width] (+)= a[:nb, ac:ac+K] @ (columns p0*PANEL .. p0*PANEL+width-1 of
+    gate block q of w^T), the panels of pack_panels(w): panels (n_blocks, n_panels, K, PANEL).
+
+    a (>= nb, >= ac+K), out (>= nb, >= oc+width): C-contiguous 2-D arrays of panels' dtype;
+    width <= (n_panels - p0) * PANEL. One row: tiles of 4 panels (4 independent chains of
+    sums, against 2 of a 1 x 2 tile); more rows: _rows. The tiles differ only in how many
+    outputs they hold: each output's sum is the same.
+    """
+    K = panels.shape[2]
+    n_panels = panels.shape[1]
+    if (q < 0 or q >= panels.shape[0] or p0 < 0 or width < 0 or ac < 0 or oc < 0
+            or p0 * PANEL + width > n_panels * PANEL or ac + K > a.shape[1]
+            or oc + width > out.shape[1] or a.shape[0] < nb or out.shape[0] < nb):
+        raise ValueError("panel_product: incompatible shapes")
+    if nb <= 0 or width <= 0:
+        return
+    # the tiles take the arrays' first elements and offsets from them (in elements)
+    a_flat, m_flat, o_flat = a, panels, out
+    lda, ldo = a.strides[0] // a.itemsize, out.strides[0] // out.itemsize
+    ps = K * PANEL                                  # values from one panel to the next
+    base = (q * n_panels + p0) * ps
+    acc = accumulate != 0
+    c = 0
+    if nb == 1:
+        while c + 4 * PANEL <= width:
+            _tile_1x4(a_flat, ac, lda, m_flat, base + (c // PANEL) * ps, ps, o_flat, oc + c,
+                      ldo, K, 4 * PANEL, acc)
+            c += 4 * PANEL
+    while c < width:
+        NP = 2 if width - c > PANEL else 1
+        ncols = min(NP * PANEL, width - c)
+        _rows(a_flat, ac, lda, m_flat, base + (c // PANEL) * ps, ps, o_flat, oc + c, ldo, K,
+              ncols, acc, nb, NP)
+        c += NP * PANEL

@@ -1,0 +1,126 @@
+"""The Numba forward's panel products (src/kernels/numba_panels.py) against NumPy in float64:
+pack_panels' layout, panel_product for every tile (rows 1 .. 13 cover the 6-row tiles of
+AVX-512 hosts, the 3-, 2- and 1-row tiles that every host runs, and the one-row tiles of 4
+panels), blocks whose last panel is partial (masked loads and stores), odd and even depths,
+accumulate or not, offsets into larger arrays, both dtypes; nothing outside the output block is written; NaN and inf propagate; every output is
+the same chain of multiply-adds in whichever tile it falls (a row's outputs equal the same row
+computed alone); bad shapes raise; and the forward driver refuses panels that are not its
+weights'."""
+import numpy as np
+import pytest
+
+from fastlstm._kernels import numba_panels as npn
+from fastlstm._kernels import numba_recurrent_forward as nb_fwd
+
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+def test_pack_panels_layout():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3 * 21, 5))        # 3 blocks of H = 21: panels of 16 and 5
+    p = npn.pack_panels(w, 3)
+    assert p.shape == (3, 2, 5, npn.PANEL) and p.flags.c_contiguous
+    for q in range(3):
+        for u in range(21):
+            np.testing.assert_array_equal(p[q, u // 16, :, u % 16], w[q * 21 + u])
+    np.testing.assert_array_equal(p[:, 1, :, 5:], 0.0)       # the padding
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nb", [1, 2, 3, 4, 5, 6, 7, 8, 12, 13])
+def test_panel_product_against_numpy(dtype, nb):
+    rng = np.random.default_rng(nb)
+    for K in (1, 2, 7, 64):
+        for H, p0 in ((5, 0), (16, 0), (33, 0), (64, 0), (70, 1), (100, 2)):
+            w = rng.standard_normal((2 * H, K)).astype(dtype)
+            panels = npn.pack_panels(w, 2)
+            a = rng.standard_normal((nb + 1, K + 3)).astype(dtype)
+            width = H - p0 * npn.PANEL
+            for q in (0, 1):
+                for accumulate in (False, True):
+                    out = rng.standard_normal((nb + 2, width + 9)).astype(dtype)
+                    before = out.copy()
+                    npn.panel_product(a, 2, panels, q, p0, width, out, 4, nb, accumulate)
+                    cols = slice(q * H + p0 * npn.PANEL, (q + 1) * H)
+                    want = a[:nb, 2:2 + K].astype(np.float64) @ w[cols].T.astype(np.float64)
+                    if accumulate:
+                        want += before[:nb, 4:4 + width]
+                    np.testing.assert_allclose(out[:nb, 4:4 + width], want,
+                                               rtol=TOL[dtype], atol=TOL[dtype] * 10)
+                    rest = out.copy()
+                    rest[:nb, 4:4 + width] = before[:nb, 4:4 + width]
+                    np.testing.assert_array_equal(rest, before)   # nothing else written
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_outputs_do_not_depend_on_the_tile(dtype):
+    """Each output is one chain of multiply-adds over k in order, whatever its tile: row b
+    of a 13-row product equals the same row in a product of other rows (one row included),
+    and a column equals itself computed with fewer panels."""
+    rng = np.random.default_rng(1)
+    K, H = 37, 80
+    w = rng.standard_normal((H, K)).astype(dtype)
+    panels = npn.pack_panels(w, 1)
+    a = rng.standard_normal((13, K)).astype(dtype)
+    full = np.zeros((13, H), dtype)
+    npn.panel_product(a, 0, panels, 0, 0, H, full, 0, 13, False)
+    for b0, nb in ((0, 1), (0, 2), (3, 3), (5, 6), (7, 4), (12, 1)):
+        part = np.zeros((nb, H), dtype)
+        npn.panel_product(a[b0:b0 + nb], 0, panels, 0, 0, H, part, 0, nb, False)
+        np.testing.assert_array_equal(part, full[b0:b0 + nb])
+    for p0 in (1, 2, 4):
+        part = np.zeros((13, H - p0 * npn.PANEL), dtype)
+        npn.panel_product(a, 0, panels, 0, p0, H - p0 * npn.PANEL, part, 0, 13, False)
+        np.testing.assert_array_equal(part, full[:, p0 * npn.PANEL:])
+
+
+def test_nan_and_inf_propagate():
+    w = np.ones((32, 8), np.float32)
+    w[3, 2] = np.nan
+    w[20, 5] = np.inf
+    panels = npn.pack_panels(w, 1)
+    for nb in (1, 3, 6):
+        out = np.zeros((nb, 32), np.float32)
+        npn.panel_product(np.ones((nb, 8), np.float32), 0, panels, 0, 0, 32, out, 0, nb, False)
+        assert np.isnan(out[:, 3]).all() and np.isposinf(out[:, 20]).all()
+        assert (np.delete(out, [3, 20], axis=1) == 8).all()
+
+
+def test_bad_shapes_raise():
+    panels = npn.pack_panels(np.ones((32, 4), np.float32), 2)   # 2 blocks of 16
+    a, out = np.ones((2, 4), np.float32), np.zeros((2, 16), np.float32)
+    for args in ((a, 0, panels, 2, 0, 16, out, 0, 2, False),     # no block 2
+                 (a, 0, panels, 0, 0, 17, out, 0, 2, False),     # past the block
+                 (a, 1, panels, 0, 0, 16, out, 0, 2, False),     # a too narrow
+                 (a, 0, panels, 0, 0, 16, out, 1, 2, False),     # out too narrow
+                 (a, 0, panels, 0, 0, 16, out, 0, 3, False)):    # too few rows
+        with pytest.raises(ValueError, match="panel_product"):
+            npn.panel_product(*args)
+
+
+def test_forward_refuses_panels_of_other_weights():
+    rng = np.random.default_rng(2)
+    T, B, I, H = 3, 2, 4, 5
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    w_ih = rng.standard_normal((4 * H, I)).astype(np.float32)
+    w_hh = rng.standard_normal((4 * H, H)).astype(np.float32)
+    w_hr, peep = np.zeros((0, H), np.float32), np.zeros((0, H), np.float32)
+    bias = np.zeros((2, 4 * H), np.float32)
+    lengths = np.full(B, T, np.int64)
+
+    def buffers():
+        return (np.zeros((T + 1, B, H), np.float32), np.zeros((T + 1, B, H), np.float32),
+                np.zeros((T, B, 4 * H), np.float32), np.zeros((B, 0), np.float32))
+
+    good = nb_fwd.layer_panels(0, w_ih, w_hh, w_hr)
+    h, c, gates, work = buffers()
+    nb_fwd.forward(0, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work,
+                   panels=good)
+    h2, c2, gates2, work2 = buffers()
+    nb_fwd.forward(0, x, w_ih, w_hh, w_hr, bias, peep, lengths, h2, c2, gates2, work2)
+    np.testing.assert_array_equal(h, h2)
+    bad = (good[1], good[0], good[2]), (good[0].astype(np.float64), good[1], good[2]), good[:2]
+    for panels in bad:
+        with pytest.raises(ValueError, match="panels"):
+            nb_fwd.forward(0, x, w_ih, w_hh, w_hr, bias, peep, lengths, *buffers(),
+                           panels=panels)
