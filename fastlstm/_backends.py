@@ -154,8 +154,7 @@ class NumbaBackend:
     """src/kernels/numba_recurrent_forward.py and numba_recurrent_backward.py: the batch as
     one group; a large forward shared by a team of threads, by slices of the hidden units or
     by groups of rows (numba_recurrent_forward.team_size, by_rows), a large backward's walk
-    the same two ways; the forward's products on panels of the weights (numba_panels.py),
-    the backward's numba_matmul.rows_product (no BLAS)."""
+    the same two ways; every product on panels (numba_panels.py; no BLAS)."""
 
     name = "numba"
 

@@ -1,11 +1,12 @@
-"""The Numba forward's panel products (src/kernels/numba_panels.py) against NumPy in float64:
+"""The Numba products on panels (src/kernels/numba_panels.py) against NumPy in float64:
 pack_panels' layout, panel_product for every tile (rows 1 .. 13 cover the 6-row tiles of
-AVX-512 hosts, the 3-, 2- and 1-row tiles that every host runs, and the one-row tiles of 4
-panels), blocks whose last panel is partial (masked loads and stores), odd and even depths,
-accumulate or not, offsets into larger arrays, both dtypes; nothing outside the output block is written; NaN and inf propagate; every output is
-the same chain of multiply-adds in whichever tile it falls (a row's outputs equal the same row
-computed alone); bad shapes raise; and the forward driver refuses panels that are not its
-weights'."""
+AVX-512 hosts, the 3-, 2- and 1-row tiles that every host runs, and the one-row tiles of two
+chains), blocks whose last panel is partial (masked loads and stores), odd and even depths,
+accumulate or not, offsets into larger arrays, both dtypes; nothing outside the output block
+is written; NaN and inf propagate; every output is the same sum in whichever tile it falls;
+bad shapes raise; the forward driver refuses panels that are not its weights'; the
+backward's packings (pack_transposed, pack_rows) and its deep products (from a row k0 of the
+panels, in slices above K_SLICE_ABOVE)."""
 import numpy as np
 import pytest
 
@@ -54,9 +55,10 @@ def test_panel_product_against_numpy(dtype, nb):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_outputs_do_not_depend_on_the_tile(dtype):
-    """Each output is one chain of multiply-adds over k in order, whatever its tile: row b
-    of a 13-row product equals the same row in a product of other rows (one row included),
-    and a column equals itself computed with fewer panels."""
+    """Each output is one chain of multiply-adds over k in order (two for one row: even and
+    odd k), whatever its tile: row b of a 13-row product equals the same row in a product of
+    other rows, a product of one row equals itself with fewer panels, and a column equals
+    itself computed with fewer panels."""
     rng = np.random.default_rng(1)
     K, H = 37, 80
     w = rng.standard_normal((H, K)).astype(dtype)
@@ -64,14 +66,20 @@ def test_outputs_do_not_depend_on_the_tile(dtype):
     a = rng.standard_normal((13, K)).astype(dtype)
     full = np.zeros((13, H), dtype)
     npn.panel_product(a, 0, panels, 0, 0, H, full, 0, 13, False)
-    for b0, nb in ((0, 1), (0, 2), (3, 3), (5, 6), (7, 4), (12, 1)):
+    for b0, nb in ((0, 2), (3, 3), (5, 6), (7, 4)):
         part = np.zeros((nb, H), dtype)
         npn.panel_product(a[b0:b0 + nb], 0, panels, 0, 0, H, part, 0, nb, False)
         np.testing.assert_array_equal(part, full[b0:b0 + nb])
+    one = np.zeros((1, H), dtype)
+    npn.panel_product(a[4:5], 0, panels, 0, 0, H, one, 0, 1, False)
+    np.testing.assert_allclose(one, full[4:5], rtol=TOL[dtype], atol=TOL[dtype] * 10)
     for p0 in (1, 2, 4):
         part = np.zeros((13, H - p0 * npn.PANEL), dtype)
         npn.panel_product(a, 0, panels, 0, p0, H - p0 * npn.PANEL, part, 0, 13, False)
         np.testing.assert_array_equal(part, full[:, p0 * npn.PANEL:])
+        part = np.zeros((1, H - p0 * npn.PANEL), dtype)
+        npn.panel_product(a[4:5], 0, panels, 0, p0, H - p0 * npn.PANEL, part, 0, 1, False)
+        np.testing.assert_array_equal(part, one[:, p0 * npn.PANEL:])
 
 
 def test_nan_and_inf_propagate():
@@ -124,3 +132,34 @@ def test_forward_refuses_panels_of_other_weights():
         with pytest.raises(ValueError, match="panels"):
             nb_fwd.forward(0, x, w_ih, w_hh, w_hr, bias, peep, lengths, *buffers(),
                            panels=panels)
+
+
+def test_pack_transposed_and_pack_rows():
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((7, 21)).astype(np.float32)
+    np.testing.assert_array_equal(npn.pack_transposed(w), npn.pack_panels(w.T, 1))
+    src = rng.standard_normal((9, 30)).astype(np.float32)
+    for rows in (np.arange(9, dtype=np.intp), np.array([0, 2, 3, 7], np.intp)):
+        panels = np.full((1, 2, rows.size + 1, npn.PANEL), np.nan, np.float32)
+        npn.pack_rows(src, rows, 0, rows.size, 4, 20, panels)
+        want = np.zeros((rows.size, 32), np.float32)
+        want[:, :20] = src[rows, 4:24]
+        np.testing.assert_array_equal(panels[0, :, :rows.size].transpose(1, 0, 2)
+                                      .reshape(rows.size, 32), want)
+        assert np.isnan(panels[0, :, rows.size]).all()          # past v1: untouched
+
+
+@pytest.mark.parametrize("nb", [1, 4, 7])
+def test_deep_products_in_slices(nb):
+    """panel_product_k from row k0 of the panels, and K above K_SLICE_ABOVE (summed in slices
+    of K_SLICE, the sums stored and taken up again), against NumPy."""
+    rng = np.random.default_rng(nb)
+    depth, H = npn.K_SLICE_ABOVE + 300, 40
+    w = rng.standard_normal((H, depth)).astype(np.float32)
+    panels = npn.pack_panels(w, 1)
+    a = rng.standard_normal((nb, depth)).astype(np.float32)
+    for k0, K in ((0, depth), (5, npn.K_SLICE_ABOVE + 1), (100, 50)):
+        out = np.zeros((nb, H), np.float32)
+        npn.panel_product_k(a, 0, panels, 0, 0, H, k0, K, out, 0, nb, False)
+        want = a[:, :K].astype(np.float64) @ w[:, k0:k0 + K].T.astype(np.float64)
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-3)

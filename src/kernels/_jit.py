@@ -14,17 +14,6 @@ def jit(func):
     return numba.njit(**JIT_OPTIONS)(func)
 
 
-#: the JIT options of the products (numba_matmul.py): fastmath's reassociation and
-#: contraction only, so that LLVM vectorises the dot products' sums (and fuses multiply-adds),
-#: while NaN and inf are still honoured
-REASSOCIATING_OPTIONS = dict(JIT_OPTIONS, fastmath={"reassoc", "contract"})
-
-
-def jit_reassociating(func):
-    """Compile `func` with fastlstm's JIT options plus reassociating sums."""
-    return numba.njit(**REASSOCIATING_OPTIONS)(func)
-
-
 def jit_inline(func):
     """Compile `func` with fastlstm's JIT options, inlined into its callers at Numba's IR level
     (small helpers called in hot loops with array arguments: a call increments and decrements

@@ -9,13 +9,15 @@ A tile of R rows by NP panels keeps its R x NP x 16 sums in vector registers acr
 k loop: each step loads NP panel vectors and R values of `a` (broadcast) for R x NP vector
 multiply-adds, and only the tile's start and end touch `out` (masked where the block ends).
 LLVM cannot make this loop from plain Numba code (its SLP vectoriser is off in Numba, and a
-loop over k of dot products pays a horizontal sum per output: numba_matmul.py's tiles reached
-about half of this one's rate), so the tile is written as LLVM IR (_tile): 64-byte vectors
+loop over k of dot products pays a horizontal sum per output: such tiles, which these
+replaced, reached about half of this one's rate), so the tile is written as LLVM IR (_tile): 64-byte vectors
 (16 float32 or 8 float64), which LLVM splits into the registers each instruction set has.
 
-Every output is one chain of fused multiply-adds over k = 0 .. K-1, in that order, whatever
-the tile it falls in: results do not depend on how rows and panels are shared out (column
-split, groups of rows, any number of threads). NaN and inf propagate (llvm.fma).
+Every output is one chain of fused multiply-adds over k = 0 .. K-1, in that order (in a
+product of one row: two chains, even and odd k, then added), whatever the tile it falls in:
+results do not depend on how the columns are shared out (the column split gives the same bits
+on any number of threads). Groups of rows may differ from it by rounding where a group has one
+running row and the batch more. NaN and inf propagate (llvm.fma).
 """
 import numpy as np
 from llvmlite import ir
@@ -24,6 +26,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._jit import jit, jit_inline
+from .numba_cells import unowned
 
 #: columns per panel (numba_recurrent_forward.UNIT_CHUNK is a multiple of it, so that every
 #: thread's slice of units is whole panels)
@@ -45,11 +48,14 @@ def pack_panels(w, n_blocks):
         padded.reshape(n_blocks, n_panels, PANEL, K).transpose(0, 1, 3, 2))
 
 
-def _tile(R, NP):
+def _tile(R, NP, CHAINS=1):
     """The intrinsic tile(a, a0, lda, m, m0, pstride, out, o0, ldo, K, ncols, accumulate):
     out.flat[o0 + r*ldo + c] (+)= sum_k a.flat[a0 + r*lda + k] * M(k, c) for r < R and
     c < ncols <= NP*PANEL, where M(k, c) = m.flat[m0 + (c // PANEL)*pstride + k*PANEL
-    + c % PANEL] (NP panels of pack_panels, pstride values apart). Offsets in elements."""
+    + c % PANEL] (NP panels of pack_panels, pstride values apart). Offsets in elements.
+    CHAINS: each output sums k = c, c + CHAINS, ... in chain c (chain 0 from the output's
+    start), the chains then added in order: more independent multiply-adds in flight for a
+    tile of one row, whose few chains would otherwise wait on each other's latency."""
 
     @intrinsic
     def tile(typingctx, a, a0, lda, m, m0, pstride, out, o0, ldo, K, ncols, accumulate):
@@ -131,7 +137,8 @@ def _tile(R, NP):
                         new.append(builder.call(fma, [xs, panel_vectors[v], current[r * V + v]]))
                 return new
 
-            # for k in range(K): sums = step(k, sums)
+            # for k in range(0, K - CHAINS + 1, CHAINS): chain c takes step k + c (chain 0
+            # starts from the tile's sums, the others from 0)
             entry = builder.block
             head = builder.append_basic_block("tile.k")
             body = builder.append_basic_block("tile.body")
@@ -141,22 +148,42 @@ def _tile(R, NP):
             k = builder.phi(i64)
             k.add_incoming(const(0), entry)
             phis = []
-            for start in sums:
-                phi = builder.phi(vt)
-                phi.add_incoming(start, entry)
-                phis.append(phi)
-            builder.cbranch(builder.icmp_signed("<", k, K_), body, done)
+            for c in range(CHAINS):
+                phis.append([])
+                for start in (sums if c == 0 else [zero] * len(sums)):
+                    phi = builder.phi(vt)
+                    phi.add_incoming(start, entry)
+                    phis[c].append(phi)
+            builder.cbranch(builder.icmp_signed("<=", builder.add(k, const(CHAINS)), K_), body,
+                            done)
             builder.position_at_end(body)
-            new = step(k, phis)
+            new = [step(builder.add(k, const(c)), phis[c]) for c in range(CHAINS)]
             latch = builder.block
-            k.add_incoming(builder.add(k, const(1)), latch)
-            for phi, value in zip(phis, new):
-                phi.add_incoming(value, latch)
+            k.add_incoming(builder.add(k, const(CHAINS)), latch)
+            for chain_phis, chain_new in zip(phis, new):
+                for phi, value in zip(chain_phis, chain_new):
+                    phi.add_incoming(value, latch)
             builder.branch(head)
             builder.position_at_end(done)
+            # the last K % CHAINS steps: step k + c into chain c; then the chains added in order
+            results = [list(chain) for chain in phis]
+            for c in range(CHAINS - 1):
+                k_left = builder.add(k, const(c))
+                before = builder.block
+                with builder.if_then(builder.icmp_signed("<", k_left, K_)):
+                    stepped = step(k_left, results[c])
+                    stepped_block = builder.block
+                for i, value in enumerate(stepped):
+                    phi = builder.phi(vt)
+                    phi.add_incoming(value, stepped_block)
+                    phi.add_incoming(results[c][i], before)
+                    results[c][i] = phi
+            total = results[0]
+            for c in range(1, CHAINS):
+                total = [builder.fadd(x, y) for x, y in zip(total, results[c])]
             for r in range(R):
                 for v in range(V):
-                    builder.call(mstore, [phis[r * V + v], out_ptrs[r * V + v], align,
+                    builder.call(mstore, [total[r * V + v], out_ptrs[r * V + v], align,
                                           masks[v]])
             return context.get_dummy_value()
 
@@ -182,7 +209,7 @@ TILE_ROWS = 6 if _has_avx512() else 3
 _tile_6x2, _tile_6x1 = _tile(6, 2), _tile(6, 1)
 _tile_3x2, _tile_2x2, _tile_1x2 = _tile(3, 2), _tile(2, 2), _tile(1, 2)
 _tile_3x1, _tile_2x1, _tile_1x1 = _tile(3, 1), _tile(2, 1), _tile(1, 1)
-_tile_1x4 = _tile(1, 4)
+_tile_1x4, _tile_1x2c, _tile_1x1c = _tile(1, 4, 2), _tile(1, 2, 2), _tile(1, 1, 2)
 
 
 @jit_inline
@@ -215,39 +242,109 @@ def _rows(a, a0, lda, m, m0, ps, out, o0, ldo, K, ncols, acc, nb, NP):
             _tile_1x1(a, a0 + b * lda, lda, m, m0, ps, out, o0 + b * ldo, ldo, K, ncols, acc)
 
 
-@jit_inline
-def panel_product(a, ac, panels, q, p0, width, out, oc, nb, accumulate):
-    """out[:nb, oc:oc+width] (+)= a[:nb, ac:ac+K] @ (columns p0*PANEL .. p0*PANEL+width-1 of
-    gate block q of w^T), the panels of pack_panels(w): panels (n_blocks, n_panels, K, PANEL).
+#: products deeper than this (the backward's weight gradients, K = the running rows) are
+#: summed in slices of K_SLICE rows of the panels, each slice's sums stored and taken up again
+#: by the next (the same chain of multiply-adds): a slice of a tile's panels stays in the L2
+#: while every row of `a` passes over it
+K_SLICE_ABOVE = 2048
+K_SLICE = 512
+
+
+@jit
+def _panel_product_k(a, ac, panels, q, p0, width, k0, K, out, oc, nb, accumulate):
+    """out[:nb, oc:oc+width] (+)= a[:nb, ac:ac+K] @ M[k0:k0+K], M the columns p0*PANEL ..
+    p0*PANEL+width-1 of gate block q of w^T held by panels (n_blocks, n_panels, depth,
+    PANEL) = pack_panels(w) (or pack_transposed, pack_rows: M is then w itself, or rows of an
+    array).
 
     a (>= nb, >= ac+K), out (>= nb, >= oc+width): C-contiguous 2-D arrays of panels' dtype;
-    width <= (n_panels - p0) * PANEL. One row: tiles of 4 panels (4 independent chains of
-    sums, against 2 of a 1 x 2 tile); more rows: _rows. The tiles differ only in how many
-    outputs they hold: each output's sum is the same.
+    width <= (n_panels - p0) * PANEL, k0 + K <= depth. One row: tiles of 4 panels whose
+    outputs each sum even and odd k in two chains (8 independent chains in flight: one chain
+    of K multiply-adds per output left a backward's dh product at B=1, H=128 waiting on their
+    latency); more rows: _rows, one chain per output. Each output's sum depends only on nb
+    being 1 or not, never on the tile it falls in or the columns asked for.
     """
-    K = panels.shape[2]
+    depth = panels.shape[2]
     n_panels = panels.shape[1]
-    if (q < 0 or q >= panels.shape[0] or p0 < 0 or width < 0 or ac < 0 or oc < 0
-            or p0 * PANEL + width > n_panels * PANEL or ac + K > a.shape[1]
-            or oc + width > out.shape[1] or a.shape[0] < nb or out.shape[0] < nb):
+    if (q < 0 or q >= panels.shape[0] or p0 < 0 or width < 0 or ac < 0 or oc < 0 or k0 < 0
+            or K < 0 or k0 + K > depth or p0 * PANEL + width > n_panels * PANEL
+            or ac + K > a.shape[1] or oc + width > out.shape[1] or a.shape[0] < nb
+            or out.shape[0] < nb):
         raise ValueError("panel_product: incompatible shapes")
     if nb <= 0 or width <= 0:
         return
     # the tiles take the arrays' first elements and offsets from them (in elements)
-    a_flat, m_flat, o_flat = a, panels, out
     lda, ldo = a.strides[0] // a.itemsize, out.strides[0] // out.itemsize
-    ps = K * PANEL                                  # values from one panel to the next
+    ps = depth * PANEL                              # values from one panel to the next
     base = (q * n_panels + p0) * ps
-    acc = accumulate != 0
-    c = 0
-    if nb == 1:
-        while c + 4 * PANEL <= width:
-            _tile_1x4(a_flat, ac, lda, m_flat, base + (c // PANEL) * ps, ps, o_flat, oc + c,
-                      ldo, K, 4 * PANEL, acc)
-            c += 4 * PANEL
-    while c < width:
-        NP = 2 if width - c > PANEL else 1
-        ncols = min(NP * PANEL, width - c)
-        _rows(a_flat, ac, lda, m_flat, base + (c // PANEL) * ps, ps, o_flat, oc + c, ldo, K,
-              ncols, acc, nb, NP)
-        c += NP * PANEL
+    kc = K if K <= K_SLICE_ABOVE else K_SLICE
+    ks = k0
+    while True:
+        kn = min(kc, k0 + K - ks)
+        acc = accumulate != 0 or ks > k0
+        a0, m0 = ac + ks - k0, base + ks * PANEL
+        c = 0
+        if nb == 1:     # tiles of two chains (every column: the same sums on any team)
+            while c + 4 * PANEL <= width:
+                _tile_1x4(a, a0, lda, panels, m0 + (c // PANEL) * ps, ps, out, oc + c, ldo, kn,
+                          4 * PANEL, acc)
+                c += 4 * PANEL
+            while c < width:
+                m, ncols = m0 + (c // PANEL) * ps, min(2 * PANEL, width - c)
+                if ncols > PANEL:
+                    _tile_1x2c(a, a0, lda, panels, m, ps, out, oc + c, ldo, kn, ncols, acc)
+                else:
+                    _tile_1x1c(a, a0, lda, panels, m, ps, out, oc + c, ldo, kn, ncols, acc)
+                c += 2 * PANEL
+        while c < width:
+            NP = 2 if width - c > PANEL else 1
+            _rows(a, a0, lda, panels, m0 + (c // PANEL) * ps, ps, out, oc + c, ldo, kn,
+                  min(NP * PANEL, width - c), acc, nb, NP)
+            c += NP * PANEL
+        ks += kn
+        if ks >= k0 + K:
+            break
+
+
+@jit_inline
+def panel_product_k(a, ac, panels, q, p0, width, k0, K, out, oc, nb, accumulate):
+    """out[:nb, oc:oc+width] (+)= a[:nb, ac:ac+K] @ M[k0:k0+K] (_panel_product_k), inlined
+    into its callers: the arrays go on as views that hold no reference (numba_cells.unowned),
+    so that the call does not touch their reference counts."""
+    _panel_product_k(unowned(a), ac, unowned(panels), q, p0, width, k0, K, unowned(out), oc,
+                     nb, accumulate)
+
+
+@jit_inline
+def panel_product(a, ac, panels, q, p0, width, out, oc, nb, accumulate):
+    """panel_product_k over the panels' whole depth: out[:nb, oc:oc+width] (+)=
+    a[:nb, ac:ac+depth] @ (columns p0*PANEL .. p0*PANEL+width-1 of gate block q of w^T)."""
+    panel_product_k(a, ac, panels, q, p0, width, 0, panels.shape[2], out, oc, nb, accumulate)
+
+
+def pack_transposed(w):
+    """panels (1, ceil(N / PANEL), K, PANEL) of w (K, N) itself (pack_panels(w.T, 1), made
+    without the transposed copy): panels[0, p, k, l] = w[k, p*PANEL + l], 0 past N."""
+    w = np.asarray(w)
+    K, N = w.shape
+    n_panels = -(-N // PANEL)
+    padded = np.zeros((K, n_panels * PANEL), dtype=w.dtype)
+    padded[:, :N] = w
+    return np.ascontiguousarray(padded.reshape(K, n_panels, PANEL).transpose(1, 0, 2))[None]
+
+
+@jit
+def pack_rows(src, rows, v0, v1, c0, n, panels):
+    """panels[0, p, v, l] = src[rows[v], c0 + p*PANEL + l] for v0 <= v < v1 (0 where
+    p*PANEL + l >= n): rows of src (R, >= c0+n) as the panels of a product's right side (the
+    backward's x, h_prev and m of the running rows, against dA^T). rows (V,) intp, panels
+    (1, ceil(n / PANEL), >= V, PANEL)."""
+    n_panels = panels.shape[1]
+    for v in range(v0, v1):
+        row = rows[v]
+        for p in range(n_panels):
+            width = min(PANEL, n - p * PANEL)
+            for lane in range(width):
+                panels[0, p, v, lane] = src[row, c0 + p * PANEL + lane]
+            for lane in range(width, PANEL):
+                panels[0, p, v, lane] = 0

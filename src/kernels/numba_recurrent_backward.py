@@ -26,19 +26,21 @@ dx = dA_in W_ih (zeros for the padded rows), dw_ih = dA_in^T x, dw_hh = dA_rec^T
 GRU's n block: dm, against m for code 2), shared by the team by rows of dx and by gate rows
 of dW.
 
-No BLAS: every product is numba_matmul.rows_product, on copies the wrapper makes (w_hh^T,
-w_hr^T, w_ih^T) and on transposes of dA, x, h_prev (and m) the team writes into scratch after
-the walk. BLAS's own worker threads keep spinning for a while after each call, and two of them
-beside a team on two cores starved its next forward (a training step at 100x4x256x256 took
-84 ms for its forward instead of 4.4). Nothing is allocated in the walk.
+No BLAS: every product is numba_panels.panel_product_k, on panels of the weights themselves
+(pack_transposed, made per call) and of x, h_prev (and m) that the team packs after the walk
+(pack_rows), against dA and its transpose (numba_transpose.transpose_rows). BLAS's own worker
+threads keep spinning for a while after each call, and two of them beside a team on two cores
+starved its next forward (a training step at 100x4x256x256 took 84 ms for its forward instead
+of 4.4). Nothing is allocated in the walk.
 """
 import numpy as np
 
 from ._jit import jit
 from .numba_cells import (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
                           gate_width, gru_backward_rows, gru_reset_backward_rows,
-                          lstm_backward_rows, rnn_backward_rows, zero_of)
-from .numba_matmul import rows_product, transpose_rows, transposed
+                          lstm_backward_rows, rnn_backward_rows, unowned, zero_of)
+from .numba_panels import PANEL, pack_rows, pack_transposed, panel_product_k
+from .numba_transpose import transpose_rows
 from .numba_recurrent_forward import (active_rows, by_rows as rows_rule, check_buffers,
                                       check_lengths, share, share_rows,
                                       share_rows_by_lengths, team_size)
@@ -47,8 +49,8 @@ from .numba_team import barrier, run_team
 
 @jit
 def _check_shapes(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp,
-                  dx, dw_ih, dw_hh, db_ih, db_hh, work, w_hh_t, w_hr_t, w_ih_t, dA_t_all, x_t,
-                  h_t, m_t, valid):
+                  dx, dw_ih, dw_hh, db_ih, db_hh, work, hh_p, hr_p, ih_p, dA_t_all, x_p,
+                  h_p, m_p, valid):
     """Raises ValueError unless the buffers' shapes and the lengths fit one backward call."""
     T, B, Gs = gates.shape
     I = x.shape[2]
@@ -79,27 +81,32 @@ def _check_shapes(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
             or (has_dy and (dy.shape[0] != T or dy.shape[1] != B or dy.shape[2] != Hout))
             or work.shape[0] != B
             or ((cell == GRU_RESET_BEFORE or P > 0) and work.shape[1] < H)
-            or w_hh_t.shape[0] != Hout or w_hh_t.shape[1] != G
-            or w_hr_t.shape[0] != H or w_hr_t.shape[1] != P
-            or w_ih_t.shape[0] != I or w_ih_t.shape[1] != G
+            or not _panels_of(hh_p, Hout, G) or not _panels_of(hr_p, H, P)
+            or not _panels_of(ih_p, I, G)
             or dA_t_all.shape[0] != Gs or dA_t_all.shape[1] != T * B
-            or x_t.shape[0] != I or x_t.shape[1] != T * B
-            or h_t.shape[0] != Hout or h_t.shape[1] != T * B
-            or m_t.shape[1] != T * B or m_t.shape[0] != (H if cell == GRU_RESET_BEFORE else 0)
+            or not _panels_of(x_p, I, T * B) or not _panels_of(h_p, Hout, T * B)
+            or not _panels_of(m_p, H if cell == GRU_RESET_BEFORE else 0, T * B)
             or valid.shape[0] > T * B):
         raise ValueError("numba recurrent backward: inconsistent buffer shapes")
     check_lengths(lengths, T)
 
 
 @jit
-def _input_gradient(dA2, w_ih_t, dx2, lengths, r0, r1, B):
+def _panels_of(panels, n, depth):
+    """Whether panels (4-D) has the shape of pack_transposed of a (depth, n) array."""
+    return (panels.shape[0] == 1 and panels.shape[1] == (n + PANEL - 1) // PANEL
+            and panels.shape[2] == depth and panels.shape[3] == PANEL)
+
+
+@jit
+def _input_gradient(dA2, ih_p, dx2, lengths, r0, r1, B):
     """dx rows r0 <= r < r1 of the T*B (r = t*B + b): dA_in W_ih for the rows that run at their
     step (b < the step's count of running rows, a prefix as lengths never increase), one
     product per run of such rows (across steps where every row runs, so that a padded batch
     is one product, in tiles of 3 rows); zeros for the others (their dA is zero)."""
     zero = np.intp(0)
     put = zero != 0
-    G = w_ih_t.shape[1]
+    G = ih_p.shape[2]
     I = dx2.shape[1]
     r = r0
     while r < r1:
@@ -113,7 +120,8 @@ def _input_gradient(dA2, w_ih_t, dx2, lengths, r0, r1, B):
                 break
             s = end
         if s > r:
-            rows_product(dA2[r:s], zero, w_ih_t, zero, dx2[r:s], zero, s - r, G, put)
+            panel_product_k(dA2[r:s], zero, ih_p, zero, zero, I, zero, G, dx2[r:s], zero, s - r,
+                            put)
         if s < r1:  # the padded rows from s to the end of its step
             end = min(r1, (s // B + 1) * B)
             for q in range(s, end):
@@ -126,21 +134,32 @@ def _input_gradient(dA2, w_ih_t, dx2, lengths, r0, r1, B):
 
 @jit
 def backward_team(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp,
-                  dx, dw_ih, dw_hh, db_ih, db_hh, work, w_hh_t, w_hr_t, w_ih_t, dA_t_all, x_t,
-                  h_t, m_t, valid, by_rows, tid, team, sync):
+                  dx, dw_ih, dw_hh, db_ih, db_hh, work, hh_p, hr_p, ih_p, dA_t_all, x_p,
+                  h_p, m_p, valid, by_rows, tid, team, sync):
     """The backward for thread tid of a team of `team` (1: the whole call on one thread), its
     shapes checked (_check_shapes): the walk (by_rows: of the rows of
     share_rows_by_lengths(lengths, tid, team); else of every row, for the units of
     share(H, tid, team), the module docstring's column split); a barrier; its columns of the
-    transposes dA^T, x^T, h_prev^T (m^T) of the rows that run (valid), and its rows of dx; a
-    barrier; its gate rows of dw_ih, dw_hh, db_ih, db_hh, products over the V running rows
-    only (the padded ones add zeros).
+    transpose dA^T and panels of x, h_prev (m) of the rows that run (valid), and its rows of
+    dx; a barrier; its gate rows of dw_ih, dw_hh, db_ih, db_hh, products over the V running
+    rows only (the padded ones add zeros).
 
-    w_hh_t (Hout, G), w_hr_t (H, P), w_ih_t (I, G): copies of the transposed weights;
-    dA_t_all (Gs, T*B), x_t (I, T*B), h_t (Hout, T*B), m_t (H or 0, T*B): scratch (the first
-    V columns used); valid (V,) intp: the rows t*B + b of the steps that run (b < lengths
-    count at t), in increasing order.
+    hh_p, hr_p, ih_p: the panels of w_hh, w_hr, w_ih themselves (pack_transposed: the right
+    sides of dA W_hh, dh W_hr, dA W_ih); dA_t_all (Gs, T*B) and the panels x_p, h_p, m_p
+    (pack_transposed's shape for (T*B, I), (T*B, Hout), (T*B, H or 0)): scratch (the first V
+    columns, or depths, used); valid (V,) intp: the rows t*B + b of the steps that run
+    (b < lengths count at t), in increasing order.
     """
+    # views that hold no reference (numba_cells.unowned; the caller holds the arrays): the
+    # slices and calls of every step leave the reference counts alone (atomics)
+    x, w_hr, peep, lengths = unowned(x), unowned(w_hr), unowned(peep), unowned(lengths)
+    h, c, gates, dy, dh, dc = (unowned(h), unowned(c), unowned(gates), unowned(dy), unowned(dh),
+                               unowned(dc))
+    dA, dhp, dx = unowned(dA), unowned(dhp), unowned(dx)
+    dw_ih, dw_hh = unowned(dw_ih), unowned(dw_hh)
+    db_ih, db_hh, work, valid = unowned(db_ih), unowned(db_hh), unowned(work), unowned(valid)
+    hh_p, hr_p, ih_p = unowned(hh_p), unowned(hr_p), unowned(ih_p)
+    dA_t_all, x_p, h_p, m_p = unowned(dA_t_all), unowned(x_p), unowned(h_p), unowned(m_p)
     T, B, Gs = gates.shape
     Hout = h.shape[2]
     P, H = w_hr.shape
@@ -166,8 +185,7 @@ def backward_team(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
     dh_g = dh[b0:b1]
     dc_g = dc[b0:b1]
     work_g = work[b0:b1]
-    w_hh_q = w_hh_t[q0:q0 + qn]     # the rows of W_hh^T that make this thread's columns of dh
-    w_hr_u = w_hr_t[u0:u0 + n]
+    pq, pu = q0 // PANEL, u0 // PANEL     # the panels of this thread's columns of dh, of H
     n_slots = Gs // H
     # the walk
     nb = 0
@@ -202,13 +220,14 @@ def backward_team(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
                 barrier(sync, meet)     # every column of dh
                 # the gradient reaching o * tanh(c_t) (nb, H) = dh (nb, P) @ W_hr
                 if n > 0:
-                    rows_product(dh_g, zero, w_hr_u, zero, work_g, u0, nb, P, put)
+                    panel_product_k(dh_g, zero, hr_p, zero, pu, n, zero, P, work_g, u0, nb, put)
                 lstm_backward_rows(g, peep, c_prev, c_t, work_g, dc_g, dA_t, nb, u0, n)
             else:
                 lstm_backward_rows(g, peep, c_prev, c_t, dh_g, dc_g, dA_t, nb, u0, n)
             barrier(sync, meet)
             if qn > 0:
-                rows_product(dA_t, zero, w_hh_q, zero, dh_g, q0, nb, G, put)   # dh = dA W_hh
+                # dh = dA W_hh
+                panel_product_k(dA_t, zero, hh_p, zero, pq, qn, zero, G, dh_g, q0, nb, put)
         elif gru:
             h_prev = h[t][b0:b1]
             # dh = dh * z
@@ -217,20 +236,23 @@ def backward_team(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
             if linear_before_reset:
                 # dh += dm @ W_hn (and [da_r, da_z] @ W_hh[:2H] below)
                 if qn > 0:
-                    rows_product(dA_t, 3 * H, w_hh_q, 2 * H, dh_g, q0, nb, H, add)
+                    panel_product_k(dA_t, 3 * H, hh_p, zero, pq, qn, 2 * H, H, dh_g, q0, nb,
+                                    add)
             else:
                 # work = da_n @ W_hn: the gradient of m = r * h; then da_r, and dh += dm * r
                 if n > 0:
-                    rows_product(dA_t, 2 * H, w_hh_q, 2 * H, work_g, u0, nb, H, put)
+                    panel_product_k(dA_t, 2 * H, hh_p, zero, pu, n, 2 * H, H, work_g, u0, nb,
+                                    put)
                 gru_reset_backward_rows(g, h_prev, work_g, dh_g, dA_t, nb, u0, n)
                 barrier(sync, meet)     # da_r
             if qn > 0:
-                rows_product(dA_t, zero, w_hh_q, zero, dh_g, q0, nb, 2 * H, add)
+                panel_product_k(dA_t, zero, hh_p, zero, pq, qn, zero, 2 * H, dh_g, q0, nb, add)
         else:
             rnn_backward_rows(g, dh_g, dA_t, cell == RNN_RELU, nb, u0, n)
             barrier(sync, meet)
             if qn > 0:
-                rows_product(dA_t, zero, w_hh_q, zero, dh_g, q0, nb, H, put)   # dh = dA W_hh
+                # dh = dA W_hh
+                panel_product_k(dA_t, zero, hh_p, zero, pq, qn, zero, H, dh_g, q0, nb, put)
     barrier(sync, team)
     # this thread's columns v of the V running rows: the transposes; its rows r of the T*B:
     # dx = dA_in W_ih
@@ -238,19 +260,19 @@ def backward_team(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
     v0, nv = share_rows(V, tid, team)
     dA2 = dA.reshape(TB, Gs)
     transpose_rows(dA2, valid, v0, v0 + nv, zero, Gs, dA_t_all)
-    transpose_rows(x.reshape(TB, I), valid, v0, v0 + nv, zero, I, x_t)
-    transpose_rows(h.reshape((T + 1) * B, Hout), valid, v0, v0 + nv, zero, Hout, h_t)
+    pack_rows(x.reshape(TB, I), valid, v0, v0 + nv, zero, I, x_p)
+    pack_rows(h.reshape((T + 1) * B, Hout), valid, v0, v0 + nv, zero, Hout, h_p)
     if cell == GRU_RESET_BEFORE:
-        transpose_rows(gates.reshape(TB, Gs), valid, v0, v0 + nv, 3 * H, H, m_t)
+        pack_rows(gates.reshape(TB, Gs), valid, v0, v0 + nv, 3 * H, H, m_p)
     r0, nr = share_rows(TB, tid, team)
-    _input_gradient(dA2, w_ih_t, dx.reshape(TB, I), lengths, r0, r0 + nr, B)
+    _input_gradient(dA2, ih_p, dx.reshape(TB, I), lengths, r0, r0 + nr, B)
     barrier(sync, team)
     # this thread's gate rows: dw_ih = dA_in^T x, dw_hh = dA_rec^T h_prev (the GRU's n block:
     # dm (slot 3) against h_prev, or m for code 2), and the bias gradients, column sums of dA
     g0, ng = share_rows(G, tid, team)
     if ng > 0:
-        rows_product(dA_t_all[g0:g0 + ng], zero, x_t, zero, dw_ih[g0:g0 + ng], zero, ng, V,
-                     put)
+        panel_product_k(dA_t_all[g0:g0 + ng], zero, x_p, zero, zero, I, zero, V,
+                        dw_ih[g0:g0 + ng], zero, ng, put)
     for r in range(g0, g0 + ng):
         s = zero_of(dA_t_all[r, 0])
         for k in range(V):
@@ -259,22 +281,29 @@ def backward_team(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
         db_hh[r] = s
     if not gru:
         if ng > 0:
-            rows_product(dA_t_all[g0:g0 + ng], zero, h_t, zero, dw_hh[g0:g0 + ng], zero, ng,
-                         V, put)
+            panel_product_k(dA_t_all[g0:g0 + ng], zero, h_p, zero, zero, Hout, zero, V,
+                            dw_hh[g0:g0 + ng], zero, ng, put)
         return
     # the GRU: the r, z rows as above; the n block from dA's slot 3 (dm)
     r1 = min(g0 + ng, 2 * H)
     if r1 > g0:
-        rows_product(dA_t_all[g0:r1], zero, h_t, zero, dw_hh[g0:r1], zero, r1 - g0, V, put)
+        panel_product_k(dA_t_all[g0:r1], zero, h_p, zero, zero, Hout, zero, V, dw_hh[g0:r1],
+                        zero, r1 - g0, put)
     n0 = max(g0, 2 * H)
     if g0 + ng > n0:
-        rows_product(dA_t_all[n0 + H:g0 + ng + H], zero, m_t if cell == GRU_RESET_BEFORE else h_t,
-                     zero, dw_hh[n0:g0 + ng], zero, g0 + ng - n0, V, put)
+        panel_product_k(dA_t_all[n0 + H:g0 + ng + H], zero,
+                        m_p if cell == GRU_RESET_BEFORE else h_p, zero, zero, Hout, zero, V,
+                        dw_hh[n0:g0 + ng], zero, g0 + ng - n0, put)
     for r in range(n0, g0 + ng):
         s = zero_of(dA_t_all[r, 0])
         for k in range(V):
             s += dA_t_all[r + H, k]
         db_hh[r] = s
+
+
+def _rows_panels(n, depth, dtype):
+    """Scratch for pack_rows: the panels of `depth` rows of n values."""
+    return np.empty((1, -(-n // PANEL), depth, PANEL), dtype)
 
 
 def running_rows(lengths, T):
@@ -297,9 +326,9 @@ def backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, 
     dh (B, Hout), dc (B, H) (LSTM; else (0, H))  IN/OUT: dh_n, dc_n in, dh_0, dc_0 out;
     dA (T, B, Gs), dhp (T, B, P) or (0, B, P), dx (T, B, I), dw_ih (G, I), dw_hh (G, Hout),
     db_ih, db_hh (G,)  OUT; work (B, W) scratch (W >= H for the GRU code 2 and a projection
-    LSTM). Made here: the transposed weights, the scratch for the transposes of dA, x,
-    h_prev (and m) after the walk (T*B * (Gs + I + Hout (+ H)) values), and the list of the
-    rows that run (running_rows).
+    LSTM). Made here: the weights' panels (numba_panels.pack_transposed), the scratch for
+    the transpose of dA and the panels of x, h_prev (and m) after the walk (about
+    T*B * (Gs + I + Hout (+ H)) values), and the list of the rows that run (running_rows).
     """
     check_buffers("numba recurrent backward",
                   (x, w_ih, w_hh, w_hr, peep, h, c, gates, dy, dh, dc, dA, dhp, dx, dw_ih, dw_hh,
@@ -310,10 +339,10 @@ def backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, 
     I, Hout, H = x.shape[2], h.shape[2], w_hr.shape[1]
     dt = x.dtype
     args = (cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp, dx,
-            dw_ih, dw_hh, db_ih, db_hh, work, transposed(w_hh), transposed(w_hr),
-            transposed(w_ih), np.empty((Gs, T * B), dt), np.empty((I, T * B), dt),
-            np.empty((Hout, T * B), dt),
-            np.empty((H if cell == GRU_RESET_BEFORE else 0, T * B), dt),
+            dw_ih, dw_hh, db_ih, db_hh, work, pack_transposed(w_hh), pack_transposed(w_hr),
+            pack_transposed(w_ih), np.empty((Gs, T * B), dt), _rows_panels(I, T * B, dt),
+            _rows_panels(Hout, T * B, dt),
+            _rows_panels(H if cell == GRU_RESET_BEFORE else 0, T * B, dt),
             running_rows(lengths, T))
     _check_shapes(*args)
     if team is None:

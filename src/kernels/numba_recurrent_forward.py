@@ -15,8 +15,9 @@ are read or written; nothing is allocated in the time loop.
 
 Every product is numba_panels.panel_product, on panels of the weights that the caller keeps
 (layer_panels: made once per layer, or here for one call): every output is one chain of
-multiply-adds over k, whatever the tile or thread it falls to, so both decompositions give
-the same results bit for bit on any number of threads, one thread included. No BLAS: its worker threads spin for a while after each call, and beside a
+multiply-adds over k (two, for a step of one row), whatever the tile or thread it falls to:
+the column split gives the same results bit for bit on any number of threads, one thread
+included. Groups of rows may differ from it by rounding (a group of one running row). No BLAS: its worker threads spin for a while after each call, and beside a
 team on two cores they starved it (numba_recurrent_backward.py).
 
 Compile time: one compiled kernel per dtype serves every cell (cell is an int; absent parts
@@ -28,7 +29,7 @@ from ._jit import jit, jit_inline
 from .numba_panels import PANEL, pack_panels, panel_product
 from .numba_cells import (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
                           gate_width, gru_forward_rows, gru_new_rows, gru_reset_rows,
-                          lstm_forward_rows, rnn_forward_rows)
+                          lstm_forward_rows, rnn_forward_rows, unowned)
 from .numba_team import barrier, run_team
 
 #: units per chunk of the column split: a multiple of numba_panels.PANEL, and 64 bytes of
@@ -187,6 +188,11 @@ def forward_team(cell, x, p_ih, p_hh, p_hr, w_hr, bias, peep, lengths, h, c, gat
       barrier): for larger batches, where the split's exchange of h_t between the cores at
       every step costs more than it saves.
     """
+    # the arrays as views that hold no reference (numba_cells.unowned; the caller holds them):
+    # the slices and calls of every step then leave their reference counts alone (atomics)
+    x, p_ih, p_hh, p_hr = unowned(x), unowned(p_ih), unowned(p_hh), unowned(p_hr)
+    w_hr, bias, peep, lengths = unowned(w_hr), unowned(bias), unowned(peep), unowned(lengths)
+    h, c, gates, work = unowned(h), unowned(c), unowned(gates), unowned(work)
     T, B, I = x.shape
     Hout = h.shape[2]
     P, H = w_hr.shape
