@@ -6,7 +6,8 @@ accumulate or not, offsets into larger arrays, both dtypes; nothing outside the 
 is written; NaN and inf propagate; every output is the same sum in whichever tile it falls;
 bad shapes raise; the forward driver refuses panels that are not its weights'; the
 backward's packings (pack_transposed, pack_rows) and its deep products (from a row k0 of the
-panels, in slices above K_SLICE_ABOVE)."""
+panels, in slices above K_SLICE_ABOVE); and the 3-row tiles of hosts without AVX-512, with
+Numba's code made for AVX2 and for SSE4.2 in a child process."""
 import numpy as np
 import pytest
 
@@ -163,3 +164,33 @@ def test_deep_products_in_slices(nb):
         npn.panel_product_k(a, 0, panels, 0, 0, H, k0, K, out, 0, nb, False)
         want = a[:, :K].astype(np.float64) @ w[:, k0:k0 + K].T.astype(np.float64)
         np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-3)
+
+
+def test_the_tiles_of_hosts_without_avx512():
+    """Where Numba targets a CPU without AVX-512 (here: its code made for Haswell's AVX2, or
+    x86-64-v2's SSE4.2, whatever the host) the main tile has 3 rows, and the products still
+    equal NumPy's. Run in a child process: Numba's target is fixed at its import."""
+    import os
+    import subprocess
+    import sys
+    code = (
+        "import numpy as np\n"
+        "from fastlstm._kernels import numba_panels as npn\n"
+        "assert npn.TILE_ROWS == 3, npn.TILE_ROWS\n"
+        "rng = np.random.default_rng(0)\n"
+        "w = rng.standard_normal((70, 33)).astype(np.float32)\n"
+        "panels = npn.pack_panels(w, 1)\n"
+        "for nb in (1, 2, 3, 5, 7, 13):\n"
+        "    a = rng.standard_normal((nb, 33)).astype(np.float32)\n"
+        "    out = np.zeros((nb, 70), np.float32)\n"
+        "    npn.panel_product(a, 0, panels, 0, 0, 70, out, 0, nb, False)\n"
+        "    np.testing.assert_allclose(out, a.astype(np.float64) @ w.T, rtol=1e-4, "
+        "atol=1e-4)\n")
+    features = {"haswell": "+64bit,+avx,+avx2,+bmi,+bmi2,+cx16,+f16c,+fma,+lzcnt,+movbe,"
+                           "+popcnt,+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave",
+                "x86-64-v2": "+64bit,+cx16,+popcnt,+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3"}
+    for cpu, flags in features.items():
+        env = dict(os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES=flags)
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert run.returncode == 0, (cpu, run.stderr[-2000:])
