@@ -128,7 +128,13 @@ def test_forward_refuses_panels_of_other_weights():
     h2, c2, gates2, work2 = buffers()
     nb_fwd.forward(0, x, w_ih, w_hh, w_hr, bias, peep, lengths, h2, c2, gates2, work2)
     np.testing.assert_array_equal(h, h2)
-    bad = (good[1], good[0], good[2]), (good[0].astype(np.float64), good[1], good[2]), good[:2]
+    arrays = good.arrays
+    h3, c3, gates3, work3 = buffers()
+    nb_fwd.forward(0, x, w_ih, w_hh, w_hr, bias, peep, lengths, h3, c3, gates3, work3,
+                   panels=arrays)                               # the arrays, checked
+    np.testing.assert_array_equal(h, h3)
+    bad = ((arrays[1], arrays[0], arrays[2]), (arrays[0].astype(np.float64), *arrays[1:]),
+           arrays[:2], nb_fwd.layer_panels(0, w_ih[:, :3].copy(), w_hh, w_hr))  # others'
     for panels in bad:
         with pytest.raises(ValueError, match="panels"):
             nb_fwd.forward(0, x, w_ih, w_hh, w_hr, bias, peep, lengths, *buffers(),

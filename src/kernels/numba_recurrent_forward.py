@@ -313,26 +313,45 @@ def by_rows(team, B, cell, H, Hout, itemsize):
     return B > team * rows_per_thread or (H + UNIT_CHUNK - 1) // UNIT_CHUNK < team
 
 
+class LayerPanels:
+    """The panels of one layer's weights, as layer_panels makes them (only): arrays (p_ih,
+    p_hh, p_hr), and source, the (w_ih, w_hh, w_hr) they were made from. forward takes them
+    without checking their shapes when it is given these very arrays (fastlstm._api.
+    PackedLayer's, which are never changed after they are made)."""
+
+    __slots__ = ("arrays", "source")
+
+    def __init__(self, arrays, source):
+        self.arrays, self.source = arrays, source
+
+
 def layer_panels(cell, w_ih, w_hh, w_hr):
-    """(p_ih, p_hh, p_hr): the panels of w_ih, w_hh (one gate block per block of H rows) and
-    w_hr (one block), numba_panels.pack_panels, which forward_team's products read. Made once
-    per layer and kept (fastlstm._backends.NumbaBackend keeps them in the PackedLayer)."""
+    """LayerPanels of w_ih, w_hh (one gate block per block of H rows) and w_hr (one block),
+    numba_panels.pack_panels, which forward_team's products read. Made once per layer and
+    kept (fastlstm._backends.NumbaBackend keeps them in the PackedLayer)."""
     n_blocks = w_ih.shape[0] // w_hr.shape[1]
-    return (pack_panels(w_ih, n_blocks), pack_panels(w_hh, n_blocks), pack_panels(w_hr, 1))
+    return LayerPanels((pack_panels(w_ih, n_blocks), pack_panels(w_hh, n_blocks),
+                        pack_panels(w_hr, 1)), (w_ih, w_hh, w_hr))
 
 
-def _check_panels(panels, cell, x, w_ih, w_hh, w_hr):
-    """Raises ValueError unless panels is layer_panels(cell, w_ih, w_hh, w_hr)'s shape and
-    x's dtype, C-contiguous (a product must not raise inside the team: run_team)."""
+def _checked_panels(panels, cell, x, w_ih, w_hh, w_hr):
+    """panels' arrays, after a check that they have layer_panels(cell, w_ih, w_hh, w_hr)'s
+    shapes, x's dtype and C order (a product must not raise inside the team: run_team) unless
+    they were made from these very weights; raises ValueError."""
+    if (isinstance(panels, LayerPanels) and panels.source[0] is w_ih
+            and panels.source[1] is w_hh and panels.source[2] is w_hr):
+        return panels.arrays
+    arrays = panels.arrays if isinstance(panels, LayerPanels) else panels
     P, H = w_hr.shape
     n_blocks = gate_width(cell, H) // H
     shapes = ((n_blocks, -(-H // PANEL), w_ih.shape[1], PANEL),
               (n_blocks, -(-H // PANEL), w_hh.shape[1], PANEL), (1, -(-P // PANEL), H, PANEL))
-    if (not isinstance(panels, tuple) or len(panels) != 3
+    if (not isinstance(arrays, tuple) or len(arrays) != 3
             or any(not isinstance(p, np.ndarray) or p.shape != shape or p.dtype != x.dtype
-                   or not p.flags.c_contiguous for p, shape in zip(panels, shapes))):
+                   or not p.flags.c_contiguous for p, shape in zip(arrays, shapes))):
         raise ValueError("numba recurrent forward: panels are not layer_panels(cell, w_ih, "
                          "w_hh, w_hr) of these weights")
+    return arrays
 
 
 def forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, n_threads=1,
@@ -342,8 +361,8 @@ def forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, n
     (the batch is one group, so lengths never increase over it); n_threads: at most this many
     threads share the call (team_size, by_rows); team, rows: that many threads, and groups of
     rows (True) or the column split (False), instead of the rules' choice (the tests force
-    each decomposition with them); panels: layer_panels(cell, w_ih, w_hh, w_hr), kept by the
-    caller, or None to pack them here.
+    each decomposition with them); panels: layer_panels(cell, w_ih, w_hh, w_hr) (or its
+    arrays), kept by the caller, or None to pack them here.
 
     x (T, B, I), w_ih (G, I), w_hh (G, Hout), w_hr (P, H) or (0, H), bias (2, G),
     peep (3, H) or (0, H), lengths (B,) int64  IN;
@@ -355,10 +374,8 @@ def forward(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, n
                   (h, c, gates, work), lengths)
     cell = int(cell)
     _check_shapes(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work)
-    if panels is None:
-        panels = layer_panels(cell, w_ih, w_hh, w_hr)
-    else:
-        _check_panels(panels, cell, x, w_ih, w_hh, w_hr)
+    panels = (layer_panels(cell, w_ih, w_hh, w_hr).arrays if panels is None
+              else _checked_panels(panels, cell, x, w_ih, w_hh, w_hr))
     T, B = x.shape[0], x.shape[1]
     H, Hout = w_hr.shape[1], h.shape[2]
     if team is None:
