@@ -160,7 +160,7 @@ class NumbaBackend:
 
     def __init__(self):
         forward_module = importlib.import_module("fastlstm._kernels.numba_recurrent_forward")
-        self._fwd, self._panels = forward_module.forward, forward_module.layer_panels
+        self._fwd, self.layer_panels = forward_module.forward, forward_module.layer_panels
         self._bwd = importlib.import_module("fastlstm._kernels.numba_recurrent_backward").backward
 
     @staticmethod
@@ -168,18 +168,18 @@ class NumbaBackend:
         return 1
 
     def forward(self, cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work,
-                n_threads=1, packed=None):
+                n_threads=1, packed=None, panels=None):
         """packed: the fastlstm._api.PackedLayer of these weights, which keeps their panels
-        (numba_recurrent_forward.layer_panels) in its scratch dict once made; or None (packed
-        here, for this call)."""
+        (numba_recurrent_forward.layer_panels) in its scratch dict once made; or None, with
+        panels: layer_panels of these weights (a stream's), or None (packed here, for this
+        call)."""
         if packed is not None and packed.precision:
             raise ValueError(f"backend: the numba backend has no {packed.precision} kernels; "
                              f"use backend='cython' (or 'numpy', the reference)")
-        panels = None
         if packed is not None:
             panels = packed.scratch.get("numba")
             if panels is None:
-                panels = self._panels(cell, w_ih, w_hh, w_hr)
+                panels = self.layer_panels(cell, w_ih, w_hh, w_hr)
                 packed.scratch["numba"] = panels
         self._fwd(cell, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c, gates, work, n_threads,
                   panels=panels)

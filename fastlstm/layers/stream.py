@@ -38,8 +38,8 @@ STEP_SPLIT_MACS = 1 << 17
 
 class _Layer:
     """One layer's private weights in the kernels' form: w_ih (G, I), w_hh (G, H_out),
-    w_hr (P, H) or (0, H), peep (0, H), bias (2, G) folded as CONTRACT.md says, and (cython)
-    the scratch that holds them packed."""
+    w_hr (P, H) or (0, H), peep (0, H), bias (2, G) folded as CONTRACT.md says, and the
+    scratch that holds them packed (cython), or their panels (numba: LayerPanels)."""
 
     __slots__ = ("w_ih", "w_hh", "w_hr", "peep", "bias", "b_ih", "b_hh", "scratch", "packed")
 
@@ -87,6 +87,11 @@ class Stream:
         self._layers = [_Layer(self._cell, _layer_params(params, l, ""), H, self.dtype)
                         for l in range(L)]
         self._fast = self._backend.name == "cython"
+        self._numba = self._backend.name == "numba"
+        if self._numba:   # the panels of each layer's weights, made once
+            for layer in self._layers:
+                layer.scratch = self._backend.layer_panels(self._cell, layer.w_ih, layer.w_hh,
+                                                           layer.w_hr)
         if self._fast:
             forward_scratch_length = self._backend.info.forward_scratch_length
             StepPlan = self._backend.forward_module.StepPlan
@@ -132,7 +137,8 @@ class Stream:
         self._hs = [np.zeros((2, B, self._H_out), self.dtype) for _ in range(L)]
         self._cs = [np.zeros((2 if self.kind == "lstm" else 0, B, H), self.dtype)
                     for _ in range(L)]
-        self._buffers = {}   # T -> per-layer kernel buffers (cython)
+        self._buffers = {}   # T -> per-layer kernel buffers (cython, numba)
+        self._numba = False  # Stream: whether the numba kernels run on those buffers
         return B, L, H
 
     # ------------------------------------------------------------------ state
@@ -204,6 +210,8 @@ class Stream:
             y = np.zeros((0, self.batch_size, self._H_out), self.dtype)
         elif self._fast:
             y = self._run_kernels(x, T)
+        elif self._numba:
+            y = self._run_numba(x, T)
         else:
             y = self._run_functions(x)
         if one:
@@ -260,6 +268,27 @@ class Stream:
                          layer.peep, lengths, h, c, gates, work, layer.scratch, threads,
                          not layer.packed, self._columns)
             layer.packed = True
+            self._hs[l][0] = h[T]
+            if self.kind == "lstm":
+                self._cs[l][0] = c[T % 2]
+            inp = h[1:]
+        return inp.copy()
+
+
+    def _run_numba(self, inp, T):
+        """numba: its forward driver on this stream's buffers, on the panels made once (no
+        check of the weights or lookup of their packing at each call, as the functions do)."""
+        B = self.batch_size
+        for l, (layer, (h, c, gates, work, lengths)) in enumerate(
+                zip(self._layers, self._buffers_for(T))):
+            h[0] = self._hs[l][0]
+            if self.kind == "lstm":
+                c[0] = self._cs[l][0]
+            threads = _api._kernel_threads(T, B, inp.shape[2], layer.w_ih.shape[0],
+                                           self._H_out)
+            self._backend.forward(self._cell, inp, layer.w_ih, layer.w_hh, layer.w_hr,
+                                  layer.bias, layer.peep, lengths, h, c, gates, work, threads,
+                                  panels=layer.scratch)
             self._hs[l][0] = h[T]
             if self.kind == "lstm":
                 self._cs[l][0] = c[T % 2]
