@@ -200,3 +200,22 @@ def test_the_tiles_of_hosts_without_avx512():
         run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                              text=True, timeout=300)
         assert run.returncode == 0, (cpu, run.stderr[-2000:])
+
+
+@pytest.mark.parametrize("nb", [1, 4])
+def test_the_blocks_as_one_product(nb):
+    """numba_recurrent_forward._recurrent over every unit of H (a multiple of PANEL) runs the
+    gate blocks as one product: the same bits as block by block (what each thread of the
+    column split does)."""
+    rng = np.random.default_rng(nb)
+    H, K, n_blocks = 32, 20, 3
+    panels = npn.pack_panels(rng.standard_normal((n_blocks * H, K)).astype(np.float32),
+                             n_blocks)
+    a = rng.standard_normal((nb, K)).astype(np.float32)
+    one = np.zeros((nb, n_blocks * H), np.float32)
+    nb_fwd._recurrent(a, 0, panels, 0, one, 0, nb, H, n_blocks, 0, H, False)
+    by_block = np.zeros_like(one)
+    for q in range(n_blocks):
+        for u0 in (0, 16):
+            npn.panel_product(a, 0, panels, q, u0 // 16, 16, by_block, q * H + u0, nb, False)
+    np.testing.assert_array_equal(one, by_block)

@@ -165,6 +165,12 @@ def _recurrent(a, ac, panels, q0, out, oc, nb, H, n_blocks, u0, n, accumulate):
     depth): one thread's columns of a recurrent product."""
     if n <= 0:
         return
+    if n == H and H % PANEL == 0:   # every unit and no padding: the blocks' panels follow one
+        # another as their outputs do, so they are one product (the same sums, fewer calls)
+        n_panels = panels.shape[1]
+        run = panels.reshape(1, panels.shape[0] * n_panels, panels.shape[2], PANEL)
+        panel_product(a, ac, run, 0, q0 * n_panels, n_blocks * H, out, oc, nb, accumulate)
+        return
     for q in range(n_blocks):
         panel_product(a, ac, panels, q0 + q, u0 // PANEL, n, out, oc + q * H + u0, nb,
                       accumulate)
