@@ -10,8 +10,9 @@ k loop: each step loads NP panel vectors and R values of `a` (broadcast) for R x
 multiply-adds, and only the tile's start and end touch `out` (masked where the block ends).
 LLVM cannot make this loop from plain Numba code (its SLP vectoriser is off in Numba, and a
 loop over k of dot products pays a horizontal sum per output: such tiles, which these
-replaced, reached about half of this one's rate), so the tile is written as LLVM IR (_tile): 64-byte vectors
-(16 float32 or 8 float64), which LLVM splits into the registers each instruction set has.
+replaced, reached about half of this one's rate), so the tile is written as LLVM IR (_tile):
+64-byte vectors (16 float32 or 8 float64), which LLVM splits into the registers each
+instruction set has.
 
 Every output is one chain of fused multiply-adds over k = 0 .. K-1, in that order (in a
 product of one row: two chains, even and odd k, then added), whatever the tile it falls in:

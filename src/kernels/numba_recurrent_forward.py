@@ -17,8 +17,9 @@ Every product is numba_panels.panel_product, on panels of the weights that the c
 (layer_panels: made once per layer, or here for one call): every output is one chain of
 multiply-adds over k (two, for a step of one row), whatever the tile or thread it falls to:
 the column split gives the same results bit for bit on any number of threads, one thread
-included. Groups of rows may differ from it by rounding (a group of one running row). No BLAS: its worker threads spin for a while after each call, and beside a
-team on two cores they starved it (numba_recurrent_backward.py).
+included. Groups of rows may differ from it by rounding (a group of one running row). No
+BLAS: its worker threads spin for a while after each call, and beside a team on two cores
+they starved it (numba_recurrent_backward.py).
 
 Compile time: one compiled kernel per dtype serves every cell (cell is an int; absent parts
 are empty arrays).
