@@ -208,10 +208,8 @@ class Stream:
         T = x.shape[0]
         if T == 0:
             y = np.zeros((0, self.batch_size, self._H_out), self.dtype)
-        elif self._fast:
+        elif self._fast or self._numba:
             y = self._run_kernels(x, T)
-        elif self._numba:
-            y = self._run_numba(x, T)
         else:
             y = self._run_functions(x)
         if one:
@@ -255,29 +253,9 @@ class Stream:
         return bufs
 
     def _run_kernels(self, inp, T):
-        """cython: the forward driver on this stream's buffers, weights packed once."""
-        B = self.batch_size
-        for l, (layer, (h, c, gates, work, lengths)) in enumerate(
-                zip(self._layers, self._buffers_for(T))):
-            h[0] = self._hs[l][0]
-            if self.kind == "lstm":
-                c[0] = self._cs[l][0]
-            G = layer.w_ih.shape[0]
-            threads = _api._kernel_threads(T, B, inp.shape[2], G, self._H_out)
-            self._kernel(self._cell, inp, layer.w_ih, layer.w_hh, layer.w_hr, layer.bias,
-                         layer.peep, lengths, h, c, gates, work, layer.scratch, threads,
-                         not layer.packed, self._columns)
-            layer.packed = True
-            self._hs[l][0] = h[T]
-            if self.kind == "lstm":
-                self._cs[l][0] = c[T % 2]
-            inp = h[1:]
-        return inp.copy()
-
-
-    def _run_numba(self, inp, T):
-        """numba: its forward driver on this stream's buffers, on the panels made once (no
-        check of the weights or lookup of their packing at each call, as the functions do)."""
+        """cython, numba: the forward driver on this stream's buffers, the weights packed once
+        (numba: their panels; no check of the weights or lookup of their packing at each call,
+        as the functions do)."""
         B = self.batch_size
         for l, (layer, (h, c, gates, work, lengths)) in enumerate(
                 zip(self._layers, self._buffers_for(T))):
@@ -286,9 +264,15 @@ class Stream:
                 c[0] = self._cs[l][0]
             threads = _api._kernel_threads(T, B, inp.shape[2], layer.w_ih.shape[0],
                                            self._H_out)
-            self._backend.forward(self._cell, inp, layer.w_ih, layer.w_hh, layer.w_hr,
-                                  layer.bias, layer.peep, lengths, h, c, gates, work, threads,
-                                  panels=layer.scratch)
+            if self._numba:
+                self._backend.forward(self._cell, inp, layer.w_ih, layer.w_hh, layer.w_hr,
+                                      layer.bias, layer.peep, lengths, h, c, gates, work,
+                                      threads, panels=layer.scratch)
+            else:
+                self._kernel(self._cell, inp, layer.w_ih, layer.w_hh, layer.w_hr, layer.bias,
+                             layer.peep, lengths, h, c, gates, work, layer.scratch, threads,
+                             not layer.packed, self._columns)
+                layer.packed = True
             self._hs[l][0] = h[T]
             if self.kind == "lstm":
                 self._cs[l][0] = c[T % 2]
