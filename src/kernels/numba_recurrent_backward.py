@@ -103,7 +103,7 @@ def _input_gradient(dA2, ih_p, dx2, lengths, r0, r1, B):
     """dx rows r0 <= r < r1 of the T*B (r = t*B + b): dA_in W_ih for the rows that run at their
     step (b < the step's count of running rows, a prefix as lengths never increase), one
     product per run of such rows (across steps where every row runs, so that a padded batch
-    is one product, in tiles of 3 rows); zeros for the others (their dA is zero)."""
+    is one product); zeros for the others (their dA is zero)."""
     zero = np.intp(0)
     put = zero != 0
     G = ih_p.shape[2]
