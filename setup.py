@@ -108,10 +108,11 @@ def level_sources(suffix):
     folder = os.path.join("build", "kernel_sources")
     os.makedirs(folder, exist_ok=True)
     # Cython's dependency scan cannot follow the copies' relative cimports (they do not sit in
-    # their package), so a changed .pxd would not rebuild them: the copies carry a digest of
-    # every .pxd, and so change, and are rebuilt, whenever one does.
+    # their package), so a changed .pxd (or included .pxi) would not rebuild them: the copies
+    # carry a digest of every .pxd and .pxi, and so change, and are rebuilt, whenever one does.
     digest = hashlib.sha256()
-    for pxd in sorted(glob.glob(os.path.join("src", "kernels", "*.pxd"))):
+    for pxd in sorted(glob.glob(os.path.join("src", "kernels", "*.pxd"))
+                      + glob.glob(os.path.join("src", "kernels", "*.pxi"))):
         with open(pxd, "rb") as f:
             digest.update(f.read())
     paths = {}
@@ -148,7 +149,7 @@ def kernel_extensions():
 
 
 def package_view_of_pxds():
-    """A folder where src/kernels/*.pxd appear as fastlstm/_kernels/*.pxd.
+    """A folder where src/kernels/*.pxd (and *.pxi) appear as fastlstm/_kernels/*.pxd.
 
     The kernels are installed as the package fastlstm._kernels but live in src/kernels, so
     Cython, which finds a cimported .pxd by its package path, gets this view on its include
@@ -159,7 +160,8 @@ def package_view_of_pxds():
     os.makedirs(pkg, exist_ok=True)
     for folder in (os.path.join(view, "fastlstm"), pkg):
         open(os.path.join(folder, "__init__.pxd"), "a").close()
-    for pxd in glob.glob(os.path.join("src", "kernels", "*.pxd")):
+    for pxd in (glob.glob(os.path.join("src", "kernels", "*.pxd"))
+                + glob.glob(os.path.join("src", "kernels", "*.pxi"))):
         dst = os.path.join(pkg, os.path.basename(pxd))
         if not os.path.exists(dst) or open(dst).read() != open(pxd).read():
             shutil.copy2(pxd, dst)   # unchanged files keep their times: no needless re-Cython

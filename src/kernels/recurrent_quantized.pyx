@@ -471,27 +471,7 @@ cdef class StepPlan:
                 memcpy(self.c, self.c + B * self.H, B * self.H * sizeof(float))
 
 
-def run_steps(list plans, x, list outs, int n_threads=1):
-    """recurrent_forward.run_steps for these plans: one step through a stack's layers,
-    plans[l].step(input, outs[l]) from x (B, I), then a new array (B, Hout), a copy of the last
-    output; None, with nothing run, when x is not a float32 array StepPlan.step takes in place
-    (the caller then checks x and takes its general path)."""
-    cdef Py_ssize_t l, L = len(plans)
-    if L == 0 or len(outs) != L:
-        raise ValueError(f"run_steps: one output per plan expected, got {L} plans and "
-                         f"{len(outs)} outputs")
-    cdef StepPlan plan = plans[0]
-    if not plan._takes(x, plan.n_in, False):
-        return None
-    for l in range(L):
-        plan = plans[l]
-        y = outs[l]
-        if not plan._takes(x, plan.n_in, False) or not plan._takes(y, plan.Hout, True):
-            raise ValueError(f"run_steps: layer {l}: its input or output array does not fit "
-                             f"its plan")
-        plan._step(<cnp.ndarray>x, <cnp.ndarray>y, n_threads)
-        x = y
-    return cnp.PyArray_NewCopy(<cnp.ndarray>x, cnp.NPY_CORDER)
+include "fastlstm/_kernels/_step_stack.pxi"   # run_steps: one step through the layers
 
 
 def product(int precision, bint dot, const float[:, ::1] x, const unsigned char[::1] panels,
