@@ -58,8 +58,6 @@ def _check_shapes(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
     P, H = w_hr.shape
     G = gate_width(cell, H)
     has_dy = dy.shape[0] > 0
-    gru = cell == GRU_LINEAR_BEFORE_RESET or cell == GRU_RESET_BEFORE
-    linear_before_reset = cell == GRU_LINEAR_BEFORE_RESET
     if (T < 1 or B < 1 or H < 1 or I < 1 or cell < LSTM or cell > RNN_RELU
             or Hout != (P if P > 0 else H) or (P > 0 and cell != LSTM)
             or Gs != (H if cell > GRU_RESET_BEFORE else 4 * H)

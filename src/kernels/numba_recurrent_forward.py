@@ -201,7 +201,6 @@ def forward_team(cell, x, p_ih, p_hh, p_hr, w_hr, bias, peep, lengths, h, c, gat
     w_hr, bias, peep, lengths = unowned(w_hr), unowned(bias), unowned(peep), unowned(lengths)
     h, c, gates, work = unowned(h), unowned(c), unowned(gates), unowned(work)
     T, B, I = x.shape
-    Hout = h.shape[2]
     P, H = w_hr.shape
     K = gates.shape[0]
     keep_c = c.shape[0] == T + 1
