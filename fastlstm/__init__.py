@@ -5,7 +5,7 @@ identical to torch.nn.LSTM / GRU / RNN.
     y, h_n = fastlstm.gru_forward(x, w_ih, w_hh, b_ih, b_hh, h0)
     y, h_n = fastlstm.rnn_forward(x, w_ih, w_hh, b_ih, b_hh, h0, nonlinearity="tanh")
     y, ..., tape = fastlstm.forward(..., return_tape=True)   # any of the three
-    grads = fastlstm.backward(tape, dy, dh_n, dc_n)
+    grads = fastlstm.backward(tape, dy, dh_n, dc_n)          # input_grad=False: grads.x None
     m = fastlstm.LSTM(input_size, hidden_size, num_layers=2, bidirectional=True)  # GRU, RNN
     y, (h_n, c_n) = m(x)                                  # stacks as torch.nn (fastlstm.layers)
     m = fastlstm.from_torch(nn_module); fastlstm.from_keras(path); fastlstm.from_onnx(path)

@@ -394,19 +394,22 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="t
     return (y, h_n, tape) if return_tape else (y, h_n)
 
 
-def backward(tape, dy=None, dh_n=None, dc_n=None):
+def backward(tape, dy=None, dh_n=None, dc_n=None, *, input_grad=True):
     """Back-propagate through the forward call (LSTM, GRU or RNN) that made `tape`.
 
     dy is shaped like forward's y, dh_n like h_n, dc_n like c_n (LSTM only); each None means
     zeros (dy past a row's length is ignored). Returns Gradients with fields x, w_ih, w_hh,
     b_ih, b_hh, h0, c0, w_hr, peepholes shaped like forward's inputs (None where forward had
-    no such input). Runs on the tape's backend.
+    no such input). input_grad=False: the gradient with respect to x is not computed (one
+    product over all steps saved; Gradients.x is None), as for a model's input in training.
+    Runs on the tape's backend.
     """
     if not isinstance(tape, Tape):
         raise TypeError(
             "tape: expected the Tape from fastlstm.forward, gru_forward or rnn_forward "
             f"(..., return_tape=True), got {type(tape).__name__}"
         )
+    input_grad = check_flag("input_grad", input_grad)
     dtype = tape.dtype
     T, B, I = tape.x.shape
     H_out = tape.h.shape[2]
@@ -442,7 +445,7 @@ def backward(tape, dy=None, dh_n=None, dc_n=None):
     P = tape.w_hr.shape[0]
     dA = np.empty((T, B, Gs), dtype=dtype)
     dhp = np.empty((T if P else 0, B, P), dtype=dtype)
-    dx = np.empty((T, B, I), dtype=dtype)
+    dx = np.empty((T if input_grad else 0, B, I), dtype=dtype)
     dw_ih = np.empty_like(tape.w_ih)
     dw_hh = np.empty_like(tape.w_hh)
     db_ih = np.empty(G, dtype=dtype)
@@ -476,7 +479,8 @@ def backward(tape, dy=None, dh_n=None, dc_n=None):
                               np.einsum("tbh,tbh->h", dA[..., 3 * H:], c_t)])
     unbatched = tape.unbatched
     return Gradients(
-        x=_from_time_major(order.scatter(dx, copy_rows), tape.batch_first, unbatched),
+        x=(_from_time_major(order.scatter(dx, copy_rows), tape.batch_first, unbatched)
+           if input_grad else None),
         w_ih=dw_ih,
         w_hh=dw_hh,
         b_ih=db_ih if tape.has_b_ih else None,

@@ -53,7 +53,8 @@ class NumpyBackend:
     @staticmethod
     def backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp, dx,
                  dw_ih, dw_hh, db_ih, db_hh, work, n_groups=1, n_threads=1):
-        """Fills dx, the weight and bias gradients, dh and dc (dA and dhp are left at zero);
+        """Fills dx (unless it is (0, B, I)), the weight and bias gradients, dh and dc (dA
+        and dhp are left at zero);
         returns {"w_hr": ..., "peepholes": ...} (None where unused) for the API."""
         kind, options = CELLS[cell]
         T = x.shape[0]
@@ -64,7 +65,8 @@ class NumpyBackend:
         tape = reference.SequenceTape(kind, params, options, x, states, gates, lengths, False)
         grads = reference.sequence_backward(tape, dy if dy.shape[0] else None,
                                             (dh, dc) if lstm else (dh,))
-        dx[...] = grads["x"]
+        if dx.shape[0]:   # (0, B, I): no input gradient wanted
+            dx[...] = grads["x"]
         dw_ih[...], dw_hh[...] = grads["w_ih"], grads["w_hh"]
         db_ih[...], db_hh[...] = grads["b_ih"], grads["b_hh"]
         dh[...] = grads["h0"]

@@ -19,8 +19,8 @@ import fastlstm
 from fastlstm import _api
 
 from conftest import assert_close, tol_for
-from family_helpers import (api_args, api_backward, api_forward, check_api_against_reference,
-                            make_family_problem, reference_family)
+from family_helpers import (FAMILY_GRAD_NAMES, VARIANTS, api_args, api_backward, api_forward,
+                            check_api_against_reference, make_family_problem, reference_family)
 
 
 @dataclass(frozen=True)
@@ -202,3 +202,55 @@ def test_reference_helper_sees_wrong_results():
     y, *_ = api_forward(q.variant, arrays, "numpy", lengths=[3, 0, 5, 2], reverse=True)
     with pytest.raises(AssertionError):
         assert_close(y, ref.y, tol_for(np.float64), "y")
+
+
+def _backward(variant, tape, grad_args, **kwargs):
+    dy, dh_n, dc_n = grad_args
+    g = (fastlstm.backward(tape, dy, dh_n, dc_n, **kwargs) if variant.is_lstm
+         else fastlstm.backward(tape, dy, dh_n, **kwargs))
+    return {n: getattr(g, n) for n in FAMILY_GRAD_NAMES}
+
+
+# (name, T, B, I, H, threads): one thread; two threads by groups of rows; two threads on one
+# row (the column split of the walk)
+INPUT_GRAD_CASES = [(name, 6, 5, 3, 4, 1) for name in VARIANTS] + [
+    ("lstm", 30, 16, 32, 64, 2),
+    ("gru_reset_before", 30, 16, 32, 64, 2),
+    ("lstm_peep_proj", 20, 1, 16, 256, 2),
+    ("gru", 20, 1, 16, 256, 2),
+    ("rnn_relu", 20, 1, 16, 256, 2),
+]
+
+
+@pytest.mark.parametrize("name, T, B, I, H, threads", INPUT_GRAD_CASES,
+                         ids=[f"{c[0]}-{c[1]}x{c[2]}x{c[3]}x{c[4]}-t{c[5]}"
+                              for c in INPUT_GRAD_CASES])
+def test_backward_without_input_gradient(name, T, B, I, H, threads, backend, dtype):
+    """backward(..., input_grad=False) skips the input's gradient (x is None) and gives every
+    other gradient bit for bit as the full backward, with lengths (0 and T among them) and
+    reverse, on one thread and on two."""
+    p = make_family_problem(name, T, B, I, H, 3, dtype, seed=8)
+    arrays, grad_args = api_args(p)
+    lengths = [T] if B == 1 else [min(T, max(0, (3 * b) % (T + 2))) for b in range(B)]
+    if B > 2:
+        lengths[1], lengths[2] = 0, T
+    with fastlstm.threads(threads):
+        for reverse in (False, True):
+            _, _, _, tape = api_forward(p.variant, arrays, backend, lengths=lengths,
+                                        reverse=reverse)
+            full = _backward(p.variant, tape, grad_args)
+            part = _backward(p.variant, tape, grad_args, input_grad=False)
+            assert full["x"] is not None and part["x"] is None
+            for n in FAMILY_GRAD_NAMES[1:]:
+                if full[n] is None:
+                    assert part[n] is None, n
+                else:
+                    np.testing.assert_array_equal(part[n], full[n], err_msg=f"grad {n}")
+
+
+def test_backward_input_grad_must_be_a_flag():
+    p = make_family_problem("lstm", 3, 2, 3, 4, dtype=np.float32)
+    arrays, grad_args = api_args(p)
+    _, _, _, tape = api_forward(p.variant, arrays, "numpy")
+    with pytest.raises(TypeError, match="input_grad"):
+        fastlstm.backward(tape, *grad_args, input_grad=1)

@@ -85,6 +85,38 @@ def test_same_seed_same_history_and_weights():
     assert h3["loss"] != h1["loss"]            # another seed, another order of mini-batches
 
 
+def test_fit_skips_the_input_gradient_and_a_subclass_override_still_works():
+    """fit asks a structure's backward for no input gradient (the model input's product is
+    skipped); a subclass whose backward takes no input_grad gets the plain call. Both train to
+    the same weights, bit for bit."""
+    calls = []
+
+    class Plain(ManyToOne):
+        def backward(self, tape, dout):      # an override without input_grad
+            dx, grads = super().backward(tape, dout)
+            calls.append(dx is not None)
+            return dx, grads
+
+    x, y = regression_data()
+    skipped, plain = many_to_one(seed=3), Plain(*many_to_one(seed=3).modules)
+    seen = []
+    original = ManyToOne.backward
+
+    def spy(self, tape, dout, *, input_grad=True):
+        seen.append(input_grad)
+        return original(self, tape, dout, input_grad=input_grad)
+
+    ManyToOne.backward = spy
+    try:
+        fit(skipped, x, y, epochs=2, batch_size=16, seed=0)
+    finally:
+        ManyToOne.backward = original
+    fit(plain, x, y, epochs=2, batch_size=16, seed=0)
+    assert seen and not any(seen)          # fit: input_grad=False at every step
+    assert calls and all(calls)            # the override: its own call, dx computed
+    assert_same_weights(weights(skipped), weights(plain))
+
+
 def test_shuffle_false_ignores_the_seed():
     x, y = regression_data()
     results = []

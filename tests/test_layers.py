@@ -216,6 +216,31 @@ def _module_pair(kind):
     return CLASSES[kind](3, 4, seed=1, **kw), getattr(torch.nn, TORCH_CLASSES[kind])(3, 4, **kw)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("layout", ["time", "batch_first", "unbatched"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_backward_without_input_gradient(kind, layout, backend):
+    """m.backward(..., input_grad=False): dx is None, the initial states' and the parameters'
+    gradients are bit for bit those of the full backward (3 layers, bidirectional, dropout in
+    training mode: the tape's masks)."""
+    m = CLASSES[kind](3, 5, num_layers=3, bidirectional=True, dropout=0.3, seed=2,
+                      batch_first=layout == "batch_first", backend=backend)
+    rng = np.random.default_rng(3)
+    shape = {"time": (6, 2, 3), "batch_first": (2, 6, 3), "unbatched": (6, 3)}[layout]
+    x = rng.standard_normal(shape).astype(np.float32)
+    y, _, tape = m.forward(x, return_tape=True)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx, dhx, grads = m.backward(tape, dy)
+    none, dhx_part, grads_part = m.backward(tape, dy, input_grad=False)
+    assert dx.shape == x.shape and none is None
+    for a, b in zip(dhx if kind == "lstm" else (dhx,),
+                    dhx_part if kind == "lstm" else (dhx_part,)):
+        np.testing.assert_array_equal(b, a)
+    assert list(grads_part) == list(grads)
+    for key, g in grads.items():
+        np.testing.assert_array_equal(grads_part[key], g, err_msg=key)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_state_dict_keys_order_shapes_and_init(kind):
     m, tm = _module_pair(kind)

@@ -245,6 +245,26 @@ def test_strided_input_negated_loss_frozen_parameters_and_copies():
     assert wide(base[:, :2, :3].double())[0].dtype == torch.float64
 
 
+def test_input_without_grad_skips_its_gradient_only():
+    """An input that needs no gradient (the usual training batch): fastlstm skips the first
+    layer's input product, and every parameter's gradient is bit for bit the one it gives when
+    the input does need a gradient (and within torch.nn's tolerance of torch's)."""
+    ref, fast = make_pair("gru", torch.float32, input_size=3, hidden_size=5, num_layers=2,
+                          bidirectional=True)
+    x = torch.randn(7, 3, 3)
+    runs = []
+    for m, needs in ((fast, True), (fast, False), (ref, False)):
+        m.zero_grad(set_to_none=True)
+        inp = x.clone().requires_grad_(needs)
+        y, h = m(inp)
+        (y.square().sum() + h.sum()).backward()
+        assert (inp.grad is not None) == needs
+        runs.append([p.grad.clone() for p in m.parameters()])
+    for with_x, without_x, torch_grad in zip(*runs):
+        assert torch.equal(with_x, without_x)
+        assert rel_err(without_x, torch_grad) < 1e-4
+
+
 @pytest.mark.parametrize("kind,options", [
     ("lstm", dict(proj_size=2)),
     ("lstm", dict(num_layers=2, bidirectional=True)),

@@ -260,8 +260,8 @@ def test_structure_layouts_give_the_same_gradients(structure):
 # every backend against numpy
 
 
-def _structure_run(backend, structure, kind, dtype="float64"):
-    """out, dx and grads of one structure on fixed numbers, with `backend`'s rnn."""
+def _structure_setup(backend, structure, kind, dtype="float64"):
+    """model, out, tape, dout of one structure on fixed numbers, with `backend`'s rnn."""
     I, H, B, T = 3, 6, 3, 7
     rng = np.random.default_rng(5)
     bidir = structure != "one_to_many"
@@ -278,6 +278,12 @@ def _structure_run(backend, structure, kind, dtype="float64"):
         x = rng.standard_normal((T, B, I)).astype(dtype)
         out, tape = model.forward(x, lengths=[7, 3, 5], return_tape=True)
     dout = np.random.default_rng(6).standard_normal(out.shape).astype(dtype)
+    return model, out, tape, dout
+
+
+def _structure_run(backend, structure, kind, dtype="float64"):
+    """out, dx and grads of one structure on fixed numbers, with `backend`'s rnn."""
+    model, out, tape, dout = _structure_setup(backend, structure, kind, dtype)
     dx, grads = model.backward(tape, dout)
     return out, dx, grads
 
@@ -294,6 +300,26 @@ def test_structures_every_backend_matches_numpy(backend_name, structure, kind):
     for part in ("rnn", "head"):
         for k, g in ref[2][part].items():
             assert_close(got[2][part][k], g, 1e-10, f"{part}.{k}")
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "cython", "numba"])
+@pytest.mark.parametrize("structure", ["many_to_many", "many_to_one", "one_to_many"])
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_structure_backward_without_input_gradient(backend_name, structure, kind):
+    """backward(tape, dout, input_grad=False), as fit calls it: dx is None, and every
+    parameter's gradient is bit for bit the full backward's (two layers, bidirectional but
+    for OneToMany, whose inner steps still need their input gradients)."""
+    require_backend(backend_name)
+    model, _, tape, dout = _structure_setup(backend_name, structure, kind, "float32")
+    dx, grads = model.backward(tape, dout)
+    none, grads_part = model.backward(tape, dout, input_grad=False)
+    assert dx is not None and none is None
+    for part in ("rnn", "head"):
+        assert list(grads_part[part]) == list(grads[part])
+        for k, g in grads[part].items():
+            np.testing.assert_array_equal(grads_part[part][k], g, err_msg=f"{part}.{k}")
+    with pytest.raises(TypeError, match="input_grad"):
+        model.backward(tape, dout, input_grad="no")
 
 
 # ============================================================================================

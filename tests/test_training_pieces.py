@@ -388,6 +388,57 @@ def test_adam_matches_torch(kwargs):
     _run_against_torch(Adam, torch.optim.Adam, kwargs)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kwargs", [
+    dict(lr=0.01),
+    dict(lr=0.02, weight_decay=0.05, amsgrad=True),
+    dict(lr=0.005, betas=(0.8, 0.99), eps=1e-6, amsgrad=True),
+], ids=["default", "wd+amsgrad", "betas+amsgrad"])
+def test_adam_fused_kernel_gives_the_numpy_bits(kwargs, dtype):
+    """Adam's fused Numba update (numba_optim.adam_update) against its NumPy expressions
+    (Adam._update_numpy), step by step: the same parameters and state, bit for bit, with
+    a NaN and an inf among the gradients at one step; a non-contiguous parameter takes the
+    NumPy path."""
+    from fastlstm.training import optim
+    if optim._fused_kernels() is None:
+        pytest.skip("Numba does not load here: Adam runs its NumPy expressions only")
+    fused_modules, numpy_modules = _param_modules(dtype), _param_modules(dtype)
+    fused, plain = Adam(fused_modules, **kwargs), Adam(numpy_modules, **kwargs)
+    plain._update = plain._update_numpy
+    steps = _gradient_sequence(fused_modules, 5)
+    steps[3][1]["weight_hh_l0"][0, 0] = np.nan
+    steps[3][1]["weight_hh_l0"][1, 1] = np.inf
+    for grads in steps:
+        fused.step(grads)
+        with np.errstate(invalid="ignore", over="ignore"):   # NumPy warns of inf - inf
+            plain.step(grads)
+        for mf, mp in zip(fused_modules, numpy_modules):
+            for (k, a), b in zip(mf.named_parameters().items(),
+                                 mp.named_parameters().values()):
+                np.testing.assert_array_equal(a, b, err_msg=k)
+    for key, state in plain.state.items():
+        for name, value in state.items():
+            np.testing.assert_array_equal(fused.state[key][name], value, err_msg=name)
+    # a strided parameter: the NumPy expressions, the same numbers as a contiguous one
+    p = np.arange(12.0, dtype=dtype).reshape(3, 4)
+    q = p[:, ::2].copy()
+    state_strided, state_plain = {}, {}
+    g = np.full((3, 2), 0.5, dtype)
+    fused._update(p[:, ::2], g, state_strided)
+    plain._update_numpy(q, g, state_plain)
+    np.testing.assert_array_equal(p[:, ::2], q)
+
+
+def test_clip_sum_of_squares_kernel():
+    """The 2-norm's fused sum of squares against float64 NumPy, contiguous or not."""
+    from fastlstm.training import clip
+    rng = np.random.default_rng(4)
+    for a in (rng.standard_normal(1000).astype(np.float32),
+              rng.standard_normal((30, 20))[:, ::3], np.zeros(0, np.float32)):
+        expected = float(np.sum(a.astype(np.float64) ** 2))
+        assert abs(clip._sum_of_squares(a) - expected) <= 1e-12 * max(expected, 1.0)
+
+
 def test_sgd_is_plain_gradient_descent_and_float32():
     lin = Linear(3, 2, dtype="float32", seed=0)
     before = lin.state_dict()

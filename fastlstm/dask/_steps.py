@@ -106,8 +106,7 @@ def _gradient(model, layout, loss_fn, names, xb, yb, lb, scale):
     value, dout, w, c, k = loss_fn(out, yb, lb)
     if scale is not None:
         dout = dout * np.asarray(scale(w), dtype=dout.dtype)
-    _, grads = model.backward(tape, dout)
-    return _grads_in_order(grads, names), value, w, c, k
+    return _grads_in_order(layout.backward(model, tape, dout), names), value, w, c, k
 
 
 def step_grads(shard, weights, rows, total_weight, dropout_seed=None):

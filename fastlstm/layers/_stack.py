@@ -157,11 +157,11 @@ def stack_forward(cfg, params, x, h0, c0, lengths, dropout_rng, return_tape):
     return inp, h_n, c_n, (tapes, masks, parallel)
 
 
-def stack_backward(tape, dy, dh_n, dc_n):
+def stack_backward(tape, dy, dh_n, dc_n, input_grad=True):
     """dy (T, B, D*H_out) or None; dh_n (L*D, B, H_out) or None; dc_n (L*D, B, H) or None.
 
-    Returns dx (T, B, I), dh0 (L*D, B, H_out), dc0 (L*D, B, H) (None unless LSTM) and the
-    list over layers and directions of fastlstm.Gradients (layer-major, direction inner).
+    Returns dx (T, B, I) (None with input_grad=False: the first layer skips it), dh0
+    (L*D, B, H_out), dc0 (L*D, B, H) (None unless LSTM) and the list over layers and directions of fastlstm.Gradients (layer-major, direction inner).
     """
     L, D, H_out = tape.num_layers, tape.D, tape.H_out
     dtype, B = tape.dtype, tape.B
@@ -177,7 +177,8 @@ def stack_backward(tape, dy, dh_n, dc_n):
             dy_d = None if d_out is None else d_out[..., d * H_out:(d + 1) * H_out]
             return _api.backward(tape.tapes[layer][d], dy_d,
                                  None if dh_n is None else dh_n[idx],
-                                 None if dc_n is None or tape.kind != "lstm" else dc_n[idx])
+                                 None if dc_n is None or tape.kind != "lstm" else dc_n[idx],
+                                 input_grad=input_grad or layer > 0)
 
         d_in = None
         for d, g in enumerate(_each_direction(D, run_back, tape.parallel)):
@@ -186,6 +187,7 @@ def stack_backward(tape, dy, dh_n, dc_n):
             dh0[idx] = g.h0
             if dc0 is not None:
                 dc0[idx] = g.c0
-            d_in = g.x if d_in is None else d_in + g.x
+            if g.x is not None:
+                d_in = g.x if d_in is None else d_in + g.x
         d_out = d_in
     return d_out, dh0, dc0, grads

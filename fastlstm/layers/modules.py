@@ -6,6 +6,7 @@
     y, (h_n, c_n) = m(x, hx=None, lengths=None)            # GRU, RNN: y, h_n
     y, hx, tape = m.forward(x, hx, lengths, return_tape=True)
     dx, dhx, grads = m.backward(tape, dy=None, dhx=None)   # grads keyed like state_dict()
+    _, dhx, grads = m.backward(tape, dy, input_grad=False)  # dx not computed (None)
 
 Shapes (D = 2 if bidirectional else 1, L = num_layers, H_out = proj_size or hidden_size):
     x (T, B, I), (B, T, I) with batch_first, or (T, I) unbatched
@@ -301,12 +302,13 @@ class _StackBase:
                          D=self.num_directions, dtype=self.dtype, parallel=parallel)
         return y, hx_n, tape
 
-    def backward(self, tape, dy=None, dhx=None):
+    def backward(self, tape, dy=None, dhx=None, *, input_grad=True):
         """Back-propagate through the forward call that made `tape` (with the weights and
         dropout masks of that call).
 
         dy: like forward's y; dhx: like its hx_n (for the LSTM a tuple (dh_n, dc_n), either may
-        be None); None means zeros. Returns dx (like x), dhx0 (the gradient with respect to
+        be None); None means zeros; input_grad=False: dx is not computed (None), which saves
+        the first layer's input product. Returns dx (like x), dhx0 (the gradient with respect to
         the initial states, like hx; for the LSTM a tuple (dh0, dc0); given even when forward
         had hx=None) and grads: OrderedDict {state_dict key: gradient}.
         """
@@ -332,11 +334,13 @@ class _StackBase:
         names = ("dhx[0] (dh_n)", "dhx[1] (dc_n)") if self.kind == "lstm" else ("dhx",)
         dh_n, dc_n = (self._check_states((dh_n, dc_n), names, B, unbatched) + [None])[:2]
 
-        dx, dh0, dc0, layer_grads = stack_backward(tape, dy, dh_n, dc_n)
+        input_grad = check_flag("input_grad", input_grad)
+        dx, dh0, dc0, layer_grads = stack_backward(tape, dy, dh_n, dc_n, input_grad)
         if unbatched:
-            dx, dh0 = dx[:, 0, :], dh0[:, 0, :]
+            dx = None if dx is None else dx[:, 0, :]
+            dh0 = dh0[:, 0, :]
             dc0 = None if dc0 is None else dc0[:, 0, :]
-        elif tape.batch_first:
+        elif tape.batch_first and dx is not None:
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
         grads = OrderedDict()
         for key in self._shapes:

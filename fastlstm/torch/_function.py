@@ -206,10 +206,10 @@ class StackFunction(torch.autograd.Function):
             return (None,) * (4 + n_weights)
         dy_tm = None if dy is None else _to_time_major(call, as_array(dy))
         dh, dc = _states_in(call, as_array(dh_n), as_array(dc_n))
-        with _ThreadScope(call.threads):
-            dx, dh0, dc0, layer_grads = stack_backward(tape, dy_tm, dh, dc)
-        D = tape.D
         needs = ctx.needs_input_grad   # (call, x, h0, c0, *weights)
+        with _ThreadScope(call.threads):   # dx only when x needs it (its product skipped)
+            dx, dh0, dc0, layer_grads = stack_backward(tape, dy_tm, dh, dc, bool(needs[1]))
+        D = tape.D
         grads = []
         for name, need in zip(call.names, needs[4:]):
             if not need:               # a frozen parameter

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .optim import _fused_kernels
+
 
 def _gradient_arrays(grads):
     """Every gradient array in `grads` (a dict, or a list / tuple of dicts); None skipped."""
@@ -40,6 +42,15 @@ def _gradient_arrays(grads):
     return arrays
 
 
+def _sum_of_squares(a):
+    """Σ a_i² in float64: one pass of the Numba kernel (numba_optim.sum_of_squares) for a
+    C-contiguous float32 / float64 array, else NumPy's."""
+    kernel = _fused_kernels()
+    if kernel is not None and a.flags.c_contiguous and a.dtype in (np.float32, np.float64):
+        return kernel.sum_of_squares(a.reshape(-1))
+    return float(np.sum(np.square(a.astype(np.float64))))
+
+
 def clip_grad_norm(grads, max_norm, norm_type=2.0):
     """Scale the gradients in place so that their global norm is at most max_norm.
 
@@ -59,6 +70,8 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0):
     with np.errstate(over="ignore", invalid="ignore"):   # inf / nan pass through, as torch
         if math.isinf(norm_type):
             total = float(np.max([np.max(np.abs(a)) if a.size else 0.0 for a in arrays]))
+        elif norm_type == 2:
+            total = math.sqrt(sum(_sum_of_squares(a) for a in arrays))
         else:
             p = float(norm_type)
             total = sum(float(np.sum(np.abs(a.astype(np.float64)) ** p))

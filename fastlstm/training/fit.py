@@ -41,7 +41,7 @@ from .._validate import check_flag
 from .clip import clip_grad_norm
 from .losses import cross_entropy, mse_loss
 from .optim import Adam
-from .structures import ManyToMany, OneToMany
+from .structures import ManyToMany, ManyToOne, OneToMany
 
 #: validation runs in chunks of at least this many sequences (inference keeps no tape)
 _EVAL_CHUNK = 1024
@@ -194,11 +194,24 @@ class _Layout:
         rnn = getattr(model, "rnn", None)
         self.batch_first = bool(getattr(rnn, "batch_first", True))
         seq_axis = 0 if self.batch_first else 1        # batch axis of a sequence array
+        # a structure's own backward (not a subclass's override, which may not take
+        # input_grad)
+        self.structure = getattr(type(model), "backward", None) in (
+            ManyToMany.backward, ManyToOne.backward, OneToMany.backward)
         self.one_to_many = isinstance(model, OneToMany)
         self.per_step = isinstance(model, (ManyToMany, OneToMany))   # out has a time axis
         self.x_axis = 0 if self.one_to_many else seq_axis
         self.y_axis = seq_axis if self.per_step else 0
         self.time_axis = 1 - seq_axis                  # of y, when per_step
+
+    def backward(self, model, tape, dout):
+        """model.backward's grads; the structures skip the input's gradient (fit has no use
+        for it), another model gets the plain call."""
+        if self.structure:
+            _, grads = model.backward(tape, dout, input_grad=False)
+        else:
+            _, grads = model.backward(tape, dout)
+        return grads
 
     def forward(self, model, xb, yb, lb, return_tape):
         if self.one_to_many:
@@ -641,8 +654,7 @@ def fit(model, x, y, *, loss="mse", optimizer=None, epochs=10, batch_size=32, le
                 # one step: forward with a tape, the loss and its gradient, backward, update
                 out, tape = layout.forward(model, xb, yb, lb, return_tape=True)
                 value, dout, w, c, k = loss_fn(out, yb, lb)
-                _, grads = model.backward(tape, dout)
-                grads = _grads_in_order(grads, names)
+                grads = _grads_in_order(layout.backward(model, tape, dout), names)
                 if clip_norm is not None:
                     clip_grad_norm(grads, clip_norm)
                 optimizer.step(grads)

@@ -18,6 +18,8 @@ everything is checked before any parameter changes. A value of None means "no gr
 step" (the parameter and its state are left as they are, as torch does for p.grad None).
 """
 import copy
+import functools
+import importlib
 import math
 import numbers
 from collections.abc import Mapping
@@ -44,6 +46,28 @@ def _as_grad_array(name, value):
     if arr.dtype.kind != "f":
         raise TypeError(f"{name}: expected a float array, got dtype {arr.dtype}")
     return arr
+
+
+@functools.lru_cache(maxsize=None)
+def _fused_kernels():
+    """fastlstm._kernels.numba_optim, or None where Numba does not load (the NumPy
+    expressions then run)."""
+    try:
+        return importlib.import_module("fastlstm._kernels.numba_optim")
+    except ImportError:
+        return None
+
+
+def _fusable(p, state, amsgrad):
+    """Whether p and its Adam state suit the fused kernel: float32 or float64, one dtype,
+    C-contiguous, writeable (else, e.g. after load_state_dict gave other arrays, NumPy's
+    expressions run)."""
+    arrays = [p, state["exp_avg"], state["exp_avg_sq"]]
+    if amsgrad and "max_exp_avg_sq" in state:
+        arrays.append(state["max_exp_avg_sq"])
+    return p.dtype in (np.float32, np.float64) and all(
+        isinstance(a, np.ndarray) and a.dtype == p.dtype and a.shape == p.shape
+        and a.flags.c_contiguous and a.flags.writeable for a in arrays)
 
 
 class _Optimizer:
@@ -246,13 +270,39 @@ class Adam(_Optimizer):
         self.amsgrad = bool(self.amsgrad)
 
     def _update(self, p, g, state):
+        """One step for p; the fused Numba kernel where it applies (the same bits), else the
+        NumPy expressions of _update_numpy."""
+        if not state:
+            self._init_state(p, state)
+        kernel = _fused_kernels()
+        if kernel is None or not _fusable(p, state, self.amsgrad):
+            return self._update_numpy(p, g, state)
+        b1, b2 = self.betas
+        state["step"] += 1
+        t = state["step"]
+        one = p.dtype.type     # each Python float rounded to p's dtype, as NumPy does
+        v_max = p              # not read without amsgrad
+        if self.amsgrad:
+            v_max = state.setdefault("max_exp_avg_sq", np.zeros_like(p))
+        kernel.adam_update(p.reshape(-1), np.ascontiguousarray(g).reshape(-1),
+                           state["exp_avg"].reshape(-1), state["exp_avg_sq"].reshape(-1),
+                           v_max.reshape(-1), one(b1), one(1 - b1), one(b2), one(1 - b2),
+                           one(self.weight_decay), one(self.lr / (1 - b1 ** t)),
+                           one(math.sqrt(1 - b2 ** t)), one(self.eps), self.amsgrad)
+
+    def _init_state(self, p, state):
+        state["step"] = 0
+        state["exp_avg"] = np.zeros_like(p)          # m
+        state["exp_avg_sq"] = np.zeros_like(p)       # v
+        if self.amsgrad:
+            state["max_exp_avg_sq"] = np.zeros_like(p)
+
+    def _update_numpy(self, p, g, state):
+        """The update in NumPy expressions (the readable form; numba_optim.adam_update
+        mirrors it)."""
         b1, b2 = self.betas
         if not state:
-            state["step"] = 0
-            state["exp_avg"] = np.zeros_like(p)          # m
-            state["exp_avg_sq"] = np.zeros_like(p)       # v
-            if self.amsgrad:
-                state["max_exp_avg_sq"] = np.zeros_like(p)
+            self._init_state(p, state)
         state["step"] += 1
         t = state["step"]
         if self.weight_decay != 0:

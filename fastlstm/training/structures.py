@@ -9,6 +9,7 @@ All three:
     out = model(x, ...)                                  # inference
     out, tape = model.forward(x, ..., return_tape=True)  # training
     dx, grads = model.backward(tape, dout)   # dout like out; grads {"rnn": ..., "head": ...}
+    _, grads = model.backward(tape, dout, input_grad=False)   # dx not computed (None)
     opt = fastlstm.Adam(model.modules)       # [rnn, head]
     opt.step([grads["rnn"], grads["head"]])
     model.train(); model.eval(); model.state_dict()      # keys "rnn.<key>", "head.<key>"
@@ -143,13 +144,14 @@ class ManyToMany(_Structure):
             + ((_Tape(rnn=rnn_tape, head=head_tape),) if return_tape else ())
         return result[0] if len(result) == 1 else result
 
-    def backward(self, tape, dout):
-        """dout (T, B, C) like out -> (dx, {"rnn": OrderedDict, "head": OrderedDict})."""
+    def backward(self, tape, dout, *, input_grad=True):
+        """dout (T, B, C) like out -> (dx, {"rnn": OrderedDict, "head": OrderedDict}); dx is
+        None with input_grad=False (not computed)."""
         if not isinstance(tape, _Tape) or not hasattr(tape, "head"):
             raise TypeError("tape: expected the tape from ManyToMany.forward(..., "
                             "return_tape=True)")
         dy, head_grads = self.head.backward(tape.head, dout)     # dy like y
-        dx, _, rnn_grads = self.rnn.backward(tape.rnn, dy=dy)
+        dx, _, rnn_grads = self.rnn.backward(tape.rnn, dy=dy, input_grad=input_grad)
         return dx, self._grads(rnn_grads, head_grads)
 
 
@@ -194,8 +196,9 @@ class ManyToOne(_Structure):
             result += (_Tape(rnn=rnn_tape, head=head_tape, h_n_shape=h_n.shape),)
         return result[0] if len(result) == 1 else result
 
-    def backward(self, tape, dout):
-        """dout (B, C) like out -> (dx, {"rnn": OrderedDict, "head": OrderedDict})."""
+    def backward(self, tape, dout, *, input_grad=True):
+        """dout (B, C) like out -> (dx, {"rnn": OrderedDict, "head": OrderedDict}); dx is None
+        with input_grad=False (not computed)."""
         if not isinstance(tape, _Tape) or not hasattr(tape, "h_n_shape"):
             raise TypeError("tape: expected the tape from ManyToOne.forward(..., "
                             "return_tape=True)")
@@ -205,7 +208,8 @@ class ManyToOne(_Structure):
         for d in range(D):
             dh_n[dh_n.shape[0] - D + d] = dfeature[..., d * H_out:(d + 1) * H_out]
         dhx = (dh_n, None) if self.rnn.kind == "lstm" else dh_n
-        dx, _, rnn_grads = self.rnn.backward(tape.rnn, dy=None, dhx=dhx)
+        dx, _, rnn_grads = self.rnn.backward(tape.rnn, dy=None, dhx=dhx,
+                                             input_grad=input_grad)
         return dx, self._grads(rnn_grads, head_grads)
 
 
@@ -280,11 +284,13 @@ class OneToMany(_Structure):
             result += (_Tape(steps=tapes, time_axis=axis, x0_shape=np.shape(x0)),)
         return result[0] if len(result) == 1 else result
 
-    def backward(self, tape, dout):
-        """dout like out -> (dx0 like x0, {"rnn": OrderedDict, "head": OrderedDict})."""
+    def backward(self, tape, dout, *, input_grad=True):
+        """dout like out -> (dx0 like x0, {"rnn": OrderedDict, "head": OrderedDict}); dx0 is
+        None with input_grad=False (step 0's input gradient not computed)."""
         if not isinstance(tape, _Tape) or not hasattr(tape, "steps"):
             raise TypeError("tape: expected the tape from OneToMany.forward(..., "
                             "return_tape=True)")
+        input_grad = check_flag("input_grad", input_grad)
         dout = np.asarray(dout)
         steps = len(tape.steps)
         if dout.ndim < 1 or dout.shape[tape.time_axis] != steps:
@@ -300,12 +306,14 @@ class OneToMany(_Structure):
                 d_o = d_o + d_next_input
             dh, g_head = self.head.backward(head_tape, d_o)          # (B, H_out)
             dx_seq, dhx, g_rnn = self.rnn.backward(rnn_tape, dy=self._step_input(dh),
-                                                   dhx=dhx)
-            d_next_input = dx_seq[:, 0] if (dx_seq.ndim == 3 and self.rnn.batch_first) \
-                else dx_seq[0]
+                                                   dhx=dhx, input_grad=input_grad or t > 0)
+            if dx_seq is not None:
+                d_next_input = dx_seq[:, 0] if (dx_seq.ndim == 3 and self.rnn.batch_first) \
+                    else dx_seq[0]
             head_grads = g_head if head_grads is None else _add(head_grads, g_head)
             rnn_grads = g_rnn if rnn_grads is None else _add(rnn_grads, g_rnn)
-        return d_next_input.reshape(tape.x0_shape), self._grads(rnn_grads, head_grads)
+        dx0 = d_next_input.reshape(tape.x0_shape) if input_grad else None
+        return dx0, self._grads(rnn_grads, head_grads)
 
 
 def _add(total, more):

@@ -22,9 +22,9 @@ dy is added, then the cell's pointwise pass for the gate gradients and the produ
 carry the gradient to h_{s-1}. Rows that do not run at step s get zeros in dA (and dhp).
 After the walk, a barrier; the input, weight and bias gradients are then products over the
 rows that ran, all steps at once (the padded rows, whose dA is zero, are left out):
-dx = dA_in W_ih (zeros for the padded rows), dw_ih = dA_in^T x, dw_hh = dA_rec^T h_prev (the
-GRU's n block: dm, against m for code 2), shared by the team by rows of dx and by gate rows
-of dW.
+dx = dA_in W_ih (zeros for the padded rows; skipped when dx is (0, B, I)), dw_ih = dA_in^T x,
+dw_hh = dA_rec^T h_prev (the GRU's n block: dm, against m for code 2), shared by the team by
+rows of dx and by gate rows of dW.
 
 No BLAS: every product is numba_panels.panel_product_k, on panels of the weights themselves
 (pack_transposed, made per call) and of x, h_prev (and m) that the team packs after the walk
@@ -72,7 +72,8 @@ def _check_shapes(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
             or dh.shape[0] != B or dh.shape[1] != Hout
             or dA.shape[0] != T or dA.shape[1] != B or dA.shape[2] != Gs
             or (P > 0 and (dhp.shape[0] != T or dhp.shape[1] != B or dhp.shape[2] != P))
-            or dx.shape[0] != T or dx.shape[1] != B or dx.shape[2] != I
+            or (dx.shape[0] != T and dx.shape[0] != 0) or dx.shape[1] != B
+            or dx.shape[2] != I
             or dw_ih.shape[0] != G or dw_ih.shape[1] != I
             or dw_hh.shape[0] != G or dw_hh.shape[1] != Hout
             or db_ih.shape[0] != G or db_hh.shape[0] != G
@@ -262,8 +263,9 @@ def backward_team(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
     pack_rows(h.reshape((T + 1) * B, Hout), valid, v0, v0 + nv, zero, Hout, h_p)
     if cell == GRU_RESET_BEFORE:
         pack_rows(gates.reshape(TB, Gs), valid, v0, v0 + nv, 3 * H, H, m_p)
-    r0, nr = share_rows(TB, tid, team)
-    _input_gradient(dA2, ih_p, dx.reshape(TB, I), lengths, r0, r0 + nr, B)
+    if dx.shape[0] > 0:   # (0, B, I): no input gradient wanted
+        r0, nr = share_rows(TB, tid, team)
+        _input_gradient(dA2, ih_p, dx.reshape(TB, I), lengths, r0, r0 + nr, B)
     barrier(sync, team)
     # this thread's gate rows: dw_ih = dA_in^T x, dw_hh = dA_rec^T h_prev (the GRU's n block:
     # dm (slot 3) against h_prev, or m for code 2), and the bias gradients, column sums of dA
@@ -322,7 +324,8 @@ def backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, 
     x, w_ih, w_hh, w_hr, peep, lengths  IN as in forward; h (T+1, B, Hout), c (T+1, B, H)
     (LSTM; else (0, B, H)), gates (T, B, Gs)  IN: the tape; dy (T, B, Hout) or (0, B, Hout) IN;
     dh (B, Hout), dc (B, H) (LSTM; else (0, H))  IN/OUT: dh_n, dc_n in, dh_0, dc_0 out;
-    dA (T, B, Gs), dhp (T, B, P) or (0, B, P), dx (T, B, I), dw_ih (G, I), dw_hh (G, Hout),
+    dA (T, B, Gs), dhp (T, B, P) or (0, B, P), dx (T, B, I) or (0, B, I) (no input gradient
+    wanted), dw_ih (G, I), dw_hh (G, Hout),
     db_ih, db_hh (G,)  OUT; work (B, W) scratch (W >= H for the GRU code 2 and a projection
     LSTM). Made here: the weights' panels (numba_panels.pack_transposed), the scratch for
     the transpose of dA and the panels of x, h_prev (and m) after the walk (about

@@ -343,8 +343,8 @@ cdef void pack_and_dx(int cell, const floating* x, const floating* h, const floa
                       Py_ssize_t K, Py_ssize_t I, Py_ssize_t Hout, Py_ssize_t H, Py_ssize_t G,
                       Py_ssize_t Gs, Py_ssize_t Ip, Py_ssize_t Hp) noexcept nogil:
     """For the mapped rows j0 <= j < j1 (rows j themselves when kmap is NULL): pack
-    [x | h_prev | m] into row j of xh_pack (K rows), and dx = dA w_ih; by runs of rows that
-    lie next to each other."""
+    [x | h_prev | m] into row j of xh_pack (K rows), and dx = dA w_ih (not when dx is NULL);
+    by runs of rows that lie next to each other."""
     cdef Py_ssize_t j = j0, e, r, n
     cdef Py_ssize_t NR = panel_width(xh_pack)
     cdef fl_fpmode mode = fl_flush_denormals()
@@ -360,7 +360,8 @@ cdef void pack_and_dx(int cell, const floating* x, const floating* h, const floa
         pack(n, Hout, h + r * Hout, Hout, 1, xh_pack + Ip * K + j * NR, K * NR)
         if cell == GRU_RESET_BEFORE:
             pack(n, H, gates + r * Gs + 3 * H, Gs, 1, xh_pack + (Ip + Hp) * K + j * NR, K * NR)
-        gemm(n, I, G, dA + r * Gs, Gs, 1, w_ih_pack, dx + r * I, I, False)
+        if dx != NULL:
+            gemm(n, I, G, dA + r * Gs, Gs, 1, w_ih_pack, dx + r * I, I, False)
         j = e
     fl_restore_fpmode(mode)
 
@@ -396,6 +397,7 @@ def backward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef Py_ssize_t Hout = h.shape[2], H = w_hr.shape[1], P = w_hr.shape[0]
     cdef Py_ssize_t G = gate_width(cell, H), Gs = gates.shape[2], TB = T * B
     cdef bint has_dy = dy.shape[0] > 0
+    cdef bint has_dx = dx.shape[0] > 0
     cdef bint gru = cell == GRU_LINEAR_BEFORE_RESET or cell == GRU_RESET_BEFORE
     cdef Py_ssize_t group, item, r0, r1, r, j, n_fused, K, t
     cdef int64_t* kmap
@@ -435,7 +437,7 @@ def backward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             or dh.shape[0] != B or dh.shape[1] != Hout
             or dA.shape[0] != T or dA.shape[1] != B or dA.shape[2] != Gs
             or (P and (dhp.shape[0] != T or dhp.shape[1] != B or dhp.shape[2] != P))
-            or dx.shape[0] != T or dx.shape[1] != B or dx.shape[2] != I
+            or (has_dx and dx.shape[0] != T) or dx.shape[1] != B or dx.shape[2] != I
             or dw_ih.shape[0] != G or dw_ih.shape[1] != I
             or dw_hh.shape[0] != G or dw_hh.shape[1] != Hout
             or db_ih.shape[0] != G or db_hh.shape[0] != G
@@ -497,20 +499,21 @@ def backward(int cell, const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         # The products below sum over the K rows that hold data (t < length), which kmap
         # lists (NULL when that is every row); dx is zero on the others.
         K = map_rows(&lengths[0], T, B, n_groups, kmap)
-        if K < TB:
+        if K < TB and has_dx:
             for t in range(T):
                 for r in range(B):
                     if lengths[r] <= t:
                         memset(&dx[t, r, 0], 0, I * sizeof(floating))
-        else:
+        if K == TB:
             kmap = NULL
-        # [x | h_prev | m] (K, xh_cols) packed; dx = dA w_ih; by blocks of rows
+        # [x | h_prev | m] (K, xh_cols) packed; dx = dA w_ih (unless dx is (0, B, I)); by
+        # blocks of rows
         for item in prange((K + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM,
                            num_threads=n_product_threads, schedule="static"):
             r0 = item * ROWS_PER_ITEM
             pack_and_dx(cell, &x[0, 0, 0], &h[0, 0, 0], &gates[0, 0, 0], &dA[0, 0, 0],
-                        w_ih_pack, &dx[0, 0, 0], xh_pack, kmap, r0, min(r0 + ROWS_PER_ITEM, K),
-                        K, I, Hout, H, G, Gs, Ip, Hp)
+                        w_ih_pack, &dx[0, 0, 0] if has_dx else NULL, xh_pack, kmap, r0,
+                        min(r0 + ROWS_PER_ITEM, K), K, I, Hout, H, G, Gs, Ip, Hp)
         # [dw_ih | dw_hh] and the bias gradients, by blocks of gate rows: one product where the
         # input and recurrent sides share dA's columns and h_prev (or, for an input much
         # narrower than its padded panels, two: x's zero columns would cost as much as real
