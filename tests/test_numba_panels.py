@@ -29,6 +29,26 @@ def test_pack_panels_layout():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_panels_start_on_a_vector_boundary(dtype):
+    """Every panel array starts on a VECTOR_BYTES boundary, whatever NumPy's allocator gives
+    (several sizes, so that some land off a boundary), and holds the same numbers as the
+    plain definition."""
+    rng = np.random.default_rng(1)
+    for G, K, blocks in ((3 * 64, 64, 3), (4 * 17, 3, 4), (5, 9, 1), (48, 1, 1)):
+        w = rng.standard_normal((G, K)).astype(dtype)
+        for panels in (npn.pack_panels(w, blocks), npn.pack_transposed(w.T.copy()),
+                       npn.aligned_empty((blocks, 2, K, npn.PANEL), dtype)):
+            assert panels.ctypes.data % npn.VECTOR_BYTES == 0 and panels.flags.c_contiguous
+            assert panels.dtype == dtype
+        H = G // blocks
+        n = -(-H // npn.PANEL)
+        padded = np.zeros((blocks, n * npn.PANEL, K), dtype)
+        padded[:, :H] = w.reshape(blocks, H, K)
+        want = padded.reshape(blocks, n, npn.PANEL, K).transpose(0, 1, 3, 2)
+        np.testing.assert_array_equal(npn.pack_panels(w, blocks), want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nb", [1, 2, 3, 4, 5, 6, 7, 8, 12, 13])
 def test_panel_product_against_numpy(dtype, nb):
     rng = np.random.default_rng(nb)

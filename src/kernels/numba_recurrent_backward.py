@@ -39,7 +39,7 @@ from ._jit import jit
 from .numba_cells import (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
                           gate_width, gru_backward_rows, gru_reset_backward_rows,
                           lstm_backward_rows, rnn_backward_rows, unowned, zero_of)
-from .numba_panels import PANEL, pack_rows, pack_transposed, panel_product_k
+from .numba_panels import PANEL, aligned_empty, pack_rows, pack_transposed, panel_product_k
 from .numba_transpose import transpose_rows
 from .numba_recurrent_forward import (active_rows, by_rows as rows_rule, check_buffers,
                                       check_lengths, share, share_rows,
@@ -303,7 +303,7 @@ def backward_team(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh,
 
 def _rows_panels(n, depth, dtype):
     """Scratch for pack_rows: the panels of `depth` rows of n values."""
-    return np.empty((1, -(-n // PANEL), depth, PANEL), dtype)
+    return aligned_empty((1, -(-n // PANEL), depth, PANEL), dtype)
 
 
 def running_rows(lengths, T):
@@ -341,7 +341,7 @@ def backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, 
     dt = x.dtype
     args = (cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp, dx,
             dw_ih, dw_hh, db_ih, db_hh, work, pack_transposed(w_hh), pack_transposed(w_hr),
-            pack_transposed(w_ih), np.empty((Gs, T * B), dt), _rows_panels(I, T * B, dt),
+            pack_transposed(w_ih), aligned_empty((Gs, T * B), dt), _rows_panels(I, T * B, dt),
             _rows_panels(Hout, T * B, dt),
             _rows_panels(H if cell == GRU_RESET_BEFORE else 0, T * B, dt),
             running_rows(lengths, T))
