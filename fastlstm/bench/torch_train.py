@@ -13,6 +13,15 @@ start from the same weights and read the same data; the epochs of the two altern
 fastlstm, torch, ...) so that drifts in the machine's speed hit both alike.
 
 From the command line: `python -m fastlstm.bench.torch_train [threads [batches]]`.
+
+Run alone in a fresh process, torch's steps are slower than in a process that has already
+freed large arrays: glibc serves each of torch's multi-MB buffers with fresh pages from mmap
+(and faults them in) until a large free raises its mmap threshold. On an AMD EPYC (Zen 5, 2
+CPUs) that made torch.nn.LSTM's epoch 0.50-0.59 s alone against 0.34 s with
+MALLOC_MMAP_THRESHOLD_=33554432 or after the full bench's grid, and the ratio 1.7-1.8x
+against 1.1-1.2x. fastlstm keeps its tape buffers for reuse, so it is not affected. Quote the
+full bench's figure (`python -m fastlstm bench`, which runs this after the grid) or set that
+variable.
 """
 import os
 import platform
