@@ -341,7 +341,7 @@ def backward(cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, 
     dt = x.dtype
     args = (cell, x, w_ih, w_hh, w_hr, peep, lengths, h, c, gates, dy, dh, dc, dA, dhp, dx,
             dw_ih, dw_hh, db_ih, db_hh, work, pack_transposed(w_hh), pack_transposed(w_hr),
-            pack_transposed(w_ih), aligned_empty((Gs, T * B), dt), _rows_panels(I, T * B, dt),
+            pack_transposed(w_ih), np.empty((Gs, T * B), dt), _rows_panels(I, T * B, dt),
             _rows_panels(Hout, T * B, dt),
             _rows_panels(H if cell == GRU_RESET_BEFORE else 0, T * B, dt),
             running_rows(lengths, T))
