@@ -161,7 +161,8 @@ def stack_backward(tape, dy, dh_n, dc_n, input_grad=True):
     """dy (T, B, D*H_out) or None; dh_n (L*D, B, H_out) or None; dc_n (L*D, B, H) or None.
 
     Returns dx (T, B, I) (None with input_grad=False: the first layer skips it), dh0
-    (L*D, B, H_out), dc0 (L*D, B, H) (None unless LSTM) and the list over layers and directions of fastlstm.Gradients (layer-major, direction inner).
+    (L*D, B, H_out), dc0 (L*D, B, H) (None unless LSTM) and the list over layers and
+    directions of fastlstm.Gradients (layer-major, direction inner).
     """
     L, D, H_out = tape.num_layers, tape.D, tape.H_out
     dtype, B = tape.dtype, tape.B
