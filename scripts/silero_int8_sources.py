@@ -12,8 +12,13 @@ against float32 (the issue's target: below 0.05):
   max / 127, clipping the largest values); or rint with each row's sum of codes kept equal to
   the sum of its exact values (the rounding of the nearest-to-half values flipped), which
   removes the rounding's mean from a product with non-negative inputs.
-- activations (x_t and h_{t-1}): float32 (the weights' share alone); symmetric int8 per row
-  (quantize("int8")); asymmetric uint8 per row with a zero point (255 steps over [min, max]).
+- or calibrated rounding (quantize("int8", calibration=...): reference.quantized.
+  calibrated_codes, from the Gram matrices of a run on another clip, bench.quantized.
+  calibration_audio).
+- activations (x_t and h_{t-1}): float32 (the weights' share alone); int8 per row with a zero
+  point (quantize("int8"): 254 steps over [min(x, 0), max(x, 0)]); symmetric int8 per row
+  (max|x| / 127, what quantize("int8") did before the zero point); asymmetric uint8 per row
+  (255 steps over [min, max]).
 
 Every scheme stays what the issue asks for: int8 weights with one scale per gate row.
 """
@@ -21,7 +26,8 @@ import sys
 
 import numpy as np
 
-from fastlstm.bench.quantized import errors, silero_capture
+from fastlstm.bench.quantized import _lstm_input, calibration_audio, errors, silero_capture
+from fastlstm.layers._calibration import input_grams
 from fastlstm.reference import sequence_forward
 from fastlstm.reference.quantized import QMAX, Int8Matrix, quantize_rows
 
@@ -71,6 +77,17 @@ class FloatActivations(Int8Matrix):
         return x @ self.dequantized().T
 
 
+class SymmetricActivations(Int8Matrix):
+    """int8 weights times activations in symmetric int8 per row (scale max|x| / 127, no zero
+    point): the integer sums scaled."""
+
+    def product(self, x):
+        codes, scale = quantize_rows(x.reshape(-1, x.shape[-1]))
+        acc = codes.astype(np.int32) @ self.codes.T.astype(np.int32)
+        out = acc.astype(np.float32) * (scale[:, None] * self.scale[None, :])
+        return out.reshape(x.shape[:-1] + (self.shape[0],))
+
+
 class AsymmetricActivations(Int8Matrix):
     """int8 weights times activations in uint8 per row with a zero point: scale (max - min) /
     255 over [min(x, 0), max(x, 0)], codes rint(x / scale) + zero point in [0, 255]; the
@@ -87,10 +104,11 @@ class AsymmetricActivations(Int8Matrix):
         return (acc * scale * self.scale[None, :]).astype(np.float32)
 
 
-ACTIVATIONS = {"float32": FloatActivations, "symmetric int8": Int8Matrix,
+ACTIVATIONS = {"float32": FloatActivations, "int8, zero point": Int8Matrix,
+               "symmetric int8": SymmetricActivations,
                "asymmetric uint8": AsymmetricActivations}
 WEIGHTS = {"max / 127 (quantize)": max_scale_codes, "least-squares scale": mse_scale_codes,
-           "sum-keeping rounding": sum_keeping_codes}
+           "sum-keeping rounding": sum_keeping_codes, "calibrated": Int8Matrix.quantize}
 
 
 def main():
@@ -104,10 +122,15 @@ def main():
               "b_hh": sd["bias_hh_l0"]}
     y32 = sequence_forward("lstm", params, x, (h0, c0))[0]
     print(f"silero VAD's LSTM {tuple(x.shape)}: max abs error of int8 schemes against float32 "
-          f"(reference math); quantize('int8') = max / 127 weights, symmetric int8 activations")
+          f"(reference math); quantize('int8') = max / 127 weights, int8 activations with a "
+          f"zero point")
     print(f"{'weights':<24} " + " ".join(f"{a:>18}" for a in ACTIVATIONS))
+    _, x_cal, _ = _lstm_input(cap["session"], calibration_audio(), module.hidden_size)
+    grams = input_grams(module, x_cal)
+    grams = {"w_ih": grams["weight_ih_l0"], "w_hh": grams["weight_hh_l0"]}
     for wname, make in WEIGHTS.items():
-        rounded = {k: make(params[k]) for k in ("w_ih", "w_hh")}
+        rounded = {k: make(params[k], grams[k]) if wname == "calibrated" else make(params[k])
+                   for k in ("w_ih", "w_hh")}
         cells = []
         for act in ACTIVATIONS.values():
             q = {k: act(m.codes, m.scale) for k, m in rounded.items()}
@@ -117,7 +140,7 @@ def main():
     codes, _ = quantize_rows(x[:, 0])
     print(f"x: min {x.min():.2f}, max {x.max():.2f}, {np.mean(x == 0):.0%} zeros "
           f"(post-ReLU: a symmetric code uses half its range; {np.mean(codes == 0):.0%} of "
-          f"x's int8 codes are 0)")
+          f"x's symmetric int8 codes are 0)")
     return 0
 
 

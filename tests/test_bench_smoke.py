@@ -401,3 +401,23 @@ def test_demo_models_quantized():
     for p in ("int8", "bfloat16"):
         assert abs(result["results"][p] - f32) < 0.05 * max(f32, 1e-3) + 1e-3
         assert result["max_abs_output_diff"][p] < 0.05
+
+
+def test_calibrated_weights_only_twin_and_the_calibration_clip():
+    """The calibrated variant of the twin uses quantize("int8", calibration=...)'s codes, and
+    the silero report's calibration clip is another signal than the scored one."""
+    from fastlstm.bench import quantized
+    from fastlstm.layers._calibration import input_grams
+    from fastlstm.reference.quantized import Int8Matrix
+
+    m = fastlstm.LSTM(5, 8, seed=3).eval()
+    x_cal = np.random.default_rng(1).standard_normal((20, 3, 5)).astype(np.float32)
+    twin = quantized._int8_weights_only(m, x_cal)
+    grams = input_grams(m, x_cal)
+    for name in ("weight_ih_l0", "weight_hh_l0"):
+        np.testing.assert_array_equal(
+            twin.state_dict()[name],
+            Int8Matrix.quantize(m.state_dict()[name], grams[name]).dequantized())
+    clip, scored = quantized.calibration_audio(2.0), quantized.synthetic_audio(2.0)
+    assert clip.dtype == np.float32 and clip.shape == scored.shape
+    assert np.abs(clip).max() < 1 and np.abs(np.corrcoef(clip, scored)[0, 1]) < 0.2

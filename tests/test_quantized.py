@@ -79,6 +79,40 @@ def test_quantize_rows_round_trip_error_is_half_a_step():
     assert np.all(np.abs(codes).max(axis=1) == 127)
 
 
+def test_quantize_activations_codes_zero_points_and_edge_rows():
+    x = np.array([[0.5, -1.0, 0.25, 0.0], [0, 0, 0, 0], [3.0, np.nan, 1.0, 2.0],
+                  [2.0, 0.0, 0.5, 1.0], [-2.0, 2.0, 1.0, 0.0], [-1.0, -4.0, 0, 0]], np.float32)
+    codes, scale, zero = Q.quantize_activations(x)
+    assert codes.dtype == np.int8 and scale.dtype == zero.dtype == np.float32
+    # row 0: [-1, 0.5] over 254 steps: step 1.5 / 254, zero rint(-127 + 254 / 1.5) = 42
+    assert scale[0] == np.float32(1.5) / np.float32(254) and zero[0] == 42
+    np.testing.assert_array_equal(codes[0], [127, -127, 84, 42])   # 0 is exactly the code 42
+    np.testing.assert_array_equal(codes[1], 0)                       # zeros: scale 0, zero 0
+    assert scale[1] == 0 and zero[1] == 0
+    np.testing.assert_array_equal(codes[2], 0)                       # NaN: scale NaN, zero 0
+    assert np.isnan(scale[2]) and zero[2] == 0
+    # non-negative: [0, 2] uses every code from -127 (0) to 127 (2)
+    assert zero[3] == -127
+    np.testing.assert_array_equal(codes[3], [127, -127, -63, 0])     # rint(63.5) = 64 (even)
+    # symmetric about 0: the symmetric code (zero point 0, max / 127)
+    assert zero[4] == 0 and scale[4] == np.float32(2.0) / np.float32(127)
+    np.testing.assert_array_equal(codes[4], [-127, 127, 64, 0])
+    assert zero[5] == 127                                            # non-positive: 0 at 127
+
+
+def test_quantize_activations_round_trip_error_is_half_a_step():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal((50, 33)),
+                        np.maximum(rng.standard_normal((50, 33)), 0)]).astype(np.float32)
+    codes, scale, zero = Q.quantize_activations(x)
+    assert codes.min() >= -127 and np.all(np.abs(zero) <= 127)
+    err = np.abs((codes - zero[:, None]) * scale[:, None] - x)
+    assert np.all(err <= scale[:, None] * (0.5 + 1e-4))
+    # post-ReLU rows use the whole range: twice as fine as a symmetric code's max / 127
+    _, sym = Q.quantize_rows(x[50:])
+    np.testing.assert_allclose(scale[50:], sym / 2, rtol=1e-6)
+
+
 def test_bfloat16_rounds_to_nearest_even():
     one = np.float32(1.0)
     ulp = np.float32(2.0 ** -7)   # bfloat16's step at 1
@@ -106,9 +140,11 @@ def test_int8_product_is_the_integer_sum_scaled():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((6, 70)).astype(np.float32)
     w = rng.standard_normal((9, 70)).astype(np.float32)
+    x[3] = np.maximum(x[3], 0)                                       # a post-ReLU row
     W = Q.Int8Matrix.quantize(w)
-    xq, xs = Q.quantize_rows(x)
-    exact = xq.astype(np.int64) @ W.codes.T.astype(np.int64)       # no rounding anywhere
+    xq, xs, xz = Q.quantize_activations(x)
+    # no rounding anywhere: sum_k (x_q - z_x) W_q
+    exact = (xq.astype(np.int64) - xz.astype(np.int64)[:, None]) @ W.codes.T.astype(np.int64)
     expected = exact.astype(np.float32) * (xs[:, None] * W.scale[None, :])
     np.testing.assert_array_equal(W.product(x), expected)
     # and it approximates the float product within the two quantization steps

@@ -643,6 +643,33 @@ def synthetic_audio(seconds: float = 4.0, rate: int = 16000, seed: int = 0) -> n
     return (tones + noise).astype(np.float32)
 
 
+def calibration_audio(seconds: float = 8.0, rate: int = 16000, seed: int = 1) -> np.ndarray:
+    """Another clip for calibrating int8 (never the one scored): other tones (180, 330, 600,
+    2100 Hz), each switched on and off on its own period, plus noise of another seed; float32
+    samples in about [-0.7, 0.7]."""
+    t = np.arange(int(seconds * rate)) / rate
+    rng = np.random.default_rng(seed)
+    signal = np.zeros_like(t)
+    for freq, amp, period, on in ((180, 0.25, 1.3, 0.5), (600, 0.15, 1.3, 0.7),
+                                  (2100, 0.08, 0.9, 0.4), (330, 0.2, 1.7, 0.3)):
+        gate = ((t + rng.uniform(0, 1)) % period) < on
+        signal += amp * np.sin(2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi)) * gate
+    return (signal + 0.03 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def _lstm_input(session, audio, H):
+    """(probabilities, the LSTM's input x (chunks, 1, I), its output) of silero's sequence
+    model (session, with the LSTM's input and output added as outputs) on `audio`."""
+    width = session.get_inputs()[0].shape[1]        # 576: 64 samples of context + 512
+    context, step = 64, width - 64
+    n = audio.size // step
+    padded = np.concatenate([np.zeros(context, np.float32), audio])
+    chunks = np.stack([padded[k * step:k * step + width] for k in range(n)])
+    zeros = np.zeros((1, 1, H), np.float32)
+    probs, _, _, x, y_ort = session.run(None, {"input": chunks, "h": zeros, "c": zeros})
+    return probs, x, y_ort
+
+
 def silero_capture(seconds: float = 4.0, threads: int = 1) -> Dict[str, object]:
     """silero VAD's 16 kHz sequence model run in onnxruntime on `seconds` of synthetic_audio,
     with its LSTM node's input and output captured (silero_accuracy's first half). Returns
@@ -691,19 +718,14 @@ def silero_capture(seconds: float = 4.0, threads: int = 1) -> Dict[str, object]:
         model.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
                                                                 None))
     session = peers.ort_session(model, threads)
-    width = session.get_inputs()[0].shape[1]        # 576: 64 samples of context + 512
-    context, step = 64, width - 64
-    audio = synthetic_audio(seconds)
-    n = audio.size // step
-    padded = np.concatenate([np.zeros(context, np.float32), audio])
-    chunks = np.stack([padded[k * step:k * step + width] for k in range(n)])
+    step = session.get_inputs()[0].shape[1] - 64
     H = module.hidden_size
     h0 = np.zeros((1, 1, H), np.float32)
     c0 = np.zeros((1, 1, H), np.float32)
-    probs, _, _, x, y_ort = session.run(None, {"input": chunks, "h": h0, "c": c0})
+    probs, x, y_ort = _lstm_input(session, synthetic_audio(seconds), H)
     return {"out": out, "module": module, "x": x, "h0": h0, "c0": c0, "probs": probs,
             "y_ort": y_ort, "session": session, "seq_path": seq_path, "y_name": y_name,
-            "chunks": n, "step": step}
+            "chunks": x.shape[0], "step": step}
 
 
 def silero_accuracy(seconds: float = 4.0, threads: int = 1) -> Dict[str, object]:
@@ -754,10 +776,21 @@ def silero_accuracy(seconds: float = 4.0, threads: int = 1) -> Dict[str, object]
         abs_err, rel_err = errors(y, y32)
         results[precision] = {"max_abs_error": abs_err, "max_rel_error": rel_err,
                               **_speech_diff(speech(y), p32)}
+    # int8 with codes calibrated on another clip (calibration_audio), scored on this one
+    _, x_cal, _ = _lstm_input(session, calibration_audio(), module.hidden_size)
+    y = module.quantize("int8", calibration=x_cal)(x, (h0, c0))[0]
+    abs_err, rel_err = errors(y, y32)
+    results["int8 calibrated"] = {"max_abs_error": abs_err, "max_rel_error": rel_err,
+                                  **_speech_diff(speech(y), p32)}
+    out["calibration"] = (f"{x_cal.shape[0]} chunks of calibration_audio() (other tones and "
+                          f"noise than the scored clip)")
     # where int8's error comes from: the int8 weights alone (codes * scales, the same rounding
     # as quantize("int8")) with float32 activations and products
     abs_err, rel_err = errors(_int8_weights_only(module)(x, (h0, c0))[0], y32)
     results["int8 weights only"] = {"max_abs_error": abs_err, "max_rel_error": rel_err}
+    abs_err, rel_err = errors(_int8_weights_only(module, x_cal)(x, (h0, c0))[0], y32)
+    results["int8 calibrated weights only"] = {"max_abs_error": abs_err,
+                                               "max_rel_error": rel_err}
     try:
         problem = peers.Problem(x=x, w_ih=module.weight_ih_l0, w_hh=module.weight_hh_l0,
                                 b_ih=module.bias_ih_l0, b_hh=module.bias_hh_l0, h0=h0[0],
@@ -776,19 +809,21 @@ def silero_accuracy(seconds: float = 4.0, threads: int = 1) -> Dict[str, object]
     return out
 
 
-def _int8_weights_only(module):
+def _int8_weights_only(module, calibration=None):
     """A float32 copy of the one-layer LSTM `module` whose weight_ih_l0 and weight_hh_l0 are
     their int8 versions dequantized (fastlstm.reference.quantized.Int8Matrix: one symmetric
-    scale per gate row, as quantize("int8")): the error of the weights alone, with the
-    activations, products and gates in float32."""
+    scale per gate row, as quantize("int8"), or quantize("int8", calibration=calibration)):
+    the error of the weights alone, with the activations, products and gates in float32."""
     import copy
 
+    from ..layers._calibration import input_grams
     from ..reference.quantized import Int8Matrix
 
+    grams = {} if calibration is None else input_grams(module, calibration)
     twin = copy.deepcopy(module)
     state = twin.state_dict()
     for name in ("weight_ih_l0", "weight_hh_l0"):
-        state[name] = Int8Matrix.quantize(state[name]).dequantized()
+        state[name] = Int8Matrix.quantize(state[name], grams.get(name)).dequantized()
     twin.load_state_dict(state)
     return twin
 
@@ -924,11 +959,14 @@ def format_accuracy(result: Dict[str, object]) -> str:
                          f"{sil['lstm_input_max_abs']:.2f}; max |y_f32| "
                          f"{sil['lstm_output_max_abs']:.3f}; fastlstm f32 vs ORT f32 "
                          f"{sil['fastlstm_f32_vs_ort_f32']:.1e}")
+            if "calibration" in sil:
+                lines.append(f"  int8 calibrated: quantize('int8', calibration=...) on "
+                             f"{sil['calibration']}")
             for name, res in sil["results"].items():
                 if "skipped" in res:
-                    lines.append(f"  {name:<9} skipped ({res['skipped']})")
+                    lines.append(f"  {name:<15} skipped ({res['skipped']})")
                     continue
-                line = (f"  {name:<9} max abs err {res['max_abs_error']:.2e}, rel "
+                line = (f"  {name:<15} max abs err {res['max_abs_error']:.2e}, rel "
                         f"{res['max_rel_error']:.2e}")
                 if "speech_prob_max_abs_diff" in res:
                     line += (f"; speech probability max abs diff "

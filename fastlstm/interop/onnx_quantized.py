@@ -16,8 +16,8 @@ are integer codes, transposed against the LSTM's:
     W[d] stands for (W[d] - W_zero_point[d]) * W_scale[d] (per column for [D, 4H])
 
 ONNX Runtime quantizes the activations (x_t, h_{t-1}) at run time per tensor, asymmetric
-uint8, where fastlstm quantizes per row, symmetric int8 (SPEC.md section 8): the same weights
-give outputs that agree to within the activations' quantization step, not bit for bit.
+uint8, where fastlstm quantizes per row, int8 with a zero point (reference/quantized.py): the
+same weights give outputs that agree to within the activations' quantization step, not bit for bit.
 
 Import (`read_dynamic_quantize_lstm`, called by fastlstm.from_onnx): the codes of each gate row
 are taken exactly into fastlstm's rows (codes (4H, K), one scale per row; a per-tensor scale is

@@ -29,8 +29,8 @@ What `obj` may be (torch.ao.nn.quantized.dynamic, which torch.nn.quantized.dynam
 
 How close the results are: the weights are the same numbers, but the activations are not
 quantized the same way. torch (fbgemm) quantizes x_t and h_{t-1} per tensor, asymmetric
-uint8 (with a reduced range of 7 bits), fastlstm per row, symmetric int8 (SPEC.md section 8),
-so the outputs agree to within the activations' quantization step; each is about as far
+uint8 (with a reduced range of 7 bits), fastlstm per row, int8 with a zero point
+(reference/quantized.py), so the outputs agree to within the activations' quantization step; each is about as far
 from the float model as the other (tests/test_quantized_interop.py measures both).
 
 The keyword arguments of from_torch are checks here as for a float module (mode, input_size,

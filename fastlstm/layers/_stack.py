@@ -79,13 +79,15 @@ def _layer_params(params, layer, sfx):
                 w_hr=get("weight_hr" + name), peepholes=get("weight_peephole" + name))
 
 
-def stack_forward(cfg, params, x, h0, c0, lengths, dropout_rng, return_tape):
+def stack_forward(cfg, params, x, h0, c0, lengths, dropout_rng, return_tape, observe=None):
     """x (T, B, I); h0 (L*D, B, H_out) or None; c0 (L*D, B, H) or None (LSTM).
 
     cfg: the module (kind, num_layers, bidirectional, reverse, bias, proj_size, hidden_size,
     dropout, training, backend, and the cell options). dropout_rng: the Generator that draws dropout
     masks, or None for no dropout. Returns y (T, B, D*H_out), h_n, c_n (None unless LSTM), and
-    the list of per-layer tapes and masks (None without return_tape).
+    the list of per-layer tapes and masks (None without return_tape). observe: None, or a
+    function called as observe(layer, sfx, reverse, inp (T, B, I_l), y_d (T, B, H_out)) after
+    each layer and direction (its input and its outputs, before dropout).
     """
     kind, L = cfg.kind, cfg.num_layers
     sfxs = direction_suffixes(cfg.bidirectional)
@@ -133,6 +135,9 @@ def stack_forward(cfg, params, x, h0, c0, lengths, dropout_rng, return_tape):
             return y_d, hn, cn, (res[-1] if return_tape else None)
 
         results = _each_direction(D, run, parallel)
+        if observe is not None:
+            for d, r in enumerate(results):
+                observe(layer, sfxs[d], (d == 1) != cfg.reverse, inp, r[0])
         outs = [r[0] for r in results]
         layer_tapes = [r[3] for r in results]
         for d, r in enumerate(results):

@@ -166,13 +166,15 @@ class _StackBase:
 
         return Stream(self, batch_size)
 
-    def quantize(self, precision):
+    def quantize(self, precision, calibration=None, calibration_lengths=None):
         """A new inference-only module at reduced precision, "int8" or "bfloat16", called as
         this one in eval mode (fastlstm.layers.quantized; the math: SPEC.md section 8 and
-        fastlstm/reference/quantized.py). This module is left as it is."""
+        fastlstm/reference/quantized.py). int8 with calibration (an input x in this module's
+        layout, and its lengths or None): the codes are chosen for the inputs the weights
+        meet on it (calibrated rounding). This module is left as it is."""
         from .quantized import quantize
 
-        return quantize(self, precision)
+        return quantize(self, precision, calibration, calibration_lengths)
 
     def to_torch(self):
         """The torch.nn.LSTM / GRU / RNN with this module's configuration and a copy of its

@@ -2,6 +2,7 @@
 section 8, "Reduced precision"; the math: fastlstm/reference/quantized.py).
 
     q = m.quantize("int8")            # or "bfloat16": a new module; m is left as it is
+    q = m.quantize("int8", calibration=x)   # int8 codes picked for inputs like x (below)
     y, hx_n = q(x, hx=None, lengths=None)   # as m(x, hx, lengths) in eval mode
     s = q.stream(batch_size=1)        # step by step, equal to whole-sequence calls
     q.state_dict()                    # the quantized weights (below); q.load_state_dict(d)
@@ -13,6 +14,11 @@ state_dict() keys are the float module's, with these values:
                weight_*_l{l}{sfx}_scale  (N,) float32, one per row: W ~ codes * scale[:, None]
     bfloat16:  weight_*_l{l}{sfx}        (N, K) uint16, the bfloat16 bit patterns
     bias_*, weight_peephole_*            float32, as the float module's
+With calibration data (x in m's input layout, calibration_lengths (B,) or None), m runs on
+it first and each int8 matrix's codes are chosen to keep its products close to float32's on
+the inputs it met there (reference.quantized.calibrated_codes, GPTQ's rounding): the same
+scales, format, kernels and state_dict (fastlstm/layers/_calibration.py). A projection LSTM
+is refused (its W_hr's inputs are not observed).
 The module is float32 and inference-only: no training mode, tape, backward or parameters().
 Backends: "cython" (src/kernels/recurrent_quantized.pyx) and "numpy" (the reference); the
 numba backend has no reduced-precision kernels (ValueError at the call).
@@ -25,6 +31,7 @@ import numpy as np
 from .. import _reduced
 from .._validate import check_flag
 from ..reference.quantized import MATRICES, QMAX, BFloat16Matrix, Int8Matrix
+from ._calibration import input_grams
 from ._packing import cell_code
 from ._params import direction_suffixes
 from .modules import _StackBase
@@ -81,7 +88,7 @@ class Quantized(_StackBase):
     """An LSTM, GRU or RNN stack at reduced precision, made by module.quantize(precision).
     Called as the float module in eval mode (see the module docstring)."""
 
-    def __init__(self, module, precision):
+    def __init__(self, module, precision, calibration=None, calibration_lengths=None):
         if not isinstance(module, _StackBase) or isinstance(module, Quantized):
             raise TypeError(f"module: expected a fastlstm.LSTM, GRU or RNN, got "
                             f"{type(module).__name__}")
@@ -92,6 +99,19 @@ class Quantized(_StackBase):
             raise ValueError(f"quantize: reduced precision runs float32 activations; the module "
                              f"is {module.dtype.name}: quantize a float32 module (load its "
                              f"state_dict into one built with dtype='float32')")
+        grams = {}
+        if calibration is not None:
+            if precision != "int8":
+                raise ValueError(f"calibration: calibrated rounding is for int8; {precision} "
+                                 f"rounds each weight to the nearest value")
+            if module.proj_size:
+                raise ValueError("calibration: not for a projection LSTM (proj_size > 0): "
+                                 "the inputs of its weight_hr are not observed, and "
+                                 "calibrating the other matrices alone made some outputs "
+                                 "worse; quantize it without calibration")
+            grams = input_grams(module, calibration, calibration_lengths)
+        elif calibration_lengths is not None:
+            raise ValueError("calibration_lengths: given without calibration data")
         for name in _CONFIG:
             setattr(self, name, getattr(module, name))
         self.precision = precision
@@ -103,7 +123,9 @@ class Quantized(_StackBase):
             if _is_matrix_key(key):
                 if not np.all(np.isfinite(value)):
                     raise ValueError(f"quantize: {key} holds NaN or infinite values")
-                params[key] = MATRICES[precision].quantize(value.astype(np.float32))
+                w = value.astype(np.float32)
+                params[key] = (Int8Matrix.quantize(w, grams.get(key)) if precision == "int8"
+                               else MATRICES[precision].quantize(w))
             else:
                 params[key] = value.astype(np.float32, copy=True)
         self._set_params(params)
@@ -260,6 +282,7 @@ class Quantized(_StackBase):
         return f"Quantized{name}{base[base.index('('):-1]}, precision={self.precision!r})"
 
 
-def quantize(module, precision):
-    """The Quantized module of `module` at `precision` ("int8" or "bfloat16")."""
-    return Quantized(module, precision)
+def quantize(module, precision, calibration=None, calibration_lengths=None):
+    """The Quantized module of `module` at `precision` ("int8" or "bfloat16"), int8's codes
+    calibrated on `calibration` when given (fastlstm.layers._calibration)."""
+    return Quantized(module, precision, calibration, calibration_lengths)

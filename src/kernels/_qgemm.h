@@ -1,6 +1,6 @@
 /* Reduced-precision products for the Cython inference driver (recurrent_quantized.pyx):
  * int8 and bfloat16, mirroring fastlstm/reference/quantized.py (Int8Matrix.product,
- * BFloat16Matrix.product, quantize_rows, to_bfloat16).
+ * BFloat16Matrix.product, quantize_activations, to_bfloat16).
  *
  * Packed weights (fastlstm/_reduced.py makes them, once): panels of FL_QR = 16 output rows.
  *   int8:     panel p, group g of 4 steps of k: 64 bytes, byte [r][kk] = W_q[16p + r, 4g + kk]
@@ -17,7 +17,9 @@
  * the CPU have them, see fl_q_dot_paths):
  *   int8, dot:   vpdpbusd (AVX512_VNNI in the x86-64-v4 build, AVX_VNNI in the v3 build). It
  *                multiplies unsigned by signed bytes, so the activations go in as x_q + 128
- *                (x_q ^ 0x80) and 128 * sum_k W_q[n, k] (the panel's row sums) comes off.
+ *                (x_q ^ 0x80) and (128 + z_x) * sum_k W_q[n, k] (the panel's row sums, z_x
+ *                the activation row's zero point) comes off; the plain path takes off
+ *                z_x * sum_k W_q[n, k].
  *   int8, plain: vpmaddubsw + vpmaddwd (AVX2 in the v3 and v4 builds, SSSE3 in v2), with
  *                |W_q| as the unsigned operand and x_q * sign(W_q) (vpsignb) as the signed one:
  *                codes are in [-127, 127], so a pair of products is at most 2 * 127 * 127 =
@@ -55,6 +57,7 @@
 typedef float fl_vf __attribute__((vector_size(FL_Q_VB)));
 typedef uint32_t fl_vu __attribute__((vector_size(FL_Q_VB)));
 #define FL_QMAX 127.0f
+#define FL_QSTEPS 254.0f   /* steps between the activation codes -127 and 127 */
 
 /* Which dot-product paths this build has: bit 0 int8 (VNNI), bit 1 bfloat16 (AVX512_BF16). */
 #if defined(FL_Q_X86) && defined(__AVX512F__) && defined(__GNUC__) && (__GNUC__ >= 10 || defined(__clang__))
@@ -79,78 +82,109 @@ static inline int fl_q_dot_paths(void)
 /* ------------------------------------------------------------------ activations */
 
 /* x (m, k) rows of stride ldx -> codes q (m, ldq), ldq >= k rounded up to 4, zeros past k,
- * and scale (m,): reference.quantized.quantize_rows, the same float32 operations. flip: store
- * each code as code ^ 0x80, i.e. code + 128 read as unsigned (vpdpbusd's operand). */
+ * scale (m,) and zero (m,) (integer-valued floats): reference.quantized.quantize_activations,
+ * the same float32 operations (asymmetric: each row's [min(x, 0), max(x, 0)] over the 254
+ * steps from -127 to 127, 0 at code `zero`). flip: store each code as code ^ 0x80, i.e.
+ * code + 128 read as unsigned (vpdpbusd's operand). */
 static inline void fl_q8_quantize(ptrdiff_t m, ptrdiff_t k, const float* x, ptrdiff_t ldx,
-                                  int8_t* q, ptrdiff_t ldq, float* scale, int flip)
+                                  int8_t* q, ptrdiff_t ldq, float* scale, float* zero,
+                                  int flip)
 {
     const int mask = flip ? 0x80 : 0;
     for (ptrdiff_t r = 0; r < m; r++) {
         const float* row = x + r * ldx;
         int8_t* out = q + r * ldq;
-        /* the largest magnitude, and whether any value is NaN or infinite: with the sign bit
-         * cleared, float32 bit patterns order as their values do, and NaN and infinity lie
-         * above FLT_MAX's, so one integer maximum per vector finds both */
+        /* the least and the largest value, and whether any value is NaN or infinite: with the
+         * sign bit cleared, float32 bit patterns order as their values do, and NaN and
+         * infinity lie above FLT_MAX's, so one integer maximum per vector finds both */
         int32_t top = 0;
+        float lo = 0.0f, hi = 0.0f;
         ptrdiff_t j = 0;
 #if defined(FL_Q_X86) && defined(__AVX512F__)
         __m512i vtop = _mm512_setzero_si512();
-        for (; j + 16 <= k; j += 16)
-            vtop = _mm512_max_epi32(vtop, _mm512_and_si512(
-                _mm512_loadu_si512((const void*)(row + j)), _mm512_set1_epi32(0x7FFFFFFF)));
+        __m512 vlo = _mm512_setzero_ps(), vhi = _mm512_setzero_ps();
+        for (; j + 16 <= k; j += 16) {
+            __m512 v = _mm512_loadu_ps(row + j);
+            vtop = _mm512_max_epi32(vtop, _mm512_and_si512(_mm512_castps_si512(v),
+                                                           _mm512_set1_epi32(0x7FFFFFFF)));
+            vlo = _mm512_min_ps(vlo, v);
+            vhi = _mm512_max_ps(vhi, v);
+        }
         top = _mm512_reduce_max_epi32(vtop);
+        lo = _mm512_reduce_min_ps(vlo);
+        hi = _mm512_reduce_max_ps(vhi);
 #elif defined(FL_Q_X86) && defined(__AVX2__)
         __m256i vtop = _mm256_setzero_si256();
-        for (; j + 8 <= k; j += 8)
-            vtop = _mm256_max_epi32(vtop, _mm256_and_si256(
-                _mm256_loadu_si256((const __m256i*)(row + j)), _mm256_set1_epi32(0x7FFFFFFF)));
+        __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps();
+        for (; j + 8 <= k; j += 8) {
+            __m256 v = _mm256_loadu_ps(row + j);
+            vtop = _mm256_max_epi32(vtop, _mm256_and_si256(_mm256_castps_si256(v),
+                                                           _mm256_set1_epi32(0x7FFFFFFF)));
+            vlo = _mm256_min_ps(vlo, v);
+            vhi = _mm256_max_ps(vhi, v);
+        }
         int32_t lanes[8];
+        float los[8], his[8];
         _mm256_storeu_si256((__m256i*)lanes, vtop);
-        for (int l = 0; l < 8; l++)
+        _mm256_storeu_ps(los, vlo);
+        _mm256_storeu_ps(his, vhi);
+        for (int l = 0; l < 8; l++) {
             top = lanes[l] > top ? lanes[l] : top;
+            lo = los[l] < lo ? los[l] : lo;
+            hi = his[l] > hi ? his[l] : hi;
+        }
 #endif
         for (; j < k; j++) {
             int32_t bits;
             memcpy(&bits, row + j, 4);
             bits &= 0x7FFFFFFF;
             top = bits > top ? bits : top;
+            lo = row[j] < lo ? row[j] : lo;
+            hi = row[j] > hi ? row[j] : hi;
         }
         int bad = top > 0x7F7FFFFF;   /* above FLT_MAX: an infinity or a NaN */
-        float amax;
-        memcpy(&amax, &top, 4);
         memset(out + k, 0, (size_t)(ldq - k));
         if (bad) {
             scale[r] = NAN;
+            zero[r] = 0.0f;
             memset(out, mask, (size_t)k);
             continue;
         }
-        scale[r] = amax / FL_QMAX;
-        float inverse = amax > 0.0f ? FL_QMAX / amax : 0.0f;
-        /* rint(v * inverse), in [-127, 127] (clamping first gives the same codes: the bounds
-         * are integers); rounding half to even is the rounding mode's, as rintf's */
+        /* lo <= 0 <= hi (min and max with 0 are exact), so range is their float32 difference */
+        float range = hi - lo;
+        scale[r] = range / FL_QSTEPS;
+        float inverse = range > 0.0f ? FL_QSTEPS / range : 0.0f;
+        float z = inverse > 0.0f ? rintf(-FL_QMAX - lo * inverse) : 0.0f;
+        zero[r] = z;
+        const int32_t zi = (int32_t)z;
+        /* rint(v * inverse) + zero, clamped to [-127, 127]; rounding half to even is the
+         * rounding mode's, as rintf's */
         j = 0;
 #if defined(FL_Q_X86) && defined(__AVX512F__)
         for (; j + 16 <= k; j += 16) {
             __m512 v = _mm512_mul_ps(_mm512_loadu_ps(row + j), _mm512_set1_ps(inverse));
-            v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-FL_QMAX)), _mm512_set1_ps(FL_QMAX));
-            __m512i c = _mm512_xor_si512(_mm512_cvtps_epi32(v), _mm512_set1_epi32(mask));
+            __m512i c = _mm512_add_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(zi));
+            c = _mm512_min_epi32(_mm512_max_epi32(c, _mm512_set1_epi32(-127)),
+                                 _mm512_set1_epi32(127));
+            c = _mm512_xor_si512(c, _mm512_set1_epi32(mask));
             _mm_storeu_si128((__m128i*)(out + j), _mm512_cvtepi32_epi8(c));
         }
 #elif defined(FL_Q_X86) && defined(__AVX2__)
         for (; j + 8 <= k; j += 8) {
             __m256 v = _mm256_mul_ps(_mm256_loadu_ps(row + j), _mm256_set1_ps(inverse));
-            v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-FL_QMAX)), _mm256_set1_ps(FL_QMAX));
-            __m256i c = _mm256_cvtps_epi32(v);
-            __m128i lo = _mm256_castsi256_si128(c), hi = _mm256_extracti128_si256(c, 1);
-            __m128i w = _mm_packs_epi32(lo, hi);               /* in range: exact */
+            __m256i c = _mm256_add_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(zi));
+            c = _mm256_min_epi32(_mm256_max_epi32(c, _mm256_set1_epi32(-127)),
+                                 _mm256_set1_epi32(127));
+            __m128i lo4 = _mm256_castsi256_si128(c), hi4 = _mm256_extracti128_si256(c, 1);
+            __m128i w = _mm_packs_epi32(lo4, hi4);             /* in range: exact */
             w = _mm_xor_si128(_mm_packs_epi16(w, w), _mm_set1_epi8((char)mask));
             _mm_storel_epi64((__m128i*)(out + j), w);
         }
 #endif
         for (; j < k; j++) {
-            float v = rintf(row[j] * inverse);
-            v = v > FL_QMAX ? FL_QMAX : (v < -FL_QMAX ? -FL_QMAX : v);
-            out[j] = (int8_t)((int)v ^ mask);
+            int32_t c = (int32_t)rintf(row[j] * inverse) + zi;
+            c = c > 127 ? 127 : (c < -127 ? -127 : c);
+            out[j] = (int8_t)(c ^ mask);
         }
     }
 }
@@ -216,12 +250,17 @@ FL_Q_INLINE void fl_q_put(fl_v16f v, float* out, ptrdiff_t nj, int accumulate)
         out[j] = accumulate ? out[j] + tmp[j] : tmp[j];
 }
 
-/* the int8 output pass of one panel's row: float32(acc) * (xs * ws[j]) (ws padded to 16) */
-FL_Q_INLINE void fl_q8_put(fl_v16i acc, float xs, const float* ws, float* out, ptrdiff_t nj,
-                           int accumulate)
+/* the int8 output pass of one panel's row: float32(acc - off * wsum[j]) * (xs * ws[j]) (ws,
+ * wsum padded to 16): off is the row's zero point (plus 128 on the dot paths, whose codes
+ * arrive as code + 128) */
+FL_Q_INLINE void fl_q8_put(fl_v16i acc, int32_t off, float xs, const float* ws,
+                           const int32_t* wsum, float* out, ptrdiff_t nj, int accumulate)
 {
-    fl_v16f w, f = __builtin_convertvector(acc, fl_v16f);
+    fl_v16i sums;
+    fl_v16f w;
+    memcpy(&sums, wsum, sizeof sums);
     memcpy(&w, ws, sizeof w);
+    fl_v16f f = __builtin_convertvector(acc - off * sums, fl_v16f);
     fl_q_put(f * (xs * w), out, nj, accumulate);
 }
 
@@ -230,9 +269,9 @@ FL_Q_INLINE void fl_q8_put(fl_v16i acc, float xs, const float* ws, float* out, p
 #if defined(FL_Q_X86) && defined(__AVX2__)
 /* mr <= 4 rows against one panel: sign trick, 256-bit (two vectors per group of a panel) */
 FL_Q_INLINE void fl_q8_plain_block(const int mr, ptrdiff_t groups, const int8_t* x,
-                                   ptrdiff_t ldx, const float* xs, const int8_t* panel,
-                                   const float* ws, float* out, ptrdiff_t ldo, ptrdiff_t nj,
-                                   int accumulate)
+                                   ptrdiff_t ldx, const float* xs, const float* xz,
+                                   const int8_t* panel, const float* ws, const int32_t* wsum,
+                                   float* out, ptrdiff_t ldo, ptrdiff_t nj, int accumulate)
 {
     __m256i s[FL_Q_MR][2];
     const __m256i ones = _mm256_set1_epi16(1);
@@ -256,15 +295,15 @@ FL_Q_INLINE void fl_q8_plain_block(const int mr, ptrdiff_t groups, const int8_t*
         fl_v16i acc;
         memcpy(&acc, &s[r][0], 32);
         memcpy((char*)&acc + 32, &s[r][1], 32);
-        fl_q8_put(acc, xs[r], ws, out + r * ldo, nj, accumulate);
+        fl_q8_put(acc, (int32_t)xz[r], xs[r], ws, wsum, out + r * ldo, nj, accumulate);
     }
 }
 #elif defined(FL_Q_X86)
 /* the same with 128-bit SSSE3 vectors: four per group of a panel */
 FL_Q_INLINE void fl_q8_plain_block(const int mr, ptrdiff_t groups, const int8_t* x,
-                                   ptrdiff_t ldx, const float* xs, const int8_t* panel,
-                                   const float* ws, float* out, ptrdiff_t ldo, ptrdiff_t nj,
-                                   int accumulate)
+                                   ptrdiff_t ldx, const float* xs, const float* xz,
+                                   const int8_t* panel, const float* ws, const int32_t* wsum,
+                                   float* out, ptrdiff_t ldo, ptrdiff_t nj, int accumulate)
 {
     __m128i s[FL_Q_MR][4];
     const __m128i ones = _mm_set1_epi16(1);
@@ -289,15 +328,15 @@ FL_Q_INLINE void fl_q8_plain_block(const int mr, ptrdiff_t groups, const int8_t*
     for (int r = 0; r < mr; r++) {
         fl_v16i acc;
         memcpy(&acc, s[r], 64);
-        fl_q8_put(acc, xs[r], ws, out + r * ldo, nj, accumulate);
+        fl_q8_put(acc, (int32_t)xz[r], xs[r], ws, wsum, out + r * ldo, nj, accumulate);
     }
 }
 #else
 /* portable: plain loops */
 FL_Q_INLINE void fl_q8_plain_block(const int mr, ptrdiff_t groups, const int8_t* x,
-                                   ptrdiff_t ldx, const float* xs, const int8_t* panel,
-                                   const float* ws, float* out, ptrdiff_t ldo, ptrdiff_t nj,
-                                   int accumulate)
+                                   ptrdiff_t ldx, const float* xs, const float* xz,
+                                   const int8_t* panel, const float* ws, const int32_t* wsum,
+                                   float* out, ptrdiff_t ldo, ptrdiff_t nj, int accumulate)
 {
     for (int r = 0; r < mr; r++) {
         fl_v16i acc = {0};
@@ -305,29 +344,33 @@ FL_Q_INLINE void fl_q8_plain_block(const int mr, ptrdiff_t groups, const int8_t*
             for (int j = 0; j < FL_QR; j++)
                 for (int kk = 0; kk < 4; kk++)
                     acc[j] += (int32_t)x[r * ldx + 4 * g + kk] * (int32_t)panel[(g * FL_QR + j) * 4 + kk];
-        fl_q8_put(acc, xs[r], ws, out + r * ldo, nj, accumulate);
+        fl_q8_put(acc, (int32_t)xz[r], xs[r], ws, wsum, out + r * ldo, nj, accumulate);
     }
 }
 #endif
 
 static void fl_q8_plain(ptrdiff_t m, ptrdiff_t n, ptrdiff_t groups, const int8_t* x,
-                        ptrdiff_t ldx, const float* xs, const int8_t* panels, const float* ws,
-                        float* out, ptrdiff_t ldo, int accumulate)
+                        ptrdiff_t ldx, const float* xs, const float* xz, const int8_t* panels,
+                        const float* ws, const int32_t* wsum, float* out, ptrdiff_t ldo,
+                        int accumulate)
 {
     for (ptrdiff_t p = 0; p * FL_QR < n; p++) {
         ptrdiff_t j0 = p * FL_QR, nj = n - j0 < FL_QR ? n - j0 : FL_QR;
         const int8_t* panel = panels + p * groups * 64;
         ptrdiff_t r0 = 0;
         for (; r0 + FL_Q_MR <= m; r0 += FL_Q_MR)
-            fl_q8_plain_block(FL_Q_MR, groups, x + r0 * ldx, ldx, xs + r0, panel, ws + j0,
-                              out + r0 * ldo + j0, ldo, nj, accumulate);
+            fl_q8_plain_block(FL_Q_MR, groups, x + r0 * ldx, ldx, xs + r0, xz + r0, panel,
+                              ws + j0, wsum + j0, out + r0 * ldo + j0, ldo, nj, accumulate);
         switch (m - r0) {
-        case 3: fl_q8_plain_block(3, groups, x + r0 * ldx, ldx, xs + r0, panel, ws + j0,
-                                  out + r0 * ldo + j0, ldo, nj, accumulate); break;
-        case 2: fl_q8_plain_block(2, groups, x + r0 * ldx, ldx, xs + r0, panel, ws + j0,
-                                  out + r0 * ldo + j0, ldo, nj, accumulate); break;
-        case 1: fl_q8_plain_block(1, groups, x + r0 * ldx, ldx, xs + r0, panel, ws + j0,
-                                  out + r0 * ldo + j0, ldo, nj, accumulate); break;
+        case 3: fl_q8_plain_block(3, groups, x + r0 * ldx, ldx, xs + r0, xz + r0, panel,
+                                  ws + j0, wsum + j0, out + r0 * ldo + j0, ldo, nj,
+                                  accumulate); break;
+        case 2: fl_q8_plain_block(2, groups, x + r0 * ldx, ldx, xs + r0, xz + r0, panel,
+                                  ws + j0, wsum + j0, out + r0 * ldo + j0, ldo, nj,
+                                  accumulate); break;
+        case 1: fl_q8_plain_block(1, groups, x + r0 * ldx, ldx, xs + r0, xz + r0, panel,
+                                  ws + j0, wsum + j0, out + r0 * ldo + j0, ldo, nj,
+                                  accumulate); break;
         default: break;
         }
     }
@@ -340,7 +383,8 @@ static void fl_q8_plain(ptrdiff_t m, ptrdiff_t n, ptrdiff_t groups, const int8_t
  * registers). VEC / ZERO / LOADW / BCAST / DOT / PUT are the path's vector operations. */
 #define FL_Q_DOT_BLOCK(NAME, TARGET, VEC, ZERO, LOADW, BCAST, DOT, PUT)                       \
 TARGET FL_Q_INLINE void NAME(const int mr, const int np, ptrdiff_t groups, const void* xv,   \
-                             ptrdiff_t ldx_bytes, const float* xs, const void* pv,          \
+                             ptrdiff_t ldx_bytes, const float* xs, const float* xz,         \
+                             const void* pv,                                                \
                              ptrdiff_t panel_bytes, const float* ws, const int32_t* wsum,   \
                              float* out, ptrdiff_t ldo, ptrdiff_t n_rest, int accumulate)   \
 {                                                                                           \
@@ -365,8 +409,8 @@ TARGET FL_Q_INLINE void NAME(const int mr, const int np, ptrdiff_t groups, const
     for (int p = 0; p < np; p++) {                                                          \
         ptrdiff_t j0 = p * FL_QR, nj = n_rest - j0 < FL_QR ? n_rest - j0 : FL_QR;          \
         for (int r = 0; r < mr; r++)                                                        \
-            PUT(s[r][p], xs ? xs[r] : 0.0f, ws + (ws ? j0 : 0), wsum + (wsum ? j0 : 0),     \
-                out + r * ldo + j0, nj, accumulate);                                        \
+            PUT(s[r][p], xz ? (int32_t)xz[r] : 0, xs ? xs[r] : 0.0f, ws + (ws ? j0 : 0),    \
+                wsum + (wsum ? j0 : 0), out + r * ldo + j0, nj, accumulate);                \
     }                                                                                       \
 }
 
@@ -376,12 +420,14 @@ TARGET FL_Q_INLINE void NAME(const int mr, const int np, ptrdiff_t groups, const
 #define FL_Q_DOT_CASE(BLOCK, MR, NP)                                                        \
     case (MR) * 16 + (NP):                                                                  \
         BLOCK(MR, NP, groups, x + r0 * ldx_bytes, ldx_bytes, xs ? xs + r0 : NULL,            \
-              panels + p0 * panel_bytes, panel_bytes, ws ? ws + j0 : NULL,                   \
+              xz ? xz + r0 : NULL, panels + p0 * panel_bytes, panel_bytes,                   \
+              ws ? ws + j0 : NULL,                                                           \
               wsum ? wsum + j0 : NULL, out + r0 * ldo + j0, ldo, n - j0, accumulate);        \
         break;
 #define FL_Q_DOT_DRIVER(NAME, TARGET, BLOCK, MRMAX, NPMAX, NP1MAX)                           \
 TARGET static void NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t groups, const void* xv,          \
-                        ptrdiff_t ldx_bytes, const float* xs, const void* pv,                \
+                        ptrdiff_t ldx_bytes, const float* xs, const float* xz,               \
+                        const void* pv,                                                      \
                         const float* ws, const int32_t* wsum, float* out, ptrdiff_t ldo,     \
                         int accumulate)                                                      \
 {                                                                                           \
@@ -415,16 +461,15 @@ TARGET static void NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t groups, const void* 
 #define FL_T_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
 #define FL_Q8_LOAD512(ptr) _mm512_loadu_si512((const void*)(ptr))
 #define FL_Q8_BCAST512(word) _mm512_set1_epi32(word)
-/* the activations arrive as x_q ^ 0x80 = x_q + 128 (unsigned), so 128 * sum_k W_q comes off */
-FL_T_VNNI FL_Q_INLINE void fl_q8_put512(__m512i s, float xs, const float* ws,
+/* the activations arrive as x_q ^ 0x80 = x_q + 128 (unsigned), so (128 + zero) * sum_k W_q
+ * comes off */
+FL_T_VNNI FL_Q_INLINE void fl_q8_put512(__m512i s, int32_t off, float xs, const float* ws,
                                         const int32_t* wsum, float* out, ptrdiff_t nj,
                                         int accumulate)
 {
-    __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512((const void*)wsum), 7);
     fl_v16i acc;
-    __m512i d = _mm512_sub_epi32(s, corr);
-    memcpy(&acc, &d, 64);
-    fl_q8_put(acc, xs, ws, out, nj, accumulate);
+    memcpy(&acc, &s, 64);
+    fl_q8_put(acc, off + 128, xs, ws, wsum, out, nj, accumulate);
 }
 /* acc += x . w in place. Written as assembly so that the accumulator stays in its register:
  * with the intrinsic GCC 12 copies every accumulator to another register and back around
@@ -464,15 +509,14 @@ FL_T_VNNI FL_Q_INLINE fl_q_pair fl_q8_dot_pair(fl_q_pair s, fl_q_pair x, fl_q_pa
     __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(s.hi) : "x"(x.lo), "xm"(w.hi));
     return s;
 }
-FL_T_VNNI FL_Q_INLINE void fl_q8_put_pair(fl_q_pair s, float xs, const float* ws,
+FL_T_VNNI FL_Q_INLINE void fl_q8_put_pair(fl_q_pair s, int32_t off, float xs, const float* ws,
                                           const int32_t* wsum, float* out, ptrdiff_t nj,
                                           int accumulate)
 {
-    fl_v16i acc, sums;
+    fl_v16i acc;
     memcpy(&acc, &s.lo, 32);
     memcpy((char*)&acc + 32, &s.hi, 32);
-    memcpy(&sums, wsum, 64);
-    fl_q8_put(acc - (sums << 7), xs, ws, out, nj, accumulate);
+    fl_q8_put(acc, off + 128, xs, ws, wsum, out, nj, accumulate);
 }
 FL_Q_DOT_BLOCK(fl_q8_dot_block, FL_T_VNNI, fl_q_pair, fl_q8_zero_pair(), fl_q8_load_pair,
                fl_q8_bcast_pair, fl_q8_dot_pair, fl_q8_put_pair)
@@ -482,22 +526,22 @@ FL_Q_DOT_DRIVER(fl_q8_dot, FL_T_VNNI, fl_q8_dot_block, 4, 1, 3)
 
 /* out (m, n) (+)= dequantized x_q (m, 4 * groups) @ W_q^T for the n output columns held by the
  * panels from `panels` on (16 each; ws, wsum: their rows' scales and code sums from the first
- * one on, padded to whole panels). Row r of x_q at x + r * ldx, its scale xs[r]; out rows of
- * stride ldo. dot: x_q arrives as x_q ^ 0x80 (fl_q8_quantize's flip) for vpdpbusd. */
+ * one on, padded to whole panels). Row r of x_q at x + r * ldx, its scale xs[r] and zero
+ * point xz[r]; out rows of stride ldo: float32(sum_k x_q W_q - xz[r] * wsum) * (xs[r] * ws).
+ * dot: x_q arrives as x_q ^ 0x80 (fl_q8_quantize's flip) for vpdpbusd. */
 static inline void fl_q8_product(ptrdiff_t m, ptrdiff_t n, ptrdiff_t groups, const int8_t* x,
-                                 ptrdiff_t ldx, const float* xs, const int8_t* panels,
-                                 const float* ws, const int32_t* wsum, float* out,
-                                 ptrdiff_t ldo, int accumulate, int dot)
+                                 ptrdiff_t ldx, const float* xs, const float* xz,
+                                 const int8_t* panels, const float* ws, const int32_t* wsum,
+                                 float* out, ptrdiff_t ldo, int accumulate, int dot)
 {
 #if defined(FL_Q_VNNI512) || defined(FL_Q_AVXVNNI)
     if (dot) {
-        fl_q8_dot(m, n, groups, x, ldx, xs, panels, ws, wsum, out, ldo, accumulate);
+        fl_q8_dot(m, n, groups, x, ldx, xs, xz, panels, ws, wsum, out, ldo, accumulate);
         return;
     }
 #endif
     (void)dot;
-    (void)wsum;
-    fl_q8_plain(m, n, groups, x, ldx, xs, panels, ws, out, ldo, accumulate);
+    fl_q8_plain(m, n, groups, x, ldx, xs, xz, panels, ws, wsum, out, ldo, accumulate);
 }
 
 /* ------------------------------------------------------------------ bfloat16 */
@@ -605,11 +649,11 @@ FL_T_BF16 FL_Q_INLINE __m512 fl_bf16_dpbf16512(__m512 acc, __m512 x, __m512 w)
     return acc;
 }
 #define FL_BF_DOT512(s, x, w) fl_bf16_dpbf16512((s), (x), (w))
-FL_T_BF16 FL_Q_INLINE void fl_bf16_put512(__m512 s, float xs, const float* ws,
+FL_T_BF16 FL_Q_INLINE void fl_bf16_put512(__m512 s, int32_t off, float xs, const float* ws,
                                           const int32_t* wsum, float* out, ptrdiff_t nj,
                                           int accumulate)
 {
-    (void)xs; (void)ws; (void)wsum;
+    (void)off; (void)xs; (void)ws; (void)wsum;
     fl_v16f v;
     memcpy(&v, &s, 64);
     fl_q_put(v, out, nj, accumulate);
@@ -627,7 +671,8 @@ static inline void fl_bf16_product(ptrdiff_t m, ptrdiff_t n, ptrdiff_t pairs, co
 {
 #ifdef FL_Q_BF16DOT
     if (dot) {
-        fl_bf16_dot(m, n, pairs, x, ldx * 2, NULL, panels, NULL, NULL, out, ldo, accumulate);
+        fl_bf16_dot(m, n, pairs, x, ldx * 2, NULL, NULL, panels, NULL, NULL, out, ldo,
+                    accumulate);
         return;
     }
 #endif

@@ -35,13 +35,13 @@ cdef extern from "_qgemm.h" nogil:
     int FL_QR
     int fl_q_dot_paths()
     void fl_q8_quantize(Py_ssize_t m, Py_ssize_t k, const float* x, Py_ssize_t ldx,
-                        int8_t* q, Py_ssize_t ldq, float* scale, int flip)
+                        int8_t* q, Py_ssize_t ldq, float* scale, float* zero, int flip)
     void fl_bf16_round(Py_ssize_t m, Py_ssize_t k, const float* x, Py_ssize_t ldx,
                        void* q, Py_ssize_t ldq, int widen)
     void fl_q8_product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t groups, const int8_t* x,
-                       Py_ssize_t ldx, const float* xs, const int8_t* panels, const float* ws,
-                       const int32_t* wsum, float* out, Py_ssize_t ldo, int accumulate,
-                       int dot)
+                       Py_ssize_t ldx, const float* xs, const float* xz, const int8_t* panels,
+                       const float* ws, const int32_t* wsum, float* out, Py_ssize_t ldo,
+                       int accumulate, int dot)
     void fl_bf16_product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t pairs, const void* x,
                          Py_ssize_t ldx, const uint16_t* panels, float* out, Py_ssize_t ldo,
                          int accumulate, int dot)
@@ -82,9 +82,9 @@ def activation_scratch_bytes(int precision, Py_ssize_t K, Py_ssize_t B, Py_ssize
     I values and their scales), then per thread the quantized rows (B of max(Hout, H) values,
     and scales) of its products' other inputs; each part from a 64-byte boundary."""
     cdef Py_ssize_t asz = activation_bytes(precision)
-    cdef Py_ssize_t x_part = (K * B * (row_stride(precision, I) * asz + 4) + 63) // 64 * 64
+    cdef Py_ssize_t x_part = (K * B * (row_stride(precision, I) * asz + 8) + 63) // 64 * 64
     cdef Py_ssize_t ldh = row_stride(precision, max(Hout, H))
-    cdef Py_ssize_t thread_part = (B * (ldh * asz + 4) + 63) // 64 * 64
+    cdef Py_ssize_t thread_part = (B * (ldh * asz + 8) + 63) // 64 * 64
     return x_part + team * thread_part + 64
 
 
@@ -99,8 +99,10 @@ cdef struct Weights:
 cdef struct Quantized:
     # one thread's quantized activations: rows of ld values of `size` bytes (int8 codes;
     # bfloat16 bit patterns, or for the plain path bfloat16 values widened to float32), scales
+    # and (int8) zero points, one of each per row
     char* codes
     float* scale
+    float* zero
     Py_ssize_t ld
     Py_ssize_t size
 
@@ -111,7 +113,7 @@ cdef inline void quantize(int precision, int dot, Py_ssize_t m, Py_ssize_t k, co
     dot path: as unsigned codes + 128)."""
     if precision == INT8:
         fl_q8_quantize(m, k, x, ldx, <int8_t*>q.codes + row0 * q.ld, q.ld, q.scale + row0,
-                       dot)
+                       q.zero + row0, dot)
     else:
         fl_bf16_round(m, k, x, ldx, q.codes + row0 * q.ld * q.size, q.ld, not dot)
 
@@ -125,7 +127,8 @@ cdef inline void product_of(int precision, int dot, Py_ssize_t m, Py_ssize_t n,
     if precision == INT8:
         groups = (w.k + 3) // 4
         fl_q8_product(m, n, groups, <const int8_t*>q.codes + row0 * q.ld, q.ld,
-                      q.scale + row0, <const int8_t*>w.panels + panel0 * groups * 64,
+                      q.scale + row0, q.zero + row0,
+                      <const int8_t*>w.panels + panel0 * groups * 64,
                       w.scale + panel0 * FL_QR, w.sums + panel0 * FL_QR, out, ldo, accumulate,
                       dot)
     else:
@@ -355,9 +358,10 @@ cdef void run(int cell, int precision, int dot, const float* x, const Weights* w
     xq.size = 1 if precision == INT8 else (2 if dot else 4)
     xq.codes = base
     xq.scale = <float*>(base + K * B * xq.ld * asz)
-    cdef Py_ssize_t x_part = (K * B * (xq.ld * asz + 4) + 63) // 64 * 64
+    xq.zero = xq.scale + K * B
+    cdef Py_ssize_t x_part = (K * B * (xq.ld * asz + 8) + 63) // 64 * 64
     cdef Py_ssize_t ldh = row_stride(precision, max(Hout, H))
-    cdef Py_ssize_t thread_part = (B * (ldh * asz + 4) + 63) // 64 * 64
+    cdef Py_ssize_t thread_part = (B * (ldh * asz + 8) + 63) // 64 * 64
     cdef fl_barrier bar
     fl_barrier_init(&bar)
     cdef Quantized mine
@@ -367,6 +371,7 @@ cdef void run(int cell, int precision, int dot, const float* x, const Weights* w
         mine.size = xq.size
         mine.codes = base + x_part
         mine.scale = <float*>(mine.codes + B * ldh * asz)
+        mine.zero = mine.scale + B
         quantized_loop(cell, precision, dot, x, w_ih, w_hh, w_hr, bias, peep, lengths, h, c,
                        gates, work, &xq, &mine, T, B, I, H, Hout, P, K, &bar, 0, 1)
     else:
@@ -376,6 +381,7 @@ cdef void run(int cell, int precision, int dot, const float* x, const Weights* w
             mine.size = xq.size
             mine.codes = base + x_part + tid * thread_part
             mine.scale = <float*>(mine.codes + B * ldh * asz)
+            mine.zero = mine.scale + B
             quantized_loop(cell, precision, dot, x, w_ih, w_hh, w_hr, bias, peep, lengths, h,
                            c, gates, work, &xq, &mine, T, B, I, H, Hout, P, K, &bar, tid,
                            fl_team_size())
@@ -494,10 +500,11 @@ def product(int precision, bint dot, const float[:, ::1] x, const unsigned char[
     cdef Quantized q
     q.ld = row_stride(precision, k)
     q.size = 1 if precision == INT8 else (2 if dot else 4)
-    buf = bytearray(m * (q.ld * 4 + 4) + 64)
+    buf = bytearray(m * (q.ld * 4 + 8) + 64)
     cdef unsigned char[::1] view = buf
     q.codes = <char*>&view[0]
     q.scale = <float*>(q.codes + m * q.ld * 4)
+    q.zero = q.scale + m
     with nogil:
         quantize(precision, dot, m, k, &x[0, 0], k, &q, 0)
         product_of(precision, dot, m, n, &q, 0, &w, 0, &out[0, 0], n, accumulate)
