@@ -197,6 +197,32 @@ def test_cython_product_against_reference(precision, m, k, n):
         np.testing.assert_allclose(acc, out + 1, rtol=1e-6, atol=1e-6)
 
 
+def test_cython_int8_zero_points_of_edge_rows_match_the_reference():
+    """Rows whose zero point is at either end, 0, or undefined (zeros, a span past FLT_MAX),
+    over a k that leaves vector tails: the kernels' codes, zero points and sums give the
+    reference's bits on every path."""
+    module = _cython().reduced_module
+    rng = np.random.default_rng(11)
+    k = 37
+    x = rng.standard_normal((8, k)).astype(np.float32)
+    x[0] = np.abs(x[0])                      # non-negative: zero point -127
+    x[1] = -np.abs(x[1])                     # non-positive: 127
+    x[2] = 0                                 # zeros
+    x[3, :] = 0
+    x[3, [2, 30]] = [-2.5, 2.5]              # symmetric: zero point 0
+    x[4, :2] = [3e38, -3e38]                 # hi - lo overflows to infinity
+    x[5] *= 1e-30                            # tiny values
+    x[6] = np.maximum(x[6], 0) * 40          # post-ReLU, large
+    W = Q.Int8Matrix.quantize(rng.standard_normal((20, k)).astype(np.float32))
+    expected = W.product(x)
+    _, _, zero = Q.quantize_activations(x)
+    assert zero[0] == -127 and zero[1] == 127 and zero[2] == 0 and zero[3] == 0
+    for dot in _dot_paths("int8"):
+        out = np.zeros((8, 20), np.float32)
+        module.product(0, dot, x, *_reduced.pack(W, 1), out)
+        np.testing.assert_array_equal(out, expected, err_msg=f"dot={dot}")
+
+
 def test_cython_int8_product_nan_row_gives_nan():
     module = _cython().reduced_module
     x = np.ones((2, 8), np.float32)
