@@ -329,8 +329,12 @@ def test_quantized_table_smoke(tmp_path, capsys):
         assert np.isfinite(r["max_abs_error"]) and np.isfinite(r["max_rel_error"])
         if r["contender"].endswith("f32"):
             assert r["max_rel_error"] <= peers.RTOL
-        else:
+        elif r["contender"].startswith("fastlstm"):
             assert 0 < r["max_abs_error"] < 0.1, r
+        else:
+            # a peer's int8 error is its own: ONNX Runtime's AVX2 kernel (no VNNI) adds
+            # int16 pairs that can saturate, and gave 0.12 here on a Zen 3 (|y| <= 1)
+            assert 0 < r["max_abs_error"] < 2.0, r
     for s in data["quantized"]["speedups"]:
         assert s["int8_vs_f32"] > 0 and s["bf16_vs_f32"] > 0
         assert (s["int8_vs_ort_int8"] is not None) == ("onnxruntime" in installed

@@ -4,10 +4,11 @@ com.microsoft DynamicQuantizeLSTM (import and Quantized.to_onnx).
 
 The weights are compared exactly (the integer codes and their per-row scales). The outputs
 cannot be: torch and ONNX Runtime quantize the activations per tensor, asymmetric uint8, and
-fastlstm per row, symmetric int8, so each output is compared within the quantization step
-(max abs difference < 0.05, inputs ~ N(0, 1), H = 32..64), and fastlstm's distance to the
-float model is checked to be of the order of the peer's own (at most twice it). The measured
-numbers are printed (pytest -s shows them).
+fastlstm per row, int8 with a zero point, so each output is compared within the quantization
+step (max abs difference < 0.05, inputs ~ N(0, 1), H = 32..64), and fastlstm's distance to
+the float model is checked to be of the order of the peer's own (at most twice it). On a CPU
+without VNNI, where ONNX Runtime's int8 sums saturate, its models get 7-bit weights
+(_seven_bit, reduce_range). The measured numbers are printed (pytest -s shows them).
 """
 import warnings
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 import fastlstm
+from fastlstm.bench.quantized import ort_int8_exact
 from fastlstm.interop.torch_quantized import symmetric_rows
 from fastlstm.layers.quantized import Quantized
 
@@ -212,6 +214,19 @@ def _onnx():
     return onnx, ort
 
 
+def _seven_bit(q):
+    """q (an int8 module) with every weight's codes halved and rounded (|code| <= 64) and
+    its scales doubled: the weights that ONNX Runtime's kernel without VNNI multiplies
+    exactly (bench.quantized.ort_int8_exact: with 8-bit weights its int16 pairs saturate,
+    0.18-0.58 off the float model in these tests on a Zen 3)."""
+    sd = q.state_dict()
+    for key in list(sd):
+        if key + "_scale" in sd:
+            sd[key] = np.round(sd[key] / 2.0).astype(np.int8)
+            sd[key + "_scale"] = (sd[key + "_scale"] * 2.0).astype(np.float32)
+    return q.load_state_dict(sd)
+
+
 def _session(ort, path_or_model):
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -258,7 +273,9 @@ def test_onnx_import_ort_quantized(tmp_path, H, per_channel, options):
     m = _float_lstm(H, seed=H, **options)
     f_path, q_path = str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx")
     m.to_onnx(f_path)
-    quantize_dynamic(f_path, q_path, op_types_to_quantize=["LSTM"], per_channel=per_channel)
+    exact = ort_int8_exact()
+    quantize_dynamic(f_path, q_path, op_types_to_quantize=["LSTM"], per_channel=per_channel,
+                     reduce_range=not exact)   # 7-bit weights where ORT's sums saturate
     model = onnx.load(q_path)
     qnodes = [n for n in model.graph.node if n.op_type == "DynamicQuantizeLSTM"]
     assert len(qnodes) == m.num_layers
@@ -281,7 +298,7 @@ def test_onnx_import_ort_quantized(tmp_path, H, per_channel, options):
                 np.testing.assert_array_equal(
                     sd[f"{name}_l0{sfx}_scale"],
                     np.concatenate([np.split(scale, 4)[k] for k in order]))
-        if per_channel:   # ORT's per-channel int8 is fastlstm's own quantization
+        if per_channel and exact:   # ORT's per-channel int8 is fastlstm's own quantization
             own = _float_lstm(H, seed=H, **options).quantize("int8").state_dict()
             if m.num_layers == 1:
                 for key, value in sd.items():
@@ -397,6 +414,8 @@ def test_export(tmp_path, H, options, export):
     onnx, ort = _onnx()
     m = _float_lstm(H, seed=H + 1, **options)
     q = m.quantize("int8")
+    if not ort_int8_exact():
+        q = _seven_bit(q)
     path = str(tmp_path / "q.onnx")
     assert q.to_onnx(path, **export) == path
     model = onnx.load(path)

@@ -37,11 +37,8 @@ import fastlstm
 from . import peers
 from .machine import (DEFAULT_PEAK_SIZE, OtherLoad, git_commit, load_average, machine_info,
                       matmul_rate, versions)
-from .timing import (DEFAULT_MIN_TIME, DEFAULT_REPEATS, DEFAULT_WARMUP, Progress, Timing,
-                     measure, measure_pair)
-
-#: the untimed wait before each contender's timing (scaling.SETTLE_SECONDS says why)
-SETTLE_SECONDS = 0.03
+from .timing import (DEFAULT_MIN_TIME, DEFAULT_REPEATS, DEFAULT_WARMUP, SETTLE_SECONDS,
+                     Progress, Timing, measure, measure_pair)
 
 #: the default grid of shapes (T, B, I, H)
 DEFAULT_SHAPES = ((100, 1, 32, 64), (100, 1, 128, 128), (100, 1, 256, 256), (100, 1, 512, 512),

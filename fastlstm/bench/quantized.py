@@ -25,8 +25,10 @@ Speed-ups: time(fastlstm f32) / time(int8 or bf16), and time(ORT int8) / time(fa
 time(torch int8) / time(fastlstm int8): > 1 means fastlstm's int8 is faster. The float32
 contenders are first checked against fastlstm's NumPy reference (peers.check_contender).
 All the contenders of a case take turns, one block of ~BLOCK_SECONDS of calls each
-(timing.measure_rotation), so that a shared machine's slow spells fall on all of them.
-Peers that are not installed are skipped with a note.
+(timing.measure_rotation), so that a shared machine's slow spells fall on all of them; before
+each block the harness waits timing.SETTLE_SECONDS and makes one call, both untimed, so that the
+threads the previous contender left spinning (ONNX Runtime's pool, torch's OpenMP threads) do
+not take a core from it. Peers that are not installed are skipped with a note.
 
 The accuracy report (run_accuracy, format_accuracy): max abs and relative error of int8 and
 bfloat16 against float32 at every shape of grid.DEFAULT_SHAPES (or --accuracy-shapes) for every
@@ -56,8 +58,8 @@ import fastlstm
 from . import peers
 from .grid import DEFAULT_SHAPES, DEFAULT_THREADS, shape_label
 from .machine import OtherLoad, isa_info, machine_info, machine_line, versions
-from .timing import DEFAULT_MIN_TIME, DEFAULT_REPEATS, DEFAULT_WARMUP, Progress, \
-    measure_rotation
+from .timing import (DEFAULT_MIN_TIME, DEFAULT_REPEATS, DEFAULT_WARMUP, SETTLE_SECONDS,
+                     Progress, measure_rotation, settled)
 
 #: the LSTM shapes (T, B, I, H) of the timing table
 DEFAULT_QUANTIZED_SHAPES = ((100, 1, 256, 256), (100, 1, 512, 512), (50, 64, 256, 512))
@@ -82,6 +84,9 @@ ACCURACY_VARIANTS = {
 }
 _ORT_QUANT_NOTE = ("onnxruntime.quantization.quantize_dynamic(op_types_to_quantize=['LSTM'], "
                    "weight_type=QInt8, per_channel=False): com.microsoft.DynamicQuantizeLSTM")
+_ORT_SATURATES_NOTE = ("; this CPU has no VNNI: ONNX Runtime's AVX2 int8 kernel (vpmaddubsw) adds "
+                       "two products of an activation and an 8-bit weight in int16, which "
+                       "saturates (its error column)")
 _TORCH_QUANT_NOTE = ("torch.ao.quantization.quantize_dynamic({nn.LSTM, nn.GRU}, "
                      "dtype=torch.qint8)")
 
@@ -182,6 +187,21 @@ def _quiet_quantizer():
         root.setLevel(level)
 
 
+def ort_int8_exact() -> bool:
+    """Whether ONNX Runtime's int8 products are exact sums on this CPU: with AVX512_VNNI or
+    AVX_VNNI (vpdpbusd), or off x86. Its x86 kernel without them (vpmaddubsw) adds two
+    products of an unsigned activation and a signed 8-bit weight in int16, which saturates
+    (0.12-0.58 off the float model at H = 8..64 on a Zen 3); with 7-bit weights (|code| <= 64,
+    quantize_dynamic's reduce_range) a pair is at most 2 * 255 * 64 = 32640 and fits."""
+    from .. import _isa
+
+    features = _isa.cpu_features()
+    if not features:
+        return True
+    return bool((features.get("avx512_vnni") and features.get("os_avx512"))
+                or features.get("avx_vnni"))
+
+
 def ort_int8_model(model):
     """quantize_dynamic of an onnx.ModelProto's LSTM nodes (_ORT_QUANT_NOTE); returns the
     quantized onnx.ModelProto, or None when no node was quantized (a GRU or RNN: ONNX Runtime
@@ -217,7 +237,9 @@ def build_ort_int8(problem, threads: int = 1) -> Optional["peers.Contender"]:
 
     return peers.Contender(name="ort int8", family="peer", version=ort.__version__,
                            infer=infer, y_of=lambda out: np.asarray(out[0])[:, 0],
-                           note=_ORT_QUANT_NOTE, keepalive=session)
+                           note=_ORT_QUANT_NOTE + ("" if ort_int8_exact()
+                                                   else _ORT_SATURATES_NOTE),
+                           keepalive=session)
 
 
 def torch_int8_module(module):
@@ -428,7 +450,8 @@ def run_quantized(shapes: Sequence[Sequence[int]] = DEFAULT_QUANTIZED_SHAPES,
                 names.append(name)
             progress.update(label + " timing")
             timings = dict(zip(names, measure_rotation(fns, min_time * len(fns), repeats,
-                                                       warmup=1, calls=calls)))
+                                                       warmup=1, calls=calls,
+                                                       contexts=[settled] * len(fns))))
             case_rows = []
             for name in built:
                 if name in timings:
@@ -452,7 +475,7 @@ def run_quantized(shapes: Sequence[Sequence[int]] = DEFAULT_QUANTIZED_SHAPES,
             "lstm_shapes": [shape_label(s) for s in shapes],
             "gru_shapes": [shape_label(s) for s in gru_shapes],
             "min_time_s": min_time, "min_repeats": repeats, "block_s": BLOCK_SECONDS,
-            "errors": "max |y - y_f32| and max |y - y_f32| / max |y_f32|, y_f32 = fastlstm "
+            "settle_s": SETTLE_SECONDS, "errors": "max |y - y_f32| and max |y - y_f32| / max |y_f32|, y_f32 = fastlstm "
                       "float32's output on the same weights and inputs",
             "other_processes_cpus": other_load.cpus()}
     return {"meta": meta, "rows": rows, "speedups": summary}

@@ -31,7 +31,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from . import peers
 from .grid import DEFAULT_SHAPES, shape_label
 from .machine import OtherLoad, isa_info, machine_line
-from .timing import DEFAULT_MIN_TIME, DEFAULT_REPEATS, Progress, measure_rotation
+from .timing import (DEFAULT_MIN_TIME, DEFAULT_REPEATS, SETTLE_SECONDS, Progress, measure_rotation,
+                     settled)
 
 #: the contenders of the table, in table order (those of the run's contenders)
 SCALING_CONTENDERS = ("cython", "onnxruntime", "torch")
@@ -39,8 +40,6 @@ SCALING_CONTENDERS = ("cython", "onnxruntime", "torch")
 THREAD_COUNTS = (1, 2)
 #: about how long one timed block of calls lasts
 BLOCK_SECONDS = 0.01
-#: the untimed wait before the first block of each contender in a round
-SETTLE_SECONDS = 0.03
 
 
 def batch_of_one(shapes: Sequence[Sequence[int]]) -> List[Tuple[int, int, int, int]]:
@@ -86,9 +85,7 @@ def _time_once(fn) -> float:
 def _settled_threads(n: int, settle: float):
     """peers.threads_limited(n), entered after sleeping `settle` seconds (other contenders'
     spinning threads go quiet meanwhile)."""
-    if settle > 0:
-        time.sleep(settle)
-    with peers.threads_limited(n):
+    with settled(settle), peers.threads_limited(n):
         yield
 
 

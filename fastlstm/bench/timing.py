@@ -5,6 +5,8 @@
     measure_rotation(fns, calls=n)   any number of callables, one block of n calls of each in
                                      turn, each block optionally inside its own context (a
                                      thread limit); a block gives one time per call
+    settled(seconds)                 a context that first sleeps, untimed: the threads that
+                                     the previous contender left spinning go quiet
 
 Every function warms up first (JIT compilation, caches), then times until at least `repeats`
 timings and at least `min_time` seconds are done; Timing.median is what the tables report.
@@ -20,6 +22,10 @@ import numpy as np
 DEFAULT_MIN_TIME = 0.3
 DEFAULT_REPEATS = 5
 DEFAULT_WARMUP = 1
+#: the untimed wait before a contender's block when contenders take turns: ONNX Runtime's pool
+#: threads (and OpenMP's) keep spinning for 10-30 ms after their calls, and on a machine with
+#: as many cores as threads they took a core from the contender that followed
+SETTLE_SECONDS = 0.03
 
 
 @dataclass
@@ -108,6 +114,14 @@ def measure_rotation(fns: Sequence[Callable[[], object]], min_time: float = DEFA
                     fn()
                 times[k].append((clock() - t0) / calls[k])
     return [Timing(t) for t in times]
+
+
+@contextlib.contextmanager
+def settled(seconds: float = SETTLE_SECONDS):
+    """A context entered after sleeping `seconds` (untimed in measure_rotation's contexts)."""
+    if seconds > 0:
+        time.sleep(seconds)
+    yield
 
 
 class Progress:
