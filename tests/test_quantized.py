@@ -174,8 +174,8 @@ def test_reference_cells_take_reduced_weights():
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (1, 5, 3), (3, 4, 16), (5, 33, 40),
-                                   (13, 256, 100), (17, 512, 64)])
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (1, 5, 3), (1, 64, 20), (3, 4, 16), (5, 33, 40),
+                                   (9, 40, 130), (13, 256, 100), (17, 512, 64)])
 def test_cython_product_against_reference(precision, m, k, n):
     """int8: the same bits as the reference on every path; bfloat16: to rounding."""
     module = _cython().reduced_module
