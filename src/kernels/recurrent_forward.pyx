@@ -12,12 +12,14 @@ parallel, by panels). Then one of two decompositions, chosen by the rule in _lay
 - the column split, for batches too small for that (below, column_step): the threads share
   every step, each owning a slice of the hidden units and its part of the weights, and meet
   at a barrier per step.
-In the groups of rows, each chunk of steps starts with the input projection of the group's
-active rows at all its steps (one pass over the packed w_ih^T; with a single group, shared
-between the threads when it is large); then per step the recurrent product(s) and the cell's
-fused pointwise pass. Variable lengths: rows are sorted by length inside each group (with the
-column split, over the whole batch), so the active rows of a step are a prefix that only shrinks; finished
-rows cost nothing. No BLAS call, and nothing is allocated here.
+In the groups of rows (one thread: one group), a group of a large batch whose weights are
+small runs its rows in blocks, each block's time loop to the end before the next, so that a
+step's gates stay in L2 (block_rows). Each chunk of steps starts with the input projection of
+the block's active rows at all its steps (one pass over the packed w_ih^T; with a single group
+of several threads, shared between the threads when it is large); then per step the recurrent
+product(s) and the cell's fused pointwise pass. Variable lengths: rows are sorted by length
+inside each group (with the column split, over the whole batch), so the active rows of a step
+are a prefix that only shrinks; finished rows cost nothing. No BLAS call, and nothing is allocated here.
 """
 from cython cimport floating
 from libc.stdint cimport int64_t
@@ -27,7 +29,7 @@ cimport numpy as cnp
 
 from ._gemm cimport aligned, gemm, gemm_groups, gemm_step, pack, packed_length, panel_width
 from ._gru_cell cimport gru_forward_rows, gru_new_rows, gru_reset_rows
-from ._layout cimport (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU,
+from ._layout cimport (GRU_LINEAR_BEFORE_RESET, GRU_RESET_BEFORE, LSTM, RNN_RELU, RNN_TANH,
                        PACKED_FOR_COLUMNS, PACKED_FOR_ROWS, column_threads, forward_scratch,
                        gate_blocks, gate_width,
                        lengths_problem, lengths_problem_at, recurrent_packed_length,
@@ -41,6 +43,12 @@ from ._rnn_cell cimport rnn_forward_rows
 DEF SHARED_PROJECTION_MACS = 1 << 21
 # The weights are packed by all threads when they hold at least this many values.
 DEF SHARED_PACKING_VALUES = 1 << 16
+# A group's rows run in blocks (block_rows) when the weights take at most this many bytes and
+# the rows' step data more than ROW_BLOCK_BYTES (a quarter of the smallest L2 of the x86-64
+# CPUs measured here, Zen 3's 512 KiB), at least ROW_BLOCK_MIN rows to a block.
+DEF ROW_BLOCK_WEIGHT_BYTES = 1 << 18
+DEF ROW_BLOCK_BYTES = 1 << 17
+DEF ROW_BLOCK_MIN = 16
 
 cnp.import_array()   # ForwardPlan.run reads its arrays through NumPy's C API
 
@@ -177,6 +185,28 @@ cdef void project(const floating* x, const floating* w_ih_pack, const int64_t* l
         s = end
 
 
+cdef inline Py_ssize_t block_rows(int cell, Py_ssize_t I, Py_ssize_t H, Py_ssize_t Hout,
+                                   Py_ssize_t P, Py_ssize_t Gs, Py_ssize_t itemsize,
+                                   Py_ssize_t rows) noexcept nogil:
+    """How many rows of a group run their time loop together (run_group): all of them, unless
+    the weights fit ROW_BLOCK_WEIGHT_BYTES and the rows' step data (their gates, h, c and x
+    rows) would not fit ROW_BLOCK_BYTES; then blocks of rows whose step data fits, so that a
+    step's gates stay in the core's L2 instead of streaming through L3 (a batch of 2000 at
+    H = 64: 2 MB of gates a step)."""
+    cdef Py_ssize_t G = gate_width(cell, H)
+    cdef Py_ssize_t weights = (G * (I + Hout) + P * H) * itemsize
+    cdef Py_ssize_t per_row = (Gs + Hout + H + I) * itemsize
+    if weights > ROW_BLOCK_WEIGHT_BYTES or rows * per_row <= ROW_BLOCK_BYTES:
+        return rows
+    return max(ROW_BLOCK_MIN, ROW_BLOCK_BYTES // per_row // 16 * 16)
+
+
+def row_block(int cell, Py_ssize_t I, Py_ssize_t H, Py_ssize_t Hout, Py_ssize_t P,
+              Py_ssize_t itemsize, Py_ssize_t rows):
+    """block_rows for a group of `rows` rows of a layer (tests): the rows run together."""
+    return block_rows(cell, I, H, Hout, P, 4 * H if cell < RNN_TANH else H, itemsize, rows)
+
+
 cdef void run_group(int cell, const floating* x, const floating* w_ih_pack,
                     const floating* w_hh_pack, const floating* w_n_pack,
                     const floating* w_hr_pack, const floating* bias, const floating* peep,
@@ -184,6 +214,23 @@ cdef void run_group(int cell, const floating* x, const floating* w_ih_pack,
                     floating* work, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                     Py_ssize_t Hout, Py_ssize_t P, Py_ssize_t Gs, Py_ssize_t K, bint keep_c,
                     Py_ssize_t b0, Py_ssize_t b1, const RowMap* rmap) noexcept nogil:
+    """The whole time loop for batch rows b0 <= b < b1 (block_rows of them at a time, each
+    block to the end before the next: rows never meet, and a block of rows sorted by length
+    is still sorted)."""
+    cdef Py_ssize_t r0 = b0, n = block_rows(cell, I, H, Hout, P, Gs, sizeof(floating), b1 - b0)
+    while r0 < b1:
+        run_rows(cell, x, w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, lengths, h, c,
+                 gates, work, T, B, I, H, Hout, P, Gs, K, keep_c, r0, min(b1, r0 + n), rmap)
+        r0 += n
+
+
+cdef void run_rows(int cell, const floating* x, const floating* w_ih_pack,
+                   const floating* w_hh_pack, const floating* w_n_pack,
+                   const floating* w_hr_pack, const floating* bias, const floating* peep,
+                   const int64_t* lengths, floating* h, floating* c, floating* gates,
+                   floating* work, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+                   Py_ssize_t Hout, Py_ssize_t P, Py_ssize_t Gs, Py_ssize_t K, bint keep_c,
+                   Py_ssize_t b0, Py_ssize_t b1, const RowMap* rmap) noexcept nogil:
     """The whole time loop for batch rows b0 <= b < b1, in chunks of K steps (this thread in
     flush-to-zero mode, _fpmode.h); with a row map, each chunk's rows of x gathered before its
     projection and its outputs scattered after its steps."""
@@ -450,6 +497,9 @@ cdef void run_layer(int cell, const floating* x, Packed parts, const floating* b
             run_group(cell, x, w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, lengths,
                       h, c, gates, work, T, B, I, H, Hout, P, Gs, K, keep_c,
                       group * B // n_groups, (group + 1) * B // n_groups, rmap)
+    elif n_threads == 1:   # one thread, one group (its rows in blocks: run_group)
+        run_group(cell, x, w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, lengths, h,
+                  c, gates, work, T, B, I, H, Hout, P, Gs, K, keep_c, 0, B, rmap)
     else:  # one group: all threads project a chunk's input, then one thread runs its steps
         t0 = 0
         while t0 < T and lengths[0] > t0:
