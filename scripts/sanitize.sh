@@ -132,7 +132,8 @@ FASTLSTM_FUZZ_EXAMPLES="$fuzz_examples" run -m pytest -q -p no:cacheprovider -k 
   tests/test_robustness_threads.py tests/test_family_backends.py tests/test_column_split.py \
   tests/test_denormals.py tests/test_packed_weights.py tests/test_streams.py \
   tests/test_quantized.py tests/test_forward_plan.py tests/test_functional_packs.py \
-  tests/test_loop_order.py tests/test_moved_rows.py tests/test_microkernel.py >"$log" 2>&1
+  tests/test_loop_order.py tests/test_moved_rows.py tests/test_microkernel.py \
+  tests/test_row_blocks.py >"$log" 2>&1
 status=$?
 set -e
 

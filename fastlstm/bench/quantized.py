@@ -475,7 +475,8 @@ def run_quantized(shapes: Sequence[Sequence[int]] = DEFAULT_QUANTIZED_SHAPES,
             "lstm_shapes": [shape_label(s) for s in shapes],
             "gru_shapes": [shape_label(s) for s in gru_shapes],
             "min_time_s": min_time, "min_repeats": repeats, "block_s": BLOCK_SECONDS,
-            "settle_s": SETTLE_SECONDS, "errors": "max |y - y_f32| and max |y - y_f32| / max |y_f32|, y_f32 = fastlstm "
+            "settle_s": SETTLE_SECONDS,
+            "errors": "max |y - y_f32| and max |y - y_f32| / max |y_f32|, y_f32 = fastlstm "
                       "float32's output on the same weights and inputs",
             "other_processes_cpus": other_load.cpus()}
     return {"meta": meta, "rows": rows, "speedups": summary}
@@ -510,7 +511,8 @@ def format_quantized(result: Dict[str, object]) -> str:
                  f"fastlstm {meta['backend']} layer modules at float32, int8 and bfloat16 "
                  f"(m.quantize) against ONNX Runtime and torch int8 and float32 on the same "
                  f"weights and inputs (calls in blocks of ~{meta['block_s'] * 1e3:g} ms, all of "
-                 f"a case taking turns; medians)",
+                 f"a case taking turns, each block after an untimed pause of "
+                 f"{meta.get('settle_s', 0) * 1e3:g} ms and call; medians)",
              meta["machine_line"] + ("" if other is None else
                                      f"; other processes kept {other:.2f} CPUs busy"),
              _dot_label(meta["dot_products"]),
