@@ -155,13 +155,25 @@ def make_module(problem: "peers.Problem", options: Optional[Dict] = None, backen
     return module, hx
 
 
+def quantized(module, precision: str, **options):
+    """module.quantize(precision, **options) without its ReducedPrecisionWarning: the bench's
+    header says which products take the plain paths (_dot_label), once, where the warning
+    came once per module (every warnings.catch_warnings, the ONNX quantizer's among them,
+    makes Python forget the warnings it has shown)."""
+    from ..layers.quantized import ReducedPrecisionWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ReducedPrecisionWarning)
+        return module.quantize(precision, **options)
+
+
 def build_fastlstm_module(problem, precision: Optional[str] = None, threads: int = 1,
                           module=None, hx=None) -> "peers.Contender":
     """The layer module on the problem (precision None: float32; "int8" / "bfloat16":
     module.quantize(precision)); infer: module(x, hx) -> (y, hx_n)."""
     if module is None:
         module, hx = make_module(problem)
-    layer = module if precision is None else module.quantize(precision)
+    layer = module if precision is None else quantized(module, precision)
     x = np.ascontiguousarray(problem.x)
 
     def infer():
@@ -625,8 +637,8 @@ def accuracy_rows(shapes: Sequence[Sequence[int]] = DEFAULT_SHAPES,
             module, hx = make_module(problem, options)
             x = problem.x
             y32 = module(x, hx)[0]
-            e8 = errors(module.quantize("int8")(x, hx)[0], y32)
-            e16 = errors(module.quantize("bfloat16")(x, hx)[0], y32)
+            e8 = errors(quantized(module, "int8")(x, hx)[0], y32)
+            e16 = errors(quantized(module, "bfloat16")(x, hx)[0], y32)
             rows.append(AccuracyRow(name, shape, *e8, *e16,
                                     _peer_int8_error("ort", problem, options, y32, peer_names),
                                     _peer_int8_error("torch", problem, options, y32,
@@ -797,13 +809,13 @@ def silero_accuracy(seconds: float = 4.0, threads: int = 1) -> Dict[str, object]
     out["tail_vs_full_model"] = float(np.abs(p32 - probs).max())
     results = {}
     for precision in ("int8", "bfloat16"):
-        y = module.quantize(precision)(x, (h0, c0))[0]
+        y = quantized(module, precision)(x, (h0, c0))[0]
         abs_err, rel_err = errors(y, y32)
         results[precision] = {"max_abs_error": abs_err, "max_rel_error": rel_err,
                               **_speech_diff(speech(y), p32)}
     # int8 with codes calibrated on another clip (calibration_audio), scored on this one
     _, x_cal, _ = _lstm_input(session, calibration_audio(), module.hidden_size)
-    y = module.quantize("int8", calibration=x_cal)(x, (h0, c0))[0]
+    y = quantized(module, "int8", calibration=x_cal)(x, (h0, c0))[0]
     abs_err, rel_err = errors(y, y32)
     results["int8 calibrated"] = {"max_abs_error": abs_err, "max_rel_error": rel_err,
                                   **_speech_diff(speech(y), p32)}
