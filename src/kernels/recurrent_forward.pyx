@@ -19,7 +19,8 @@ the block's active rows at all its steps (one pass over the packed w_ih^T; with 
 of several threads, shared between the threads when it is large); then per step the recurrent
 product(s) and the cell's fused pointwise pass. Variable lengths: rows are sorted by length
 inside each group (with the column split, over the whole batch), so the active rows of a step
-are a prefix that only shrinks; finished rows cost nothing. No BLAS call, and nothing is allocated here.
+are a prefix that only shrinks; finished rows cost nothing. No BLAS call, and nothing is
+allocated here.
 """
 from cython cimport floating
 from libc.stdint cimport int64_t
@@ -214,41 +215,32 @@ cdef void run_group(int cell, const floating* x, const floating* w_ih_pack,
                     floating* work, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                     Py_ssize_t Hout, Py_ssize_t P, Py_ssize_t Gs, Py_ssize_t K, bint keep_c,
                     Py_ssize_t b0, Py_ssize_t b1, const RowMap* rmap) noexcept nogil:
-    """The whole time loop for batch rows b0 <= b < b1 (block_rows of them at a time, each
-    block to the end before the next: rows never meet, and a block of rows sorted by length
-    is still sorted)."""
-    cdef Py_ssize_t r0 = b0, n = block_rows(cell, I, H, Hout, P, Gs, sizeof(floating), b1 - b0)
-    while r0 < b1:
-        run_rows(cell, x, w_ih_pack, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, lengths, h, c,
-                 gates, work, T, B, I, H, Hout, P, Gs, K, keep_c, r0, min(b1, r0 + n), rmap)
-        r0 += n
-
-
-cdef void run_rows(int cell, const floating* x, const floating* w_ih_pack,
-                   const floating* w_hh_pack, const floating* w_n_pack,
-                   const floating* w_hr_pack, const floating* bias, const floating* peep,
-                   const int64_t* lengths, floating* h, floating* c, floating* gates,
-                   floating* work, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
-                   Py_ssize_t Hout, Py_ssize_t P, Py_ssize_t Gs, Py_ssize_t K, bint keep_c,
-                   Py_ssize_t b0, Py_ssize_t b1, const RowMap* rmap) noexcept nogil:
-    """The whole time loop for batch rows b0 <= b < b1, in chunks of K steps (this thread in
-    flush-to-zero mode, _fpmode.h); with a row map, each chunk's rows of x gathered before its
-    projection and its outputs scattered after its steps."""
-    cdef Py_ssize_t t0 = 0, k, s
+    """The whole time loop for batch rows b0 <= b < b1, in blocks of block_rows rows (each
+    block to the end before the next: rows never meet, and a block of rows sorted by length is
+    still sorted) and chunks of K steps (this thread in flush-to-zero mode, _fpmode.h); with a
+    row map, each chunk's rows of x gathered before its projection and its outputs scattered
+    after its steps."""
+    cdef Py_ssize_t t0, k, s, r0 = b0, r1
+    cdef Py_ssize_t n = block_rows(cell, I, H, Hout, P, Gs, sizeof(floating), b1 - b0)
     cdef fl_fpmode mode = fl_flush_denormals()
-    while t0 < T and lengths[b0] > t0:
-        k = min(K, T - t0)
-        if rmap.x != NULL:
-            for s in range(k):
-                gather_x(rmap, <floating*>x, lengths, B, I, t0, s * B + b0, s * B + b1, False)
-        project(x, w_ih_pack, lengths, gates, B, I, gate_width(cell, H), Gs, t0, k, b0, b1)
-        run_chunk(cell, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, lengths, h, c, gates, work,
-                  B, H, Hout, P, Gs, keep_c, t0, k, b0, b1)
-        if rmap.y != NULL:
-            scatter_y(rmap, h, lengths, B, Hout, t0, t0 + k, b0, b1, 0, Hout)
-        t0 += K
-    if rmap.y != NULL:   # the steps after the group's last row ended: zeros
-        scatter_y(rmap, h, lengths, B, Hout, t0, T, b0, b1, 0, Hout)
+    while r0 < b1:
+        r1 = min(b1, r0 + n)
+        t0 = 0
+        while t0 < T and lengths[r0] > t0:
+            k = min(K, T - t0)
+            if rmap.x != NULL:
+                for s in range(k):
+                    gather_x(rmap, <floating*>x, lengths, B, I, t0, s * B + r0, s * B + r1,
+                             False)
+            project(x, w_ih_pack, lengths, gates, B, I, gate_width(cell, H), Gs, t0, k, r0, r1)
+            run_chunk(cell, w_hh_pack, w_n_pack, w_hr_pack, bias, peep, lengths, h, c, gates,
+                      work, B, H, Hout, P, Gs, keep_c, t0, k, r0, r1)
+            if rmap.y != NULL:
+                scatter_y(rmap, h, lengths, B, Hout, t0, t0 + k, r0, r1, 0, Hout)
+            t0 += K
+        if rmap.y != NULL:   # the steps after the block's last row ended: zeros
+            scatter_y(rmap, h, lengths, B, Hout, t0, T, r0, r1, 0, Hout)
+        r0 = r1
     fl_restore_fpmode(mode)
 
 
